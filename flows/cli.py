@@ -1,0 +1,125 @@
+"""`adapterflow`: run the pipeline or one stage, list tasks, print the comparison report."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.config import DATA_DIR_ENV, PipelineConfig, load_config
+from peft_core.errors import AdapterflowError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+STAGE_NAMES = ("pipeline", "prepare", "sources", "transfer", "multitask", "evaluate")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; omit for the built-in demo"),
+    stage: Optional[str] = typer.Option(None, help=f"run one stage: {', '.join(STAGE_NAMES)}"),
+    data_dir: Optional[Path] = typer.Option(None, help=f"data folder for data.source 'local' (or ${DATA_DIR_ENV})"),
+) -> None:
+    """Run the pipeline (or one stage) and print the comparison table."""
+    if stage is not None and stage not in STAGE_NAMES:
+        _fail(f"unknown stage '{stage}'; choose one of: {', '.join(STAGE_NAMES)}")
+    try:
+        cfg = load_config(config, **{"data.path": str(data_dir) if data_dir else None})
+        _check_data_folder(cfg)
+        _quiet_libraries()
+        from flows.stages import run_stage
+
+        run_stage(cfg, None if stage == "pipeline" else stage)
+        if stage != "prepare":
+            _print_report(cfg, "table")
+    except AdapterflowError as exc:
+        _fail(str(exc))
+
+
+def _check_data_folder(cfg: PipelineConfig) -> None:
+    path = cfg.data.resolved_path()
+    if path is not None and not path.is_dir():
+        raise AdapterflowError(
+            f"data folder {path} does not exist; pass --data-dir PATH, set ${DATA_DIR_ENV}, "
+            "or use data.source: hub in the config"
+        )
+
+
+@app.command("tasks")
+def list_tasks_command() -> None:
+    """List the task registry."""
+    from peft_core.task_specs import list_tasks
+
+    table = Table("task", "benchmark", "problem", "labels", "metrics", "description")
+    for spec in list_tasks():
+        labels = "regression" if spec.label_names is None else "/".join(spec.label_names)
+        table.add_row(spec.name, spec.benchmark, spec.problem, labels, ", ".join(spec.metrics), spec.description)
+    console.print(table)
+
+
+@app.command()
+def report(
+    config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+    format: str = typer.Option("table", "--format", help="table, csv or markdown"),
+) -> None:
+    """Print the comparison of the latest pipeline run, read back from MLflow."""
+    if format not in ("table", "csv", "markdown"):
+        _fail(f"unknown format '{format}'; use table, csv or markdown")
+    try:
+        cfg = load_config(config, **{"tracking.experiment": experiment})
+        _quiet_libraries()
+        _print_report(cfg, format)
+    except AdapterflowError as exc:
+        _fail(str(exc))
+
+
+def _print_report(cfg: PipelineConfig, fmt: str) -> None:
+    from tasks.reporting import comparison_table, to_markdown
+    from tasks.tracking import Tracking
+
+    tracking = Tracking.from_config(cfg)
+    table = comparison_table(tracking)
+    if fmt == "csv":
+        table.to_csv(sys.stdout, index=False)
+        return
+    if fmt == "markdown":
+        print(to_markdown(table))
+        return
+    shown = table.drop(columns=["run_id"], errors="ignore")
+    rich_table = Table(*shown.columns, title=f"adapterflow — experiment '{tracking.experiment}'")
+    for row in shown.itertuples(index=False):
+        rich_table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(rich_table)
+    console.print(f"MLflow store: {tracking.uri}")
+    if tracking.uri.startswith("sqlite:"):
+        console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")
+    console.print("Open the Prefect UI: .venv/bin/prefect server start --host 127.0.0.1  (flow runs appear there)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

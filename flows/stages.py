@@ -1,0 +1,124 @@
+"""Stage flows (prepare, sources, evaluate) and the pipeline that chains them.
+
+Each stage runs alone (`adapterflow run CONFIG --stage NAME`, or its own deployment) and then
+opens its own MLflow parent run; inside `pipeline` all stages share the pipeline's parent run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, unmapped
+
+from flows.config import PipelineConfig
+from flows.runners import make_task_runner
+from tasks.adapter_units import evaluate_saved_adapter, train_source_adapter
+from tasks.data_units import prepare_task_data
+from tasks.reporting import publish_report
+from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
+
+STAGES = ("prepare", "sources", "evaluate")
+
+
+def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
+    tracking = Tracking.from_config(cfg)
+    mark_abandoned_runs_failed(tracking)
+    return tracking, start_pipeline_run(tracking, cfg, f"{label} {datetime.now():%Y-%m-%d %H:%M:%S}")
+
+
+def _wait(futures) -> list:
+    return [f.result() for f in futures]
+
+
+@flow(name="prepare", log_prints=True)
+def prepare(config: PipelineConfig) -> dict[str, dict[str, dict]]:
+    """Prepared splits for every source and target: {"source": {task: info}, "target": {...}}."""
+    roles = [("source", t) for t in config.sources] + [("target", t) for t in config.targets]
+    futures = prepare_task_data.map(unmapped(config), [t for _, t in roles], [r for r, _ in roles])
+    prepared: dict[str, dict[str, dict]] = {"source": {}, "target": {}}
+    for (role, task_name), info in zip(roles, _wait(futures)):
+        prepared[role][task_name] = info
+    return prepared
+
+
+def _source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
+    prompt_kinds = [False, True] if config.needs_prompts() else [False]
+    if config.needs_prompts() and set(config.methods) <= {"pemt"}:
+        prompt_kinds = [True]
+    return [(t, seed, p) for t in config.sources for seed in config.seeds for p in prompt_kinds]
+
+
+@flow(name="sources", log_prints=True)
+def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
+    """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
+    own_parent = parent_run_id is None
+    if own_parent:
+        tracking, parent_run_id = _open_parent(config, "sources")
+    prepared = prepared or _with_runner(prepare, config)(config)
+    jobs = _source_jobs(config)
+    futures = train_source_adapter.map(
+        unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
+        unmapped(parent_run_id), [p for _, _, p in jobs],
+    )
+    results = _finish(futures, tracking if own_parent else None, parent_run_id)
+    return results
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run_id: str | None = None,
+             prepared: dict | None = None) -> list[dict]:
+    """Re-evaluate saved adapters from their artifacts (sources, unless `units` are given)."""
+    own_parent = parent_run_id is None
+    if own_parent:
+        tracking, parent_run_id = _open_parent(config, "evaluate")
+    prepared = prepared or _with_runner(prepare, config)(config)
+    units = units if units is not None else _with_runner(sources, config)(config, parent_run_id, prepared)
+    evaluable = [u for u in units if u.get("artifact_dir") and u["method"] in ("adapter", "prompt_adapter")]
+    futures = evaluate_saved_adapter.map(unmapped(config), evaluable, [_prepared_for(prepared, u) for u in evaluable],
+                                         unmapped(parent_run_id))
+    return _finish(futures, tracking if own_parent else None, parent_run_id)
+
+
+def _prepared_for(prepared: dict, unit: dict) -> dict:
+    role = "source" if unit["stage"] == "sources" else "target"
+    return prepared[role][unit["task"]]
+
+
+def _finish(futures, tracking: Tracking | None, parent_run_id: str) -> list[dict]:
+    """Wait for the units; a stage that opened its own parent run closes it and publishes the report."""
+    try:
+        results = _wait(futures)
+    except BaseException:
+        if tracking is not None:
+            end_run(tracking, parent_run_id, failed=True)
+        raise
+    if tracking is not None:
+        publish_report(tracking, parent_run_id)
+        end_run(tracking, parent_run_id)
+    return results
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(config: PipelineConfig) -> str:
+    """prepare -> sources -> evaluate, under one MLflow parent run; returns the parent run id."""
+    tracking, parent_run_id = _open_parent(config, "pipeline")
+    try:
+        prepared = _with_runner(prepare, config)(config)
+        source_units = _with_runner(sources, config)(config, parent_run_id, prepared)
+        _with_runner(evaluate, config)(config, source_units, parent_run_id, prepared)
+        publish_report(tracking, parent_run_id)
+    except BaseException:
+        end_run(tracking, parent_run_id, failed=True)
+        raise
+    end_run(tracking, parent_run_id)
+    return parent_run_id
+
+
+def _with_runner(stage_flow, config: PipelineConfig):
+    return stage_flow.with_options(task_runner=make_task_runner(config))
+
+
+def run_stage(config: PipelineConfig, stage: str | None):
+    """Run one stage flow (or the whole pipeline) with the config's task runner."""
+    flows = {"pipeline": pipeline, "prepare": prepare, "sources": sources, "evaluate": evaluate}
+    return _with_runner(flows[stage or "pipeline"], config)(config)

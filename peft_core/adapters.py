@@ -1,0 +1,81 @@
+"""Bottleneck adapters, K of them stacked in one module so a site computes all K at once.
+
+`A_j(z) = W_up_j · act(W_down_j · z + b_down_j) + b_up_j` (METHODS §0). The K down-projections are
+one (d, K·m) matrix, so they cost a single GEMM; the up-projections are kept per adapter as
+(K, m, d) and combined by `mix`, which folds per-adapter weights into that GEMM instead of
+materialising K outputs of size d. Compositions that need each adapter's output separately
+(AdapterFusion's attention) call `outputs`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .configs import AdapterConfig
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}
+
+
+class AdapterBank(nn.Module):
+    def __init__(self, num_adapters: int, hidden_size: int, config: AdapterConfig):
+        super().__init__()
+        if hidden_size % config.reduction_factor:
+            raise ValueError(f"hidden size {hidden_size} is not divisible by reduction factor {config.reduction_factor}")
+        self.num_adapters = num_adapters
+        self.hidden_size = hidden_size
+        self.bottleneck = hidden_size // config.reduction_factor
+        k, d, m = num_adapters, hidden_size, self.bottleneck
+        self.down_weight = nn.Parameter(torch.randn(d, k * m) * config.init_std)
+        self.down_bias = nn.Parameter(torch.zeros(k * m))
+        self.up_weight = nn.Parameter(torch.randn(k, m, d) * config.init_std)
+        self.up_bias = nn.Parameter(torch.zeros(k, d))
+        self.act = ACTIVATIONS[config.activation]()
+
+    def hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """Bottleneck activations of every adapter: (..., K, m)."""
+        h = self.act(z @ self.down_weight + self.down_bias)
+        return h.unflatten(-1, (self.num_adapters, self.bottleneck))
+
+    def outputs(self, z: torch.Tensor) -> torch.Tensor:
+        """Every adapter's output stacked on a new trailing-but-one axis: (..., K, d)."""
+        h = self.hidden(z)
+        return torch.einsum("...km,kmd->...kd", h, self.up_weight) + self.up_bias
+
+    def mix(self, z: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """`Σ_j c_j ⊙ A_j(z)` in one GEMM.
+
+        `coefficients` is (K, d) or (K, 1) for weights shared by all tokens (ScaLearn, averaging),
+        or (B, K) for one weight per example and adapter (PEMT's gate); z is (B, T, d).
+        """
+        h = self.hidden(z)
+        k, m, d = self.up_weight.shape
+        if coefficients.dim() == 2 and coefficients.shape[0] == k:
+            folded = (self.up_weight * coefficients[:, None, :]).reshape(k * m, d)
+            bias = (self.up_bias * coefficients).sum(0)
+            return h.flatten(-2) @ folded + bias
+        per_example = coefficients[:, None, :, None]  # (B, 1, K, 1) against h (B, T, K, m)
+        return (h * per_example).flatten(-2) @ self.up_weight.reshape(k * m, d) + coefficients @ self.up_bias
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Sum of all adapters' outputs; for a bank of one, that adapter's output."""
+        ones = torch.ones(self.num_adapters, 1, dtype=z.dtype, device=z.device)
+        return self.mix(z, ones)
+
+    # -- per-adapter tensors, the layout artifacts are stored in -------------------------------
+    def adapter_state(self, j: int) -> dict[str, torch.Tensor]:
+        m = self.bottleneck
+        return {
+            "down_weight": self.down_weight[:, j * m : (j + 1) * m].detach().clone(),
+            "down_bias": self.down_bias[j * m : (j + 1) * m].detach().clone(),
+            "up_weight": self.up_weight[j].detach().clone(),
+            "up_bias": self.up_bias[j].detach().clone(),
+        }
+
+    @torch.no_grad()
+    def load_adapter_state(self, j: int, state: dict[str, torch.Tensor]) -> None:
+        m = self.bottleneck
+        self.down_weight[:, j * m : (j + 1) * m].copy_(state["down_weight"])
+        self.down_bias[j * m : (j + 1) * m].copy_(state["down_bias"])
+        self.up_weight[j].copy_(state["up_weight"])
+        self.up_bias[j].copy_(state["up_bias"])

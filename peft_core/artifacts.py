@@ -1,0 +1,71 @@
+"""Adapter artifacts: a folder of `adapter_config.json` + `adapter.safetensors` (no pickle).
+
+The config records what the weights only make sense with: the method and placement, the
+bottleneck settings, the backbone's name and fingerprint, the task spec and label names, the
+training settings, the data digest and the library version. Loading checks the backbone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .backbones import Backbone
+from .checkpoints import atomic_directory_write
+from .errors import ArtifactError
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter.safetensors"
+FORMAT_VERSION = 1
+LIBRARY_VERSION = "0.1.0"
+
+
+def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
+    """Write the folder atomically: a reader sees either nothing or the complete artifact."""
+    full = {"format_version": FORMAT_VERSION, "library_version": LIBRARY_VERSION, **config}
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+
+    atomic_directory_write(Path(folder), write)
+    return Path(folder)
+
+
+def read_artifact_config(folder: Path) -> dict:
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ArtifactError(
+            f"{folder} is not a complete adapter artifact (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+            "re-run the stage that trains it"
+        )
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{folder / CONFIG_FILE} is not valid JSON ({exc}); re-run the stage that trains it") from None
+
+
+def check_compatible(config: dict, folder: Path, backbone: Backbone, placement: str | None = None) -> None:
+    """Raise a clear error when an artifact was made for another backbone or placement."""
+    made_for = config.get("backbone", {})
+    if made_for.get("fingerprint") != backbone.fingerprint:
+        raise ArtifactError(
+            f"adapter {folder} was trained on backbone '{made_for.get('name')}' "
+            f"(fingerprint {made_for.get('fingerprint')}), not on '{backbone.name}' "
+            f"(fingerprint {backbone.fingerprint}); retrain it on this backbone or use its backbone"
+        )
+    if placement is not None and config.get("adapter", {}).get("placement") != placement:
+        raise ArtifactError(
+            f"adapter {folder} uses placement '{config.get('adapter', {}).get('placement')}', "
+            f"this model needs '{placement}'; retrain it with adapter.placement: {placement}"
+        )
+
+
+def load_artifact(folder: Path, backbone: Backbone, placement: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, tensors) of an artifact checked against `backbone` (and `placement` if given)."""
+    config = read_artifact_config(folder)
+    check_compatible(config, Path(folder), backbone, placement)
+    return config, load_file(Path(folder) / WEIGHTS_FILE)

@@ -1,0 +1,69 @@
+"""What a site does with several adapters, and the registry of transfer methods.
+
+Every transfer method is a builder `build(banks, adapter_config, **options) -> [Composition]`
+that receives the frozen source `AdapterBank` of every site (in site order) and returns one
+composition per site; building all sites at once is what lets the ++ variants share one ω.
+
+    method = get_method("scalearn")
+    compositions = method.compositions(banks, adapter_config, {"omega_dropout": 0.1})
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..adapters import AdapterBank
+from ..configs import AdapterConfig
+from ..errors import ConfigError
+from ..sites import Composition
+from .average import UniformAverage, build_average
+from .fusion import AdapterFusion, build_fusion
+from .pemt import AttentivePrompt, PEMTMixture, build_pemt
+from .scalearn import SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
+from .single import SingleAdapter
+
+
+@dataclass(frozen=True)
+class TransferMethod:
+    name: str
+    build: Callable[..., list[Composition]]
+    uses_prompts: bool = False  # PEMT: sources must carry task prompts, the target gets an AttentivePrompt
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The keyword options `build` accepts (the method's `method_options`)."""
+        params = inspect.signature(self.build).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    def compositions(self, banks: Sequence[AdapterBank], adapter: AdapterConfig,
+                     options: dict | None = None) -> list[Composition]:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "none"
+            raise ConfigError(f"method '{self.name}' has no option(s) {unknown}; its options: {valid}")
+        return self.build(banks, adapter, **options)
+
+
+TRANSFER_METHODS: dict[str, TransferMethod] = {
+    "average": TransferMethod("average", build_average),
+    "adapterfusion": TransferMethod("adapterfusion", build_fusion),
+    **{name: TransferMethod(name, variant.build) for name, variant in SCALEARN_VARIANTS.items()},
+    "pemt": TransferMethod("pemt", build_pemt, uses_prompts=True),
+}
+COMPOSITIONS = TRANSFER_METHODS  # the name the site-level code uses for the same registry
+
+
+def get_method(name: str) -> TransferMethod:
+    try:
+        return TRANSFER_METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown transfer method '{name}'; use one of: {', '.join(TRANSFER_METHODS)}") from None
+
+
+__all__ = [
+    "COMPOSITIONS", "TRANSFER_METHODS", "AdapterFusion", "AttentivePrompt", "PEMTMixture", "ScaLearn",
+    "ScaLearnVariant", "SingleAdapter", "TransferMethod", "UniformAverage", "get_method",
+]

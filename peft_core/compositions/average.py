@@ -1,0 +1,29 @@
+"""The uniform-average baseline (METHODS §3): `delta = (1/K) Σ_j A_j(z)`, nothing trains but the head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..adapters import AdapterBank
+from ..configs import AdapterConfig
+from ..sites import Composition, ForwardContext
+
+
+class UniformAverage(Composition):
+    def __init__(self, bank: AdapterBank):
+        super().__init__()
+        self.bank = bank
+        k = bank.num_adapters
+        self.register_buffer("coefficients", torch.full((k, 1), 1.0 / k), persistent=False)
+
+    def forward(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
+        return self.bank.mix(z, self.coefficients.to(z.dtype))
+
+    def report(self) -> dict:
+        return {"weights": self.coefficients[:, 0].tolist()}
+
+
+def build_average(banks: Sequence[AdapterBank], adapter: AdapterConfig) -> list[UniformAverage]:
+    return [UniformAverage(bank) for bank in banks]

@@ -1,0 +1,73 @@
+"""AdapterFusion (Pfeiffer et al. 2021, METHODS §1a): attention over the K frozen adapters' outputs.
+
+Per site: `q = z W_Qᵀ + b_Q`, `k_j = up_j W_Kᵀ + b_K`, `v_j = up_j W_Vᵀ` (no value bias, as in
+AdapterHub), `a = softmax_j(q·k_j)`, `delta = Σ_j a_j v_j`; W_V starts as the identity and the
+regulariser `0.01·‖I − W_V‖²_F` (summed over sites) joins the loss.
+
+Parameters per site: W_Q, W_K with biases and W_V without: 3d² + 2d. For RoBERTa-base
+(d = 768, 12 layers) that is 12 × 1,771,008 = 21,252,096, the published count; it does not
+depend on the number of sources.
+
+Keys and values are never computed per source: `q·k_j = (q W_K)·up_j + q·b_K` and
+`Σ_j a_j v_j = (Σ_j a_j up_j) W_Vᵀ`, so the d×d projections cost the same for any K (exactly the
+same function as the per-source form, only cheaper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..adapters import AdapterBank
+from ..configs import AdapterConfig
+from ..sites import ForwardContext
+from .tracking import TrackedComposition
+
+FUSION_LEARNING_RATE = 5e-5
+FUSION_INIT_STD = 0.02  # AdapterHub's BERT init for W_Q and W_K; their biases start at zero
+
+
+class AdapterFusion(TrackedComposition):
+    learning_rate = FUSION_LEARNING_RATE
+
+    def __init__(self, bank: AdapterBank, regularization: float = 0.01, attention_dropout: float = 0.1):
+        super().__init__(bank.num_adapters)
+        d = bank.hidden_size
+        self.bank = bank
+        self.regularization = regularization
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.value = nn.Linear(d, d, bias=False)
+        for linear in (self.query, self.key):
+            nn.init.normal_(linear.weight, std=FUSION_INIT_STD)
+            nn.init.zeros_(linear.bias)
+        with torch.no_grad():
+            self.value.weight.copy_(torch.eye(d))
+        # AdapterHub applies dropout to the attention scores before the softmax.
+        self.score_dropout = nn.Dropout(attention_dropout)
+
+    def forward(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
+        up = self.bank.outputs(z)  # (B, T, K, d)
+        q = self.query(z)
+        scores = torch.einsum("btd,btkd->btk", q @ self.key.weight, up) + (q @ self.key.bias).unsqueeze(-1)
+        attention = torch.softmax(self.score_dropout(scores), dim=-1)
+        self.track(attention, context.attention_mask)
+        if self.regularization:
+            context.auxiliary_losses.append(self.regularization * self.value_regularizer())
+        return self.value(torch.einsum("btk,btkd->btd", attention, up))
+
+    def value_regularizer(self) -> torch.Tensor:
+        """‖I − W_V‖²_F."""
+        w = self.value.weight
+        return (torch.eye(w.shape[0], dtype=w.dtype, device=w.device) - w).pow(2).sum()
+
+    def report(self) -> dict:
+        """Mean attention per source over the non-padding tokens of the tracked evaluation passes."""
+        return {"weights": self.mean_weights()}
+
+
+def build_fusion(banks: Sequence[AdapterBank], adapter: AdapterConfig, *, regularization: float = 0.01,
+                 attention_dropout: float = 0.1) -> list[AdapterFusion]:
+    return [AdapterFusion(bank, regularization, attention_dropout) for bank in banks]

@@ -1,0 +1,22 @@
+"""HyperFormer (METHODS §2): one hypernetwork generates every task's houlsby adapters."""
+
+from .composition import GeneratedAdapters, HyperAdapter
+from .counting import config_layernorm_count, hyperformer_parameter_count
+from .hypernetwork import POSITIONS, VARIANTS, HyperNetConfig, HyperNetwork, TaskEmbeddings
+from .layernorms import layernorm_parameters, load_backbone_layernorms
+from .model import HyperFormerModel
+
+__all__ = [
+    "POSITIONS",
+    "VARIANTS",
+    "GeneratedAdapters",
+    "HyperAdapter",
+    "HyperFormerModel",
+    "HyperNetConfig",
+    "HyperNetwork",
+    "TaskEmbeddings",
+    "config_layernorm_count",
+    "hyperformer_parameter_count",
+    "layernorm_parameters",
+    "load_backbone_layernorms",
+]

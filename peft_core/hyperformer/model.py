@@ -1,0 +1,73 @@
+"""A backbone with hypernetwork-generated houlsby adapters and one head per task (HyperFormer)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..backbones import Backbone
+from ..configs import AdapterConfig
+from ..model import AdapterModel, ModelOutput
+from ..task_specs import TaskSpec
+from .composition import GeneratedAdapters, HyperAdapter
+from .counting import hyperformer_parameter_count
+from .hypernetwork import HyperNetConfig, HyperNetwork
+from .layernorms import LayerNormSnapshot, layernorm_parameter_count, layernorm_parameters, layernorm_tensors
+
+
+class HyperFormerModel(AdapterModel):
+    """Trainable: the hypernetwork (with its embeddings), the backbone's LayerNorms, the heads.
+
+    The placement is always houlsby with a LayerNorm after each adapter, whatever
+    `adapter.placement` says; `adapter` gives the reduction factor and activation.
+    The backbone's LayerNorms are trained in place and put back by `detach()`.
+    """
+
+    def __init__(self, backbone: Backbone, specs: list[TaskSpec], adapter: AdapterConfig,
+                 config: HyperNetConfig = HyperNetConfig()):
+        super().__init__(backbone, "houlsby")
+        self.adapter_config = replace(adapter, placement="houlsby", layer_norm_after=True)
+        self.hypernetwork = HyperNetwork([s.name for s in specs], backbone.num_layers, backbone.hidden_size,
+                                         adapter.reduction_factor, config)
+        self.task_specs = {spec.name: spec for spec in specs}
+        self.generated = GeneratedAdapters(self.hypernetwork)
+        self.set_compositions(lambda site: HyperAdapter(site, self.generated, adapter.activation))
+        for spec in specs:
+            self.add_head(spec)
+        self._layernorm_snapshot = LayerNormSnapshot(self.encoder)
+        for p in layernorm_parameters(self.encoder).values():
+            p.requires_grad_(True)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.hypernetwork.tasks
+
+    def forward(self, batch: dict[str, torch.Tensor], task: str) -> ModelOutput:
+        self.hypernetwork.task_embeddings.index(task)  # a ConfigError naming the known tasks
+        try:
+            return super().forward(batch, task)
+        finally:
+            self.generated.clear()  # weights live for one pass; also frees their graph
+
+    def detach(self) -> None:
+        self._layernorm_snapshot.restore()
+        super().detach()
+
+    @torch.no_grad()
+    def materialised_tensors(self, task: str) -> dict[str, torch.Tensor]:
+        """`task`'s generated adapters, head and the backbone LayerNorms, as a single-adapter artifact."""
+        tensors = {}
+        for site in self.sites:
+            for name, value in site.composition.weights(task).items():
+                tensors[f"sites.{site.key}.{name}"] = value.clone()
+        self.generated.clear()
+        tensors |= {f"head.{name}": value for name, value in self.heads[task].state_dict().items()}
+        return tensors | layernorm_tensors(self.encoder)
+
+    def closed_form_parameter_count(self) -> dict[str, int]:
+        """`hyperformer_parameter_count` for this model's sizes (compare with `count_parameters`)."""
+        info = self.backbone_info
+        return hyperformer_parameter_count(info.hidden_size, info.num_layers, len(self.tasks),
+                                           self.adapter_config.reduction_factor, self.hypernetwork.config,
+                                           layernorm_params=layernorm_parameter_count(self.encoder))

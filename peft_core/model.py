@@ -1,0 +1,113 @@
+"""A frozen backbone with adapter sites, an optional input prompt, and one head per task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .backbones import Backbone
+from .heads import TaskHead
+from .sites import AdapterSite, Composition, ForwardContext, attach_sites, detach_sites
+from .task_specs import TaskSpec
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+class AdapterModel(nn.Module):
+    """Backbone + sites. `pooling` is "mean" (sentence-transformers style) or "cls"."""
+
+    def __init__(self, backbone: Backbone, placement: str = "pfeiffer", pooling: str = "mean"):
+        super().__init__()
+        self.backbone_info = backbone
+        self.encoder = backbone.model
+        self.placement = placement
+        self.pooling = pooling
+        self.context = ForwardContext()
+        self.sites: list[AdapterSite] = attach_sites(backbone, placement, self.context)
+        self.heads = nn.ModuleDict()
+        self.prompt: nn.Module | None = None  # called with the batch size, returns (B, l, d) embeddings
+
+    # -- building ------------------------------------------------------------------------------
+    def set_compositions(self, make: Callable[[AdapterSite], Composition | None]) -> None:
+        for site in self.sites:
+            site.composition = make(site)
+
+    def add_head(self, spec: TaskSpec, dropout: float = 0.1) -> TaskHead:
+        self.heads[spec.name] = TaskHead(self.backbone_info.hidden_size, spec, dropout)
+        return self.heads[spec.name]
+
+    def detach(self) -> None:
+        """Remove every site: the backbone is left exactly as it was loaded."""
+        detach_sites(self.backbone_info)
+        self.sites = []
+
+    # -- running -------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor], task: str) -> ModelOutput:
+        head = self.heads[task]
+        input_ids = batch["input_ids"]
+        num_choices = input_ids.shape[1] if input_ids.dim() == 3 else None
+        flat = {k: v.flatten(0, 1) if num_choices else v for k, v in batch.items() if k != "labels"}
+        hidden, mask = self._encode(flat, task)
+        logits = head(self._pool(hidden, mask), num_choices)
+        loss = None
+        if "labels" in batch:
+            loss = head.loss(logits, batch["labels"])
+            if self.context.auxiliary_losses:
+                loss = loss + torch.stack(self.context.auxiliary_losses).sum()
+        return ModelOutput(logits=logits, loss=loss)
+
+    def _encode(self, inputs: dict[str, torch.Tensor], task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = inputs["attention_mask"]
+        if self.prompt is None:
+            self.context.reset(task, mask, 0)
+            return self.encoder(**inputs).last_hidden_state, mask
+        prefix = self.prompt(mask.shape[0])
+        length = prefix.shape[1]
+        embeds = torch.cat([prefix, self.encoder.get_input_embeddings()(inputs["input_ids"])], dim=1)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], length), mask], dim=1)
+        extra = {}
+        if "token_type_ids" in inputs:
+            types = inputs["token_type_ids"]
+            extra["token_type_ids"] = torch.cat([types.new_zeros(types.shape[0], length), types], dim=1)
+        self.context.reset(task, full_mask, length)
+        hidden = self.encoder(inputs_embeds=embeds, attention_mask=full_mask, **extra).last_hidden_state
+        return hidden[:, length:], mask
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    # -- what trains ---------------------------------------------------------------------------
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def parameter_groups(self, default_lr: float) -> list[dict]:
+        """Optimizer groups: a composition's own `learning_rate` wins over the default."""
+        special: dict[float, list[nn.Parameter]] = {}
+        claimed: set[int] = set()
+        for module in self.modules():
+            if isinstance(module, Composition) and module.learning_rate is not None:
+                for p in module.parameters():
+                    if p.requires_grad and id(p) not in claimed:
+                        special.setdefault(module.learning_rate, []).append(p)
+                        claimed.add(id(p))
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
+        groups = [{"params": rest, "lr": default_lr}] if rest else []
+        groups += [{"params": ps, "lr": lr} for lr, ps in special.items()]
+        return groups
+
+    def count_parameters(self) -> dict[str, int]:
+        """Trainable parameters, with the heads counted apart from the transfer/adapter part."""
+        head_ids = {id(p) for p in self.heads.parameters()}
+        trainable = self.trainable_parameters().values()
+        heads = sum(p.numel() for p in trainable if id(p) in head_ids)
+        return {"trainable": sum(p.numel() for p in trainable) - heads, "head": heads}

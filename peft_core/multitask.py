@@ -1,0 +1,210 @@
+"""Joint multi-task training (METHODS §2, §3): HyperFormer, HyperFormer++ and two baselines.
+
+- "hyperformer" / "hyperformer_plus_plus": a hypernetwork generates every task's houlsby adapters.
+- "shared_adapter": one adapter per site shared by all tasks, one head per task.
+- "full_multitask": every encoder weight trains, one head per task. Like full fine-tuning it
+  changes the backbone in place: pass a backbone loaded for this job alone.
+
+Every batch holds one task, drawn by temperature sampling; the epoch is chosen by the average of
+the tasks' main validation metrics. The saved folder holds the trainable parameters by name plus
+a JSON config; `materialise_adapter` turns one task of a HyperFormer into a plain adapter artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from statistics import mean
+from typing import Literal
+
+import torch
+
+from .artifacts import load_artifact, read_artifact_config, save_artifact
+from .backbones import Backbone
+from .compositions.single import SingleAdapter
+from .configs import AdapterConfig, TrainConfig
+from .data.types import DatasetSplits
+from .errors import ArtifactError, ConfigError
+from .hyperformer import VARIANTS, HyperFormerModel, HyperNetConfig
+from .model import AdapterModel
+from .recipes import EncodedTaskData, TrainingResult, encode_splits, final_metrics
+from .resources import ResourceMeter
+from .sampling import TemperatureSampler
+from .task_specs import TaskSpec
+from .training import StepCallback, evaluate, fit
+
+MultitaskMethod = Literal["hyperformer", "hyperformer_plus_plus", "shared_adapter", "full_multitask"]
+MULTITASK_METHODS: tuple[str, ...] = (*VARIANTS, "shared_adapter", "full_multitask")
+
+
+def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: MultitaskMethod,
+                          adapter: AdapterConfig, hypernetwork: HyperNetConfig | None = None) -> AdapterModel:
+    """The untrained model of `method`, with one head per task; `hypernetwork`'s variant is `method`'s."""
+    if method in VARIANTS:
+        return HyperFormerModel(backbone, specs, adapter, dataclasses.replace(hypernetwork or HyperNetConfig(), variant=method))
+    if method == "shared_adapter":
+        model = AdapterModel(backbone, adapter.placement)
+        model.set_compositions(lambda site: SingleAdapter(backbone.hidden_size, adapter))
+    elif method == "full_multitask":
+        model = AdapterModel(backbone, "pfeiffer")  # sites stay empty: exact pass-throughs
+        model.encoder.requires_grad_(True)
+    else:
+        raise ConfigError(f"unknown multi-task method {method!r}; use one of {', '.join(MULTITASK_METHODS)}")
+    for spec in specs:
+        model.add_head(spec)
+    return model
+
+
+def train_multitask(
+    backbone: Backbone,
+    specs: list[TaskSpec],
+    splits: dict[str, DatasetSplits],
+    method: MultitaskMethod,
+    adapter: AdapterConfig,
+    train: TrainConfig,
+    output_dir: Path,
+    *,
+    temperature: float = 10.0,
+    hypernetwork: HyperNetConfig | None = None,
+    checkpoint_dir: Path | None = None,
+    on_epoch=None,
+    on_step: StepCallback | None = None,
+) -> TrainingResult:
+    """Train all `specs` jointly. `result.metrics` has `{task}_validation_{metric}`,
+    `{task}_test_{metric}` (tasks with a test set), `average_validation` and, when every task has
+    a test set, `average_test`."""
+    missing = [s.name for s in specs if s.name not in splits]
+    if missing:
+        raise ConfigError(f"no data given for task(s) {', '.join(missing)}; pass their DatasetSplits in `splits`")
+    sampler = TemperatureSampler({s.name: len(splits[s.name].train) for s in specs}, temperature, train.seed)
+    data = {s.name: encode_splits(s, splits[s.name], backbone, train.max_length) for s in specs}
+    no_validation = [name for name, d in data.items() if d.validation is None]
+    if no_validation:
+        raise ConfigError(f"task(s) {', '.join(no_validation)} have no validation examples; model selection needs them")
+
+    model = build_multitask_model(backbone, specs, method, adapter, hypernetwork)
+    steps_per_epoch = sum(d.train.num_batches(train.batch_size) for d in data.values())
+    train_splits = {name: d.train for name, d in data.items()}
+    try:
+        with ResourceMeter() as meter:
+            fitted = fit(
+                model, train,
+                train_batches=lambda epoch: sampler.batches(train_splits, train.batch_size, epoch, steps_per_epoch),
+                steps_per_epoch=steps_per_epoch,
+                validate=lambda: validation_scores(model, specs, data, train.eval_batch_size),
+                main_metric="average",
+                checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step,
+            )
+        metrics = multitask_metrics(model, specs, data, train.eval_batch_size)
+        counts = model.count_parameters()
+        config = {
+            "method": method,
+            "adapter": (model.adapter_config if isinstance(model, HyperFormerModel) else adapter).to_dict(),
+            "hypernetwork": model.hypernetwork.config.to_dict() if isinstance(model, HyperFormerModel) else None,
+            "backbone": backbone.describe(),
+            "tasks": [{"spec": dataclasses.asdict(s), "train_examples": len(splits[s.name].train),
+                       "data_digest": splits[s.name].digest()} for s in specs],
+            "training": train.to_dict(),
+            "temperature": temperature if math.isfinite(temperature) else "inf",
+            "sampling_probabilities": sampler.probabilities,
+            "metrics": metrics,
+            "best_epoch": fitted.best_epoch,
+            "parameters": counts,
+        }
+        save_artifact(output_dir, model.trainable_parameters(), config)
+    finally:
+        model.detach()
+        model.encoder.requires_grad_(False)
+    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
+                          counts["trainable"], counts["head"], Path(output_dir),
+                          extra={"sampling_probabilities": sampler.probabilities})
+
+
+def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
+                      batch_size: int) -> dict[str, float]:
+    """`{task}_{metric}` on every task's validation split, and `average` of the main metrics."""
+    scores = {}
+    for spec in specs:
+        scores |= {f"{spec.name}_{k}": v for k, v in evaluate(model, spec, data[spec.name].validation, batch_size).items()}
+    return scores | {"average": mean(scores[f"{s.name}_{s.main_metric}"] for s in specs)}
+
+
+def multitask_metrics(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
+                      batch_size: int) -> dict[str, float]:
+    metrics = {}
+    for spec in specs:
+        metrics |= {f"{spec.name}_{k}": v for k, v in final_metrics(model, spec, data[spec.name], batch_size).items()}
+    for split in ("validation", "test"):
+        mains = [metrics.get(f"{s.name}_{split}_{s.main_metric}") for s in specs]
+        if all(v is not None for v in mains):
+            metrics[f"average_{split}"] = mean(mains)
+    return metrics
+
+
+def _spec_from_json(fields: dict) -> TaskSpec:
+    return TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
+    """Rebuild a model `train_multitask` saved (checks the backbone fingerprint).
+
+    A HyperFormer's LayerNorms and a full multi-task model's encoder are loaded into `backbone`
+    in place; a HyperFormer puts its LayerNorms back on `detach()`.
+    """
+    config, tensors = load_artifact(folder, backbone)
+    if config.get("method") not in MULTITASK_METHODS:
+        raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a multi-task model; "
+                            f"load it with the loader of that method")
+    specs = [_spec_from_json(entry["spec"]) for entry in config["tasks"]]
+    hypernetwork = HyperNetConfig(**config["hypernetwork"]) if config["hypernetwork"] else None
+    model = build_multitask_model(backbone, specs, config["method"], AdapterConfig(**config["adapter"]), hypernetwork)
+    trainable = model.trainable_parameters()
+    if set(trainable) != set(tensors):
+        model.detach()
+        raise ArtifactError(f"{folder} does not match the {config['method']} model it describes "
+                            f"({len(set(trainable) ^ set(tensors))} tensor names differ); re-run the multi-task stage")
+    with torch.no_grad():
+        for name, param in trainable.items():
+            param.copy_(tensors[name])
+    return model
+
+
+def load_hyperformer(folder: Path, backbone: Backbone) -> HyperFormerModel:
+    method = read_artifact_config(folder).get("method")
+    if method not in VARIANTS:
+        raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer ({' or '.join(VARIANTS)})")
+    return load_multitask_model(folder, backbone)
+
+
+def materialise_adapter(source: Path | HyperFormerModel, backbone: Backbone, task: str, output_dir: Path) -> Path:
+    """Write `task`'s generated adapters as a plain single-adapter artifact (houlsby,
+    `layer_norm_after=True`, plus the trained backbone LayerNorms) that
+    `recipes.load_adapter_model` loads and that computes what the HyperFormer computes for `task`.
+    `source` is a folder `train_multitask` wrote or a HyperFormer in memory.
+    """
+    from_folder = not isinstance(source, HyperFormerModel)
+    model = load_hyperformer(source, backbone) if from_folder else source
+    saved = read_artifact_config(source) if from_folder else {}
+    try:
+        model.hypernetwork.task_embeddings.index(task)  # a ConfigError naming the known tasks
+        spec = model.task_specs[task]
+        entry = next((e for e in saved.get("tasks", []) if e["spec"]["name"] == task), {})
+        metrics = saved.get("metrics", {})
+        config = {
+            "method": "hyperformer_adapter",
+            "adapter": model.adapter_config.to_dict(),
+            "backbone": backbone.describe(),
+            "task": {"name": spec.name, "problem": spec.problem, "label_names": spec.label_names,
+                     "description": spec.description},
+            "training": saved.get("training"),
+            "data_digest": entry.get("data_digest"),
+            "metrics": {f"{split}_{m}": metrics[f"{task}_{split}_{m}"] for split in ("validation", "test")
+                        for m in spec.metrics if f"{task}_{split}_{m}" in metrics},
+            "materialised_from": {"method": model.hypernetwork.config.variant,
+                                  "folder": str(source) if from_folder else None},
+        }
+        return save_artifact(output_dir, model.materialised_tensors(task), config)
+    finally:
+        if from_folder:
+            model.detach()

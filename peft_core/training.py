@@ -1,0 +1,194 @@
+"""The one training loop every stage shares: AdamW, linear schedule, clipping, early stopping,
+a checkpoint every epoch and resume from it, seeded."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from .checkpoints import load_checkpoint, optimizer_from_files, save_checkpoint
+from .configs import TrainConfig
+from .data.encoding import EncodedSplit, collate, make_batches
+from .metrics import compute_metrics
+from .model import AdapterModel
+from .task_specs import TaskSpec
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    validation: dict[str, float]
+    seconds: float
+    examples_per_second: float
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_validation: dict[str, float]
+    history: list[EpochLog] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    stopped_early: bool = False
+
+    def history_dicts(self) -> list[dict]:
+        return [asdict(h) for h in self.history]
+
+
+StepCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def fit_task(
+    model: AdapterModel,
+    spec: TaskSpec,
+    train: EncodedSplit,
+    validation: EncodedSplit,
+    cfg: TrainConfig,
+    **kwargs,
+) -> FitResult:
+    """Train on one task, selecting the epoch by the task's main validation metric."""
+    return fit(
+        model,
+        cfg,
+        train_batches=lambda epoch: ((spec.name, b) for b in train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)),
+        steps_per_epoch=train.num_batches(cfg.batch_size),
+        validate=lambda: evaluate(model, spec, validation, cfg.eval_batch_size),
+        main_metric=spec.main_metric,
+        **kwargs,
+    )
+
+
+def fit(
+    model: AdapterModel,
+    cfg: TrainConfig,
+    *,
+    train_batches: Callable[[int], Iterable[tuple[str, dict]]],
+    steps_per_epoch: int,
+    validate: Callable[[], dict[str, float]],
+    main_metric: str,
+    checkpoint_dir: Path | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+    on_step: StepCallback | None = None,
+) -> FitResult:
+    """Train `model`'s trainable parameters; leaves the best epoch's weights loaded.
+
+    `train_batches(epoch)` yields (task name, batch) pairs, deterministic for a given epoch, so
+    single-task and multi-task training (one task per batch) share this loop.
+    """
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    torch.manual_seed(cfg.seed)
+    groups = model.parameter_groups(cfg.learning_rate)
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = model.trainable_parameters()
+
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+
+    result = FitResult(best_epoch=0, best_validation={})
+    best_weights = {k: p.detach().clone() for k, p in trainable.items()}
+    best_score, epochs_without_gain = -math.inf, 0
+    start_epoch = 0
+    restored = load_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if restored is not None:
+        weights, opt_tensors, state = restored
+        _copy_into(trainable, {k[len("current/"):]: v for k, v in weights.items() if k.startswith("current/")})
+        best_weights = {k[len("best/"):]: v for k, v in weights.items() if k.startswith("best/")}
+        optimizer_from_files(optimizer, opt_tensors, state["optimizer"])
+        start_epoch = result.resumed_from_epoch = state["epoch"]
+        best_score, epochs_without_gain = state["best_score"], state["epochs_without_gain"]
+        result.best_epoch, result.best_validation = state["best_epoch"], state["best_validation"]
+        result.history = [EpochLog(**h) for h in state["history"]]
+        if epochs_without_gain >= cfg.patience:
+            start_epoch = cfg.epochs  # early stopping had already fired before the interruption
+
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed + epoch)  # dropout draws depend only on (seed, epoch): resumable
+        model.train()
+        started, losses, seen = time.perf_counter(), [], 0
+        for step_in_epoch, (task, batch) in enumerate(train_batches(epoch)):
+            if step_in_epoch >= steps_per_epoch:
+                break
+            step = epoch * steps_per_epoch + step_in_epoch
+            for g in optimizer.param_groups:
+                g["lr"] = g["base_lr"] * _lr_factor(step, total_steps, warmup)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss = model(batch, task).loss
+            accelerator.backward(loss)
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(list(trainable.values()), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            seen += batch["labels"].shape[0]
+            if on_step:
+                on_step(step + 1, total_steps, losses[-1])
+
+        scores = validate()
+        seconds = time.perf_counter() - started
+        log = EpochLog(epoch + 1, sum(losses) / max(1, len(losses)), scores, seconds, seen / max(seconds, 1e-9))
+        result.history.append(log)
+        if scores[main_metric] > best_score:
+            best_score, epochs_without_gain = scores[main_metric], 0
+            result.best_epoch, result.best_validation = epoch + 1, scores
+            best_weights = {k: p.detach().clone() for k, p in trainable.items()}
+        else:
+            epochs_without_gain += 1
+        if checkpoint_dir:
+            weights = {f"current/{k}": p for k, p in trainable.items()} | {f"best/{k}": v for k, v in best_weights.items()}
+            save_checkpoint(checkpoint_dir, weights, optimizer, {
+                "epoch": epoch + 1, "best_score": best_score, "epochs_without_gain": epochs_without_gain,
+                "best_epoch": result.best_epoch, "best_validation": result.best_validation,
+                "history": result.history_dicts(),
+            })
+        if on_epoch:
+            on_epoch(log)
+        if epochs_without_gain >= cfg.patience:
+            result.stopped_early = True
+            break
+
+    _copy_into(trainable, best_weights)
+    return result
+
+
+@torch.no_grad()
+def _copy_into(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
+    for name, p in params.items():
+        p.copy_(values[name])
+
+
+@torch.no_grad()
+def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, labels) over a split, in the split's own order."""
+    model.eval()
+    device = next(model.parameters()).device
+    preds, labels, order = [], [], []
+    for indices in make_batches(split.rows, batch_size, shuffle=False, seed=0):
+        batch = {k: v.to(device) for k, v in collate([split.rows[i] for i in indices], split.pad_id).items()}
+        out = model(batch, spec.name)
+        preds.append(model.heads[spec.name].predict(out.logits).cpu())
+        labels.append(batch["labels"].cpu())
+        order.extend(indices)
+    inverse = torch.argsort(torch.tensor(order))
+    return torch.cat(preds)[inverse], torch.cat(labels)[inverse]
+
+
+def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int) -> dict[str, float]:
+    predictions, labels = predict(model, spec, split, batch_size)
+    return compute_metrics(spec, predictions.numpy(), labels.numpy())

@@ -1,0 +1,312 @@
+"""Stage 2 of two-stage transfer (METHODS §1): combine frozen source adapters for a target task.
+
+    result = fit_transfer(backbone, get_task("rte"), splits, "scalearn", [mnli_dir, rte_dir],
+                          TrainConfig(), Path("out/rte-scalearn"))
+    plot_weights_heatmap(result.extra["weights"], result.extra["weights"]["sources"], Path("w.png"))
+
+The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
+compositions, a new head and (PEMT) the target prompt are all that train. The artifact holds
+those trainable tensors only, plus the list of sources (name, folder, fingerprint) needed to
+rebuild the model (`load_transfer_model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapters import AdapterBank
+from .artifacts import WEIGHTS_FILE, load_artifact, read_artifact_config, save_artifact
+from .backbones import Backbone
+from .compositions import TransferMethod, get_method
+from .compositions.pemt import AttentivePrompt
+from .compositions.tracking import TrackedComposition
+from .configs import AdapterConfig, TrainConfig
+from .data.types import DatasetSplits
+from .errors import ArtifactError, ConfigError
+from .model import AdapterModel
+from .prompts import description_embeddings
+from .recipes import TrainingResult, artifact_config, encode_splits, final_metrics
+from .resources import ResourceMeter
+from .sites import PLACEMENTS
+from .task_specs import TaskSpec
+from .training import StepCallback, fit_task
+
+PROMPT_TENSOR = "prompt.embeddings"
+WEIGHTS_PLOT = "weights.png"
+
+
+# -- sources -----------------------------------------------------------------------------------
+@dataclass
+class SourceAdapter:
+    """One frozen source: its task name, folder, config and tensors."""
+
+    name: str
+    directory: Path
+    config: dict
+    tensors: dict[str, torch.Tensor]
+    fingerprint: str  # digest of the weights file: a changed source is detected on reload
+
+    @property
+    def adapter_config(self) -> AdapterConfig:
+        return AdapterConfig(**self.config["adapter"])
+
+    @property
+    def prompt(self) -> torch.Tensor | None:
+        return self.tensors.get(PROMPT_TENSOR)
+
+    def site_state(self, key: str) -> dict[str, torch.Tensor]:
+        prefix = f"sites.{key}."
+        state = {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        if not state:
+            raise ArtifactError(f"source '{self.name}' ({self.directory}) has no adapter for site {key}; "
+                                "it was trained for another model layout, retrain it")
+        return state
+
+    def describe(self) -> dict:
+        return {"name": self.name, "adapter_dir": str(self.directory), "fingerprint": self.fingerprint}
+
+
+def weights_fingerprint(folder: Path) -> str:
+    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+
+
+def load_sources(source_dirs: Sequence[Path], backbone: Backbone, target: str) -> list[SourceAdapter]:
+    """Load and check every source: same backbone, placement and bottleneck shape as the first."""
+    if not source_dirs:
+        raise ConfigError(f"target {target} has no source adapters; train source adapters first and pass "
+                          "their folders (check the config's sources and transfer.source_set)")
+    sources: list[SourceAdapter] = []
+    for directory in map(Path, source_dirs):
+        config = read_artifact_config(directory)
+        name = config.get("task", {}).get("name", directory.name)
+        if not config.get("adapter"):
+            raise ArtifactError(f"source '{name}' ({directory}) is a '{config.get('method')}' artifact, not an "
+                                "adapter; pass folders written by train_adapter")
+        placement = sources[0].adapter_config.placement if sources else None
+        try:
+            config, tensors = load_artifact(directory, backbone, placement)
+        except ArtifactError as exc:
+            raise ArtifactError(f"source '{name}' for target {target}: {exc}") from None
+        source = SourceAdapter(_unique(name, sources), directory, config, tensors, weights_fingerprint(directory))
+        _check_same_shape(source, sources)
+        sources.append(source)
+    return sources
+
+
+def _unique(name: str, sources: list[SourceAdapter]) -> str:
+    """The task name, or `name_<position>` when an earlier source already has it."""
+    return name if name not in {s.name for s in sources} else f"{name}_{len(sources) + 1}"
+
+
+def _check_same_shape(source: SourceAdapter, earlier: list[SourceAdapter]) -> None:
+    if not earlier:
+        return
+    first, this = earlier[0].adapter_config, source.adapter_config
+    for field in ("reduction_factor", "activation"):
+        if getattr(this, field) != getattr(first, field):
+            raise ArtifactError(
+                f"source '{source.name}' ({source.directory}) has adapter {field} {getattr(this, field)!r} but "
+                f"source '{earlier[0].name}' has {getattr(first, field)!r}; sources are stacked, so retrain them "
+                "with one adapter config"
+            )
+
+
+def frozen_bank(sources: Sequence[SourceAdapter], site_key: str, hidden_size: int, adapter: AdapterConfig) -> AdapterBank:
+    """The K source adapters of one site stacked in one bank, with no gradients."""
+    bank = AdapterBank(len(sources), hidden_size, adapter)
+    for j, source in enumerate(sources):
+        bank.load_adapter_state(j, source.site_state(site_key))
+    return bank.requires_grad_(False)
+
+
+# -- the model ---------------------------------------------------------------------------------
+def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[SourceAdapter],
+                         method: TransferMethod, options: dict | None = None) -> AdapterModel:
+    adapter = sources[0].adapter_config
+    if method.uses_prompts:
+        missing = [s for s in sources if s.prompt is None]
+        if missing:
+            names = ", ".join(f"'{s.name}' ({s.directory})" for s in missing)
+            raise ConfigError(
+                f"method '{method.name}' needs sources trained with task prompts, but {names} has none; add "
+                "'pemt' to the config's methods so sources train with prompts (train_adapter(..., with_prompt=True))"
+            )
+    model = AdapterModel(backbone, adapter.placement)
+    try:
+        banks = {site.key: frozen_bank(sources, site.key, backbone.hidden_size, adapter) for site in model.sites}
+        compositions = dict(zip(banks, method.compositions(list(banks.values()), adapter, options)))
+        model.set_compositions(lambda site: compositions[site.key])
+        model.add_head(spec)
+        if method.uses_prompts:
+            model.prompt = AttentivePrompt(description_embeddings(backbone, spec.description),
+                                           [s.prompt for s in sources])
+    except Exception:
+        model.detach()
+        raise
+    return model
+
+
+def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Parameter]:
+    """Every trainable tensor under its artifact name: `sites.{layer}.{position}.{name}`,
+    `head.{name}`, `prompt.embeddings`. A Parameter shared by several sites (ScaLearn++'s ω)
+    appears once, under the first site."""
+    named: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
+    groups = [(f"sites.{site.key}", site.composition) for site in model.sites]
+    groups += [("head", model.heads[task])] + ([("prompt", model.prompt)] if model.prompt is not None else [])
+    for prefix, module in groups:
+        for name, p in module.named_parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                named[f"{prefix}.{name}"] = p
+    return named
+
+
+def reset_weight_statistics(model: AdapterModel) -> None:
+    for site in model.sites:
+        if isinstance(site.composition, TrackedComposition):
+            site.composition.reset_statistics()
+
+
+def weights_report(model: AdapterModel, sources: Sequence[str]) -> dict:
+    """Per site, the weight of each source (ω mean, attention, gate) plus each method's details.
+
+    `weights` is a sites × sources matrix (a row is None where a tracked method saw no
+    evaluation pass); `details` holds the rest of each site's report (e.g. full ω vectors).
+    """
+    reports = {site.key: site.composition.report() for site in model.sites}
+    return {
+        "sources": list(sources),
+        "sites": list(reports),
+        "weights": [r.get("weights") for r in reports.values()],
+        "details": {key: {k: v for k, v in r.items() if k != "weights"} for key, r in reports.items()},
+    }
+
+
+# -- the job -----------------------------------------------------------------------------------
+def fit_transfer(
+    backbone: Backbone,
+    spec: TaskSpec,
+    splits: DatasetSplits,
+    method: str,
+    source_dirs: list[Path],
+    train: TrainConfig,
+    output_dir: Path,
+    *,
+    method_options: dict | None = None,
+    checkpoint_dir: Path | None = None,
+    on_epoch=None,
+    on_step: StepCallback | None = None,
+) -> TrainingResult:
+    """Train `method`'s combination of the frozen sources (and a new head) on the target `spec`.
+
+    Compositions train at their method's published rate (ScaLearn 6e-3, AdapterFusion 5e-5,
+    PEMT 3e-4); `train.learning_rate` applies to the head and everything else. The reported
+    weights (`result.extra["weights"]`) for fusion and PEMT are averaged over the final
+    evaluation (validation and test sets) of the best epoch's model.
+    """
+    transfer_method = get_method(method)
+    sources = load_sources(source_dirs, backbone, spec.name)
+    torch.manual_seed(train.seed)
+    model = build_transfer_model(backbone, spec, sources, transfer_method, method_options)
+    try:
+        data = encode_splits(spec, splits, backbone, train.max_length)
+        with ResourceMeter() as meter:
+            fitted = fit_task(model, spec, data.train, data.validation, train,
+                              checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
+        reset_weight_statistics(model)
+        metrics = final_metrics(model, spec, data, train.eval_batch_size)
+        report = weights_report(model, [s.name for s in sources])
+        counts = model.count_parameters()
+        config = artifact_config(method, backbone, spec, sources[0].adapter_config, train, splits, metrics,
+                                 best_epoch=fitted.best_epoch, sources=[s.describe() for s in sources],
+                                 method_options=method_options or {},
+                                 weights={k: report[k] for k in ("sources", "sites", "weights")})
+        tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
+        save_artifact(output_dir, tensors, config)
+    finally:
+        model.detach()
+    plot = plot_weights_heatmap(report, report["sources"], Path(output_dir) / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
+    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
+                          counts["trainable"], counts["head"], Path(output_dir),
+                          extra={"method": method, "sources": [s.describe() for s in sources], "weights": report,
+                                 "weights_plot": str(plot) if plot else None})
+
+
+def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
+    """Rebuild a fitted transfer model from its artifact and its (unchanged) source folders."""
+    config, tensors = load_artifact(artifact_dir, backbone)
+    described = config.get("sources") or []
+    sources = load_sources([Path(s["adapter_dir"]) for s in described], backbone, spec.name)
+    for source, recorded in zip(sources, described):
+        if source.fingerprint != recorded["fingerprint"]:
+            raise ArtifactError(f"source '{source.name}' ({source.directory}) changed since transfer model "
+                                f"{artifact_dir} was fitted on it; re-run the transfer stage")
+    model = build_transfer_model(backbone, spec, sources, get_method(config["method"]), config.get("method_options"))
+    params = transfer_parameters(model, spec.name)
+    if set(params) != set(tensors):
+        model.detach()
+        raise ArtifactError(f"{artifact_dir} does not hold the tensors method '{config['method']}' trains for "
+                            f"task {spec.name}; re-run the transfer stage")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[name])
+    return model
+
+
+# -- explaining and sizing -----------------------------------------------------------------------
+def plot_weights_heatmap(report: dict, sources: Sequence[str], path: Path, *, title: str | None = None) -> Path | None:
+    """A sites × sources heatmap of `report["weights"]` as PNG; None when there is nothing to draw."""
+    rows = [(site, w) for site, w in zip(report["sites"], report["weights"]) if w is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = [w for _, w in rows]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(sources), 1.0 + 0.45 * len(rows)))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(sources)), labels=list(sources), rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), labels=[site for site, _ in rows])
+    ax.set_xlabel("source")
+    ax.set_ylabel("site (layer.position)")
+    if len(sources) * len(rows) <= 200:
+        low, high = image.get_clim()
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                dark_cell = value < (low + high) / 2
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if dark_cell else "black", fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def transfer_parameter_count(method: str, hidden_size: int, num_layers: int, num_sources: int,
+                             adapter_cfg: AdapterConfig, *, method_options: dict | None = None,
+                             prompt_length: int = 0) -> int:
+    """Trainable transfer parameters (head excluded), counted from the compositions themselves.
+
+    The compositions are built on the meta device, so no memory is used and the count is
+    whatever the code trains. PEMT adds its target prompt: `prompt_length × hidden_size`.
+    """
+    transfer_method = get_method(method)
+    num_sites = num_layers * len(PLACEMENTS[adapter_cfg.placement])
+    with torch.device("meta"):
+        banks = [AdapterBank(num_sources, hidden_size, adapter_cfg).requires_grad_(False) for _ in range(num_sites)]
+        compositions = transfer_method.compositions(banks, adapter_cfg, method_options)
+    unique = {id(p): p for c in compositions for p in c.parameters() if p.requires_grad}
+    prompt = prompt_length * hidden_size if transfer_method.uses_prompts else 0
+    return sum(p.numel() for p in unique.values()) + prompt

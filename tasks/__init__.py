@@ -1,0 +1,15 @@
+"""Prefect tasks: one unit of pipeline work each; the only package that talks to MLflow."""
+
+import os
+from pathlib import Path
+
+# Prefect reads its settings when first imported: keep its database and logs under the
+# project's home folder (not ~/.prefect) unless the user configured Prefect already.
+_home = Path(os.environ.get("ADAPTERFLOW_HOME", ".adapterflow")).resolve()
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = str(_home / "prefect")
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")  # no network calls from a local store
+os.environ.setdefault("DO_NOT_TRACK", "1")

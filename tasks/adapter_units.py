@@ -1,0 +1,68 @@
+"""Prefect tasks for single adapters: train one (a source, or a target's no-transfer baseline)
+and evaluate a saved one from its artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.config import PipelineConfig
+from peft_core.backbones import load_backbone
+from peft_core.recipes import evaluate_adapter, train_adapter
+from peft_core.task_specs import get_task
+from tasks.common import unit_logger
+from tasks.units import run_training_unit
+from tasks.keys import unit_key
+from tasks.prepared_data import load_splits
+from tasks.tracking import Tracking, UnitRun, find_finished_unit
+
+
+def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: str) -> str:
+    train = cfg.training.sources if role == "source" else cfg.training.targets
+    return unit_key("adapter", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
+                    adapter=cfg.adapter.model_dump(), train=train.model_dump(), seed=seed, prompt=with_prompt)
+
+
+@task(name="train_source_adapter", cache_policy=NO_CACHE)
+def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None,
+                         with_prompt: bool = False, role: str = "source") -> dict:
+    """Train (or reuse) one adapter on a prepared task; returns a `UnitResult` as a dict."""
+
+    spec = get_task(prepared["task"])
+    settings = cfg.training.sources if role == "source" else cfg.training.targets
+    method = "prompt_adapter" if with_prompt else "adapter"
+    stage = "sources" if role == "source" else "transfer"
+
+    def train(out: Path, checkpoint: Path, progress):
+        backbone = load_backbone(cfg.backbone)
+        return train_adapter(backbone, spec, load_splits(prepared["folder"]), cfg.adapter.to_core(), settings.to_core(seed),
+                             out, with_prompt=with_prompt, checkpoint_dir=checkpoint,
+                             on_epoch=progress.on_epoch, on_step=progress.on_step)
+
+    params = {"backbone": cfg.backbone, "data_digest": prepared["digest"], "seed": seed, "with_prompt": with_prompt,
+              "adapter": cfg.adapter.model_dump(), "training": settings.model_dump(), "sizes": prepared["sizes"]}
+    return run_training_unit(cfg, parent_run_id, stage=stage, task=spec.name, method=method,
+                             unit_key=adapter_unit_key(cfg, prepared, seed, with_prompt, role),
+                             params=params, train=train).to_dict()
+
+
+@task(name="evaluate_adapter", cache_policy=NO_CACHE)
+def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, parent_run_id: str | None) -> dict:
+    """Recompute an adapter's validation/test metrics from its artifact and log them as a run."""
+    tracking = Tracking.from_config(cfg)
+    key = unit_key("evaluate", adapter=unit["unit_key"], data=prepared["digest"])
+    cached = find_finished_unit(tracking, key)
+    if cached is not None:
+        return {**unit, "evaluation": dict(cached.data.metrics)}
+    spec = get_task(unit["task"])
+    max_length = cfg.training.sources.max_length
+    with UnitRun(tracking, parent_run_id, f"evaluate/{unit['task']}/{unit['method']}", stage="evaluate",
+                 task=unit["task"], method=unit["method"], unit_key=key,
+                 extra_tags={"evaluated_run_id": unit["run_id"]}) as run:
+        metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), spec,
+                                   load_splits(prepared["folder"]), max_length, cfg.training.sources.eval_batch_size)
+        run.log_metrics(metrics)
+    unit_logger().info("evaluated %s/%s from its artifact: %s", unit["task"], unit["method"], metrics)
+    return {**unit, "evaluation": metrics}

@@ -1,0 +1,63 @@
+"""What every unit of work needs: its logger, progress reporting, and the unit-result record."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.exceptions import MissingContextError
+
+from peft_core.training import EpochLog
+
+
+@dataclass
+class UnitResult:
+    """What a training unit hands to the next stage: small facts, never models."""
+
+    stage: str
+    task: str
+    method: str
+    unit_key: str
+    run_id: str
+    artifact_dir: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def unit_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("adapterflow")
+
+
+class TrainingProgress:
+    """Training progress into the Prefect logs and a Prefect progress artifact (every ~10 %)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.log = unit_logger()
+        self.artifact_id = None
+        self._next_percent = 0
+        try:
+            self.artifact_id = create_progress_artifact(0.0, description=f"training {label}")
+        except MissingContextError:
+            pass
+
+    def on_step(self, step: int, total: int, loss: float) -> None:
+        percent = 100.0 * step / max(total, 1)
+        if percent >= self._next_percent:
+            self.log.info("%s: step %d/%d (%.0f%%) loss %.4f", self.label, step, total, percent, loss)
+            if self.artifact_id is not None:
+                update_progress_artifact(self.artifact_id, percent)
+            self._next_percent = percent + 10
+
+    def on_epoch(self, log: EpochLog) -> None:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in log.validation.items())
+        self.log.info("%s: epoch %d done: train loss %.4f, validation %s (%.0f ex/s)",
+                      self.label, log.epoch, log.train_loss, scores, log.examples_per_second)

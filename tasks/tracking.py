@@ -1,0 +1,197 @@
+"""MLflow, through its client API only (the fluent API's active run is per thread, and units run
+in parallel threads). One parent run per pipeline run; one child run per unit of work, created
+with an explicit parent id and tagged `stage`, `task`, `method`, `adapter_key`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from flows.config import PipelineConfig
+
+KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
+PARENT_TAG = "mlflow.parentRunId"
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where runs go: a tracking URI, the experiment and its artifact root."""
+
+    uri: str
+    experiment: str
+    artifact_root: str | None
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> "Tracking":
+        home = cfg.home_dir()
+        uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        artifact_root = None
+        if not uri:
+            home.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{home / 'mlflow.db'}"
+            artifact_root = (home / "mlartifacts").as_uri()
+        return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def experiment_id(self, create: bool = True) -> str | None:
+        client = self.client()
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        root = f"{self.artifact_root}/{self.experiment}" if self.artifact_root else None
+        try:
+            return client.create_experiment(self.experiment, artifact_location=root)
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel unit
+            return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def start_pipeline_run(tracking: Tracking, cfg: PipelineConfig, run_name: str) -> str:
+    """Create the parent run of one pipeline invocation; returns its id."""
+    client = tracking.client()
+    run = client.create_run(tracking.experiment_id(), run_name=run_name, tags={KIND_TAG: "pipeline", "config_name": cfg.name})
+    client.log_dict(run.info.run_id, cfg.model_dump(mode="json"), "config.json")
+    client.log_param(run.info.run_id, "backbone", cfg.backbone)
+    return run.info.run_id
+
+
+def end_run(tracking: Tracking, run_id: str, failed: bool = False) -> None:
+    tracking.client().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+
+def mark_abandoned_runs_failed(tracking: Tracking) -> int:
+    """Runs left RUNNING by a killed process are marked FAILED; returns how many."""
+    exp_id = tracking.experiment_id(create=False)
+    if exp_id is None:
+        return 0
+    client = tracking.client()
+    stale = client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000)
+    mine = [r for r in stale if r.data.tags.get("adapterflow.pid") and not _pid_alive(int(r.data.tags["adapterflow.pid"]))]
+    for r in mine:
+        client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    return len(mine)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class UnitRun:
+    """A child run for one unit of work; FINISHED only if the block completes.
+
+    `with UnitRun(...) as run:` — on an exception the run is marked FAILED, so a half-done unit
+    is never mistaken for a finished one when the next pipeline run looks it up by key.
+    """
+
+    def __init__(self, tracking: Tracking, parent_run_id: str | None, name: str, *, stage: str, task: str,
+                 method: str, unit_key: str, extra_tags: dict | None = None):
+        self.tracking, self.client = tracking, tracking.client()
+        tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, "adapter_key": unit_key,
+                "adapterflow.pid": str(os.getpid()), **(extra_tags or {})}
+        if parent_run_id:
+            tags[PARENT_TAG] = parent_run_id
+        self.run_id = self.client.create_run(tracking.experiment_id(), run_name=name, tags=tags).info.run_id
+
+    def __enter__(self) -> "UnitRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        status = RunStatus.FAILED if exc_type else RunStatus.FINISHED
+        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+    def log_params(self, params: dict) -> None:
+        for key, value in _flatten(params).items():
+            self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def log_history(self, history: list[dict]) -> None:
+        """Per-epoch metrics as MLflow step series (train_loss, validation_<metric>)."""
+        for entry in history:
+            step = entry["epoch"]
+            self.log_metrics({"train_loss": entry["train_loss"], "examples_per_second": entry["examples_per_second"]}, step)
+            self.log_metrics({f"epoch_validation_{k}": v for k, v in entry["validation"].items()}, step)
+
+    def log_folder(self, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: dict, filename: str) -> None:
+        self.client.log_dict(self.run_id, data, filename)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{name}.")
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def find_finished_unit(tracking: Tracking, unit_key: str):
+    """The newest FINISHED run carrying `adapter_key = unit_key`, or None (MLflow is the source of truth)."""
+    exp_id = tracking.experiment_id(create=False)
+    if exp_id is None:
+        return None
+    runs = tracking.client().search_runs(
+        [exp_id], f"tags.adapter_key = '{unit_key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def download_unit_artifact(tracking: Tracking, run_id: str, artifact_path: str, cache_dir: Path) -> Path:
+    """Local folder of a run's artifact (a copy under the project home, reused when present)."""
+    target = cache_dir / run_id
+    if (target / artifact_path).exists():
+        return target / artifact_path
+    target.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(target),
+                                                tracking_uri=tracking.uri)
+    return Path(local)
+
+
+def register_adapter(tracking: Tracking, run_id: str, model_name: str, artifact_path: str, alias: str) -> str:
+    """Register the run's adapter folder in the Model Registry and point `alias` at the new version."""
+    client = tracking.client()
+    try:
+        client.create_registered_model(model_name)
+    except mlflow.exceptions.MlflowException:
+        pass  # already registered
+    run = client.get_run(run_id)
+    version = client.create_model_version(model_name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id)
+    client.set_registered_model_alias(model_name, alias, version.version)
+    return version.version

@@ -1,0 +1,78 @@
+"""The skeleton every training unit shares: look the unit up by key, else train, track, register.
+
+A unit whose key has a FINISHED run in MLflow is not trained again; the current pipeline run
+gets a small child run that records the reuse (tag `artifact_run_id`), so its report is complete.
+Training writes into a work folder keyed by the unit, so a killed unit resumes from its last
+epoch checkpoint; the artifact is logged only after training and evaluation completed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from flows.config import PipelineConfig
+from peft_core.recipes import TrainingResult
+from tasks.common import TrainingProgress, UnitResult, unit_logger
+from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, register_adapter
+
+ARTIFACT_PATH = "adapter"
+TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
+
+
+def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{cfg.experiment_name()}.{task}.{method}")
+
+
+def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
+                      unit_key: str, params: dict, train: TrainFn) -> UnitResult:
+    tracking = Tracking.from_config(cfg)
+    label = f"{stage}/{task}/{method}"
+    cached = find_finished_unit(tracking, unit_key)
+    if cached is not None:
+        return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label)
+
+    work = cfg.home_dir() / "work" / unit_key
+    progress = TrainingProgress(label)
+    with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key) as run:
+        run.log_params(params)
+        result = train(work / ARTIFACT_PATH, work / "checkpoint", progress)
+        run.log_history(result.history)
+        run.log_metrics(result.metrics | {
+            "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
+            "trainable_params": result.trainable_params, "head_params": result.head_params,
+            "best_epoch": result.best_epoch,
+        })
+        for name, data in result.extra.get("json_artifacts", {}).items():
+            run.log_dict(data, name)
+        for path in result.extra.get("file_artifacts", []):
+            run.log_file(Path(path))
+        if result.artifact_dir is not None:
+            run.log_folder(result.artifact_dir, ARTIFACT_PATH)
+            register_adapter(tracking, run.run_id, registry_name(cfg, task, method), ARTIFACT_PATH, "current")
+    shutil.rmtree(work / "checkpoint", ignore_errors=True)
+    unit_logger().info("%s finished: %s", label, _short(result.metrics))
+    artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
+        if result.artifact_dir is not None else None
+    shutil.rmtree(work, ignore_errors=True)
+    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, result.metrics)
+
+
+def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label) -> UnitResult:
+    source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
+    metrics = dict(cached.data.metrics)
+    with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key,
+                 extra_tags={"artifact_run_id": source_run_id, "reused": "true"}) as run:
+        run.log_metrics(metrics)
+    try:
+        artifact = download_unit_artifact(tracking, source_run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache")
+    except Exception:  # a run without an adapter artifact (full fine-tuning without saving)
+        artifact = None
+    unit_logger().info("%s: reusing finished run %s (key %s)", label, source_run_id, unit_key)
+    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, reused=True)
+
+
+def _short(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")))

