@@ -15,7 +15,8 @@ from flows.config import DATA_DIR_ENV, PipelineConfig, load_config
 from peft_core.errors import AdapterflowError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+# Logs and CI have no terminal: give the results table room instead of rich's 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=170)
 err = Console(stderr=True)
 
 STAGE_NAMES = ("pipeline", "prepare", "sources", "transfer", "multitask", "evaluate")
@@ -106,15 +107,27 @@ def _print_report(cfg: PipelineConfig, fmt: str) -> None:
     if fmt == "markdown":
         print(to_markdown(table))
         return
-    shown = table.drop(columns=["run_id"], errors="ignore")
-    rich_table = Table(*shown.columns, title=f"adapterflow — experiment '{tracking.experiment}'")
-    for row in shown.itertuples(index=False):
-        rich_table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    console.print(rich_table)
+    console.print(_rich_table(table, f"adapterflow — experiment '{tracking.experiment}'"))
     console.print(f"MLflow store: {tracking.uri}")
     if tracking.uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")
     console.print("Open the Prefect UI: .venv/bin/prefect server start --host 127.0.0.1  (flow runs appear there)")
+
+
+def _metrics_cell(row, prefix: str) -> str:
+    return ", ".join(f"{name[len(prefix):]} {value:.4f}" for name, value in row.items()
+                     if name.startswith(prefix) and value == value)  # value == value skips NaN
+
+
+def _rich_table(table, title: str) -> Table:
+    """One line per unit: the metrics folded into two cells so the table fits a terminal."""
+    out = Table("task", "method", "stage", "test", "validation", "params (head)", "time s", "peak MB", title=title)
+    for _, row in table.iterrows():
+        params = f"{int(row.get('trainable_params', 0)):,} ({int(row.get('head_params', 0)):,})"
+        out.add_row(row["task"], row["method"] + (" (reused)" if row.get("reused") else ""), row["stage"],
+                    _metrics_cell(row, "test_"), _metrics_cell(row, "validation_"), params,
+                    f"{row.get('wall_time_s', float('nan')):.1f}", f"{row.get('peak_memory_mb', float('nan')):.0f}")
+    return out
 
 
 def main() -> None:

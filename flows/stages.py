@@ -1,4 +1,4 @@
-"""Stage flows (prepare, sources, evaluate) and the pipeline that chains them.
+"""Stage flows (prepare, sources, transfer, multitask, evaluate) and the pipeline that chains them.
 
 Each stage runs alone (`adapterflow run CONFIG --stage NAME`, or its own deployment) and then
 opens its own MLflow parent run; inside `pipeline` all stages share the pipeline's parent run.
@@ -10,14 +10,16 @@ from datetime import datetime
 
 from prefect import flow, unmapped
 
-from flows.config import PipelineConfig
+from flows.config import BASELINE_METHODS, MULTITASK_METHODS, TRANSFER_METHODS, PipelineConfig
 from flows.runners import make_task_runner
 from tasks.adapter_units import evaluate_saved_adapter, train_source_adapter
 from tasks.data_units import prepare_task_data
+from tasks.multitask_units import train_multitask_unit
+from tasks.transfer_units import find_source_units, fit_transfer_unit, full_finetune_unit
 from tasks.reporting import publish_report
 from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
 
-STAGES = ("prepare", "sources", "evaluate")
+STAGES = ("prepare", "sources", "transfer", "multitask", "evaluate")
 
 
 def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
@@ -64,6 +66,53 @@ def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: 
     return results
 
 
+def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[dict] | None, seed: int,
+                     with_prompt: bool) -> dict[str, dict]:
+    """{source task: unit} of one seed and kind, from this run's sources stage or else from MLflow."""
+    method = "prompt_adapter" if with_prompt else "adapter"
+    if source_units is not None:
+        chosen = {u["task"]: u for u in source_units if u["method"] == method and u["seed"] == seed}
+        if len(chosen) == len(config.sources):
+            return chosen
+    return find_source_units(config, prepared["source"], seed, with_prompt)
+
+
+@flow(name="transfer", log_prints=True)
+def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None,
+             source_units: list[dict] | None = None) -> list[dict]:
+    """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel."""
+    own_parent = parent_run_id is None
+    if own_parent:
+        tracking, parent_run_id = _open_parent(config, "transfer")
+    prepared = prepared or _with_runner(prepare, config)(config)
+    futures = []
+    for seed in config.seeds:
+        for target in config.targets:
+            target_data = prepared["target"][target]
+            for method in config.methods_in(TRANSFER_METHODS):
+                kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt=method == "pemt")
+                chosen = [kind[s] for s in config.transfer.sources_for(method, target, config.sources)]
+                futures.append(fit_transfer_unit.submit(config, target_data, method, chosen, seed, parent_run_id))
+            if "adapter" in config.methods:
+                futures.append(train_source_adapter.submit(config, target_data, seed, parent_run_id, False, "target"))
+            if "full_finetune" in config.methods:
+                futures.append(full_finetune_unit.submit(config, target_data, seed, parent_run_id))
+    return _finish(futures, tracking if own_parent else None, parent_run_id)
+
+
+@flow(name="multitask", log_prints=True)
+def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
+    """Joint training over every source and target task (HyperFormer, shared adapter, full multi-task)."""
+    own_parent = parent_run_id is None
+    if own_parent:
+        tracking, parent_run_id = _open_parent(config, "multitask")
+    prepared = prepared or _with_runner(prepare, config)(config)
+    tasks_data = {**prepared["target"], **prepared["source"]}
+    futures = [train_multitask_unit.submit(config, tasks_data, method, seed, parent_run_id)
+               for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)]
+    return _finish(futures, tracking if own_parent else None, parent_run_id)
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run_id: str | None = None,
              prepared: dict | None = None) -> list[dict]:
@@ -100,12 +149,17 @@ def _finish(futures, tracking: Tracking | None, parent_run_id: str) -> list[dict
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: PipelineConfig) -> str:
-    """prepare -> sources -> evaluate, under one MLflow parent run; returns the parent run id."""
+    """prepare -> sources -> transfer -> multitask -> evaluate under one MLflow parent run."""
     tracking, parent_run_id = _open_parent(config, "pipeline")
     try:
         prepared = _with_runner(prepare, config)(config)
         source_units = _with_runner(sources, config)(config, parent_run_id, prepared)
-        _with_runner(evaluate, config)(config, source_units, parent_run_id, prepared)
+        units = list(source_units)
+        if config.methods_in(TRANSFER_METHODS + BASELINE_METHODS) and config.targets:
+            units += _with_runner(transfer, config)(config, parent_run_id, prepared, source_units)
+        if config.methods_in(MULTITASK_METHODS):
+            _with_runner(multitask, config)(config, parent_run_id, prepared)
+        _with_runner(evaluate, config)(config, units, parent_run_id, prepared)
         publish_report(tracking, parent_run_id)
     except BaseException:
         end_run(tracking, parent_run_id, failed=True)
@@ -120,5 +174,6 @@ def _with_runner(stage_flow, config: PipelineConfig):
 
 def run_stage(config: PipelineConfig, stage: str | None):
     """Run one stage flow (or the whole pipeline) with the config's task runner."""
-    flows = {"pipeline": pipeline, "prepare": prepare, "sources": sources, "evaluate": evaluate}
+    flows = {"pipeline": pipeline, "prepare": prepare, "sources": sources, "transfer": transfer,
+             "multitask": multitask, "evaluate": evaluate}
     return _with_runner(flows[stage or "pipeline"], config)(config)

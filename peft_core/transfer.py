@@ -2,12 +2,12 @@
 
     result = fit_transfer(backbone, get_task("rte"), splits, "scalearn", [mnli_dir, rte_dir],
                           TrainConfig(), Path("out/rte-scalearn"))
-    plot_weights_heatmap(result.extra["weights"], result.extra["weights"]["sources"], Path("w.png"))
+    result.extra["weights"]  # {"sources", "sites", "weights": sites × sources, "details"}
 
 The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
 compositions, a new head and (PEMT) the target prompt are all that train. The artifact holds
 those trainable tensors only, plus the list of sources (name, folder, fingerprint) needed to
-rebuild the model (`load_transfer_model`).
+rebuild the model (`load_transfer_model`), and a heatmap of the weights (`weights.png`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class SourceAdapter:
         return state
 
     def describe(self) -> dict:
-        return {"name": self.name, "adapter_dir": str(self.directory), "fingerprint": self.fingerprint}
+        return {"name": self.name, "adapter_dir": str(self.directory.resolve()), "fingerprint": self.fingerprint}
 
 
 def weights_fingerprint(folder: Path) -> str:

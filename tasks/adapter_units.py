@@ -29,7 +29,6 @@ def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt
 def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None,
                          with_prompt: bool = False, role: str = "source") -> dict:
     """Train (or reuse) one adapter on a prepared task; returns a `UnitResult` as a dict."""
-
     spec = get_task(prepared["task"])
     settings = cfg.training.sources if role == "source" else cfg.training.targets
     method = "prompt_adapter" if with_prompt else "adapter"
@@ -45,7 +44,7 @@ def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_
               "adapter": cfg.adapter.model_dump(), "training": settings.model_dump(), "sizes": prepared["sizes"]}
     return run_training_unit(cfg, parent_run_id, stage=stage, task=spec.name, method=method,
                              unit_key=adapter_unit_key(cfg, prepared, seed, with_prompt, role),
-                             params=params, train=train).to_dict()
+                             params=params, train=train, seed=seed).to_dict()
 
 
 @task(name="evaluate_adapter", cache_policy=NO_CACHE)

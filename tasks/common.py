@@ -24,6 +24,7 @@ class UnitResult:
     artifact_dir: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     reused: bool = False
+    seed: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -27,12 +27,12 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
-                      unit_key: str, params: dict, train: TrainFn) -> UnitResult:
+                      unit_key: str, params: dict, train: TrainFn, seed: int | None = None) -> UnitResult:
     tracking = Tracking.from_config(cfg)
     label = f"{stage}/{task}/{method}"
     cached = find_finished_unit(tracking, unit_key)
     if cached is not None:
-        return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label)
+        return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
 
     work = cfg.home_dir() / "work" / unit_key
     progress = TrainingProgress(label)
@@ -57,10 +57,10 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
     artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
         if result.artifact_dir is not None else None
     shutil.rmtree(work, ignore_errors=True)
-    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, result.metrics)
+    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, result.metrics, seed=seed)
 
 
-def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label) -> UnitResult:
+def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed) -> UnitResult:
     source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
     metrics = dict(cached.data.metrics)
     with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key,
@@ -71,7 +71,7 @@ def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, uni
     except Exception:  # a run without an adapter artifact (full fine-tuning without saving)
         artifact = None
     unit_logger().info("%s: reusing finished run %s (key %s)", label, source_run_id, unit_key)
-    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, reused=True)
+    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, reused=True, seed=seed)
 
 
 def _short(metrics: dict) -> str:

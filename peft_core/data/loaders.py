@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ LOCAL_LAYOUTS: dict[str, LocalLayout] = {
 
 # Hugging Face split names pooled into each file set, where they are not simply train/validation.
 _HUB_SPLITS = {"train": ("train",), "dev": ("validation",)}
-_HUB_SPLITS_BY_TASK = {"mnli": {"train": ("train",), "dev": ("validation_matched", "validation_mismatched")}}
+_HUB_SPLITS_BY_TASK = {"mnli": {**_HUB_SPLITS, "dev": ("validation_matched", "validation_mismatched")}}
 
 
 def load_raw(spec: TaskSpec, source: Source, path: Path | str | None = None) -> dict[str, list[Example]]:
@@ -89,9 +90,12 @@ def parse_label(spec: TaskSpec, raw: object, where: str) -> int | float:
     """
     if spec.label_names is None:
         try:
-            return float(raw)  # type: ignore[arg-type]
+            score = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise DataError(f"{where}: score {raw!r} is not a number; task {spec.name} needs a numeric score") from None
+            score = math.nan
+        if not math.isfinite(score):
+            raise DataError(f"{where}: score {raw!r} is not a number; task {spec.name} needs a numeric score")
+        return score
     names = spec.label_names
     key = str(raw).strip() if isinstance(raw, (str, bool)) else raw
     if key in names:
@@ -233,7 +237,7 @@ def _load_hub(spec: TaskSpec) -> dict[str, list[Example]]:
     if spec.hub is None:
         raise DataError(f"task {spec.name} has no Hugging Face dataset; use source 'local' or 'demo'")
     hub_path, config = spec.hub
-    name = f"{hub_path}" + (f" ({config})" if config else "")
+    name = hub_path + (f" ({config})" if config else "")
     try:
         import datasets
 
@@ -244,13 +248,18 @@ def _load_hub(spec: TaskSpec) -> dict[str, list[Example]]:
             f"could not load {name} from the Hugging Face hub ({type(e).__name__}: {reason}); "
             f"download the files and use source 'local' with path=<folder>"
         ) from None
+    split_names = _HUB_SPLITS_BY_TASK.get(spec.name, _HUB_SPLITS)
     raw: dict[str, list[Example]] = {}
-    for file_set, hub_splits in _HUB_SPLITS_BY_TASK.get(spec.name, _HUB_SPLITS).items():
+    for file_set, hub_splits in split_names.items():
         available = [s for s in hub_splits if s in dataset_dict]
         if available:
             raw[file_set] = [ex for s in available for ex in _hub_split_examples(spec, dataset_dict[s], f"{name} split {s}")]
     if not raw:
-        raise DataError(f"{name} has none of the splits {_HUB_SPLITS}; use source 'local' with path=<folder>")
+        wanted = ", ".join(s for splits in split_names.values() for s in splits)
+        raise DataError(
+            f"{name} has none of the splits {wanted} (found: {', '.join(dataset_dict)}); "
+            "use source 'local' with path=<folder>"
+        )
     return raw
 
 

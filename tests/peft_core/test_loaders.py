@@ -45,6 +45,12 @@ def test_task_folder_itself_is_accepted(tmp_path):
     assert load_raw(get_task("rte"), "local", tmp_path / "RTE")["train"] == [Example(("x", "y"), 0)]
 
 
+def test_task_folder_name_is_matched_case_insensitively(tmp_path):
+    write(tmp_path / "sst-2" / "train.tsv", tsv(("sentence", "label"), ("good", "1")))
+    write(tmp_path / "sst-2" / "dev.tsv", tsv(("sentence", "label"), ("bad", "0")))
+    assert load_raw(get_task("sst2"), "local", tmp_path)["dev"] == [Example(("bad",), 0)]
+
+
 def test_cola_has_no_header(tmp_path):
     rows = [("gj04", "1", "", "The sailors rode."), ("gj04", "0", "*", "Rode sailors the.")]
     write(tmp_path / "CoLA" / "train.tsv", tsv(*rows))
@@ -77,10 +83,11 @@ def test_stsb_scores_are_floats(tmp_path):
     assert isinstance(raw["dev"][0].label, float)
 
 
-def test_non_numeric_score_names_file_and_line(tmp_path):
-    write(tmp_path / "STS-B" / "train.tsv", tsv(STSB_HEADER, stsb_row("1.0"), stsb_row("high")))
+@pytest.mark.parametrize("score", ["high", "nan"])
+def test_non_numeric_score_names_file_and_line(tmp_path, score):
+    write(tmp_path / "STS-B" / "train.tsv", tsv(STSB_HEADER, stsb_row("1.0"), stsb_row(score)))
     write(tmp_path / "STS-B" / "dev.tsv", tsv(STSB_HEADER, stsb_row("0")))
-    with pytest.raises(DataError, match=r"STS-B/train.tsv:3: score 'high' is not a number"):
+    with pytest.raises(DataError, match=rf"STS-B/train.tsv:3: score '{score}' is not a number"):
         load_raw(get_task("stsb"), "local", tmp_path)
 
 

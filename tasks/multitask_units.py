@@ -1,0 +1,54 @@
+"""Prefect task of the multitask stage: train every task jointly (HyperFormer and joint baselines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.config import PipelineConfig
+from peft_core.backbones import load_backbone
+from peft_core.multitask import train_multitask
+from peft_core.task_specs import get_task
+from tasks.keys import unit_key
+from tasks.prepared_data import load_splits
+from tasks.tracking import Tracking, UnitRun
+from tasks.units import run_training_unit
+
+
+@task(name="train_multitask", cache_policy=NO_CACHE)
+def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method: str, seed: int,
+                         parent_run_id: str | None) -> dict:
+    """One joint model over all `prepared` tasks; each task also gets a row run for the report."""
+    names = sorted(prepared)
+    settings = cfg.training.multitask
+    adapter = cfg.adapter.model_copy(update={"placement": "houlsby"}) if method.startswith("hyperformer") else cfg.adapter
+
+    def train(out: Path, checkpoint: Path, progress):
+        return train_multitask(load_backbone(cfg.backbone), [get_task(n) for n in names],
+                               {n: load_splits(prepared[n]["folder"]) for n in names}, method, adapter.to_core(),
+                               settings.to_core(seed), out, temperature=cfg.transfer.temperature,
+                               checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
+
+    key = unit_key("multitask", backbone=cfg.backbone, method=method, data={n: prepared[n]["digest"] for n in names},
+                   adapter=adapter.model_dump(), train=settings.model_dump(), seed=seed, temperature=cfg.transfer.temperature)
+    params = {"method": method, "tasks": names, "seed": seed, "temperature": cfg.transfer.temperature,
+              "training": settings.model_dump(), "adapter": adapter.model_dump()}
+    unit = run_training_unit(cfg, parent_run_id, stage="multitask-joint", task="+".join(names), method=method,
+                             unit_key=key, params=params, train=train, seed=seed)
+    _log_task_rows(cfg, parent_run_id, unit.metrics, names, method, key)
+    return unit.to_dict()
+
+
+def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, metrics: dict, names: list[str], method: str,
+                   key: str) -> None:
+    """Per-task child runs (`validation_*`, `test_*`) so joint models sit in the same table as the rest."""
+    tracking = Tracking.from_config(cfg)
+    share = {k: v for k, v in metrics.items() if k in ("wall_time_s", "peak_memory_mb", "trainable_params", "head_params")}
+    for name in names:
+        prefix = f"{name}_"
+        own = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+        with UnitRun(tracking, parent_run_id, f"multitask/{name}/{method}", stage="multitask", task=name,
+                     method=method, unit_key=f"{key}/{name}", extra_tags={"joint_unit_key": key}) as run:
+            run.log_metrics(own | share)

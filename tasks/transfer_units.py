@@ -1,0 +1,97 @@
+"""Prefect tasks of the transfer stage: fit a combination of frozen sources for a target, the
+full fine-tuning baseline, and finding the source adapters of earlier runs in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.config import PipelineConfig
+from peft_core.backbones import load_backbone
+from peft_core.errors import ConfigError
+from peft_core.recipes import train_full_finetune
+from peft_core.task_specs import get_task
+from peft_core.transfer import fit_transfer
+from tasks.adapter_units import adapter_unit_key
+from tasks.keys import unit_key
+from tasks.prepared_data import load_splits
+from tasks.tracking import Tracking, download_unit_artifact, find_finished_unit
+from tasks.units import ARTIFACT_PATH, run_training_unit
+
+
+def find_source_units(cfg: PipelineConfig, prepared_sources: dict[str, dict], seed: int, with_prompt: bool) -> dict[str, dict]:
+    """The finished source adapters of this config in MLflow, or a clear error naming what is missing."""
+    tracking = Tracking.from_config(cfg)
+    found, missing = {}, []
+    for name, prepared in prepared_sources.items():
+        key = adapter_unit_key(cfg, prepared, seed, with_prompt, "source")
+        run = find_finished_unit(tracking, key)
+        if run is None:
+            missing.append(name)
+            continue
+        run_id = run.data.tags.get("artifact_run_id", run.info.run_id)
+        folder = download_unit_artifact(tracking, run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache")
+        found[name] = {"task": name, "unit_key": key, "run_id": run_id, "artifact_dir": str(folder)}
+    if missing:
+        kind = "prompt adapter (for PEMT)" if with_prompt else "adapter"
+        raise ConfigError(
+            f"no source {kind} in MLflow ({tracking.uri}) for: {', '.join(missing)} (seed {seed}); "
+            "train them first with `adapterflow run CONFIG --stage sources`"
+        )
+    return found
+
+
+def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int) -> str:
+    return unit_key("transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"], method=method,
+                    sources=[u["unit_key"] for u in source_units], train=cfg.training.targets.model_dump(), seed=seed,
+                    options=_method_options(cfg, method))
+
+
+def _method_options(cfg: PipelineConfig, method: str) -> dict:
+    return {"sparsity_weight": cfg.transfer.pemt_sparsity_weight} if method == "pemt" else {}
+
+
+@task(name="fit_transfer", cache_policy=NO_CACHE)
+def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int,
+                      parent_run_id: str | None) -> dict:
+    """Fit `method`'s combination of the frozen `source_units` on the target (or reuse a finished fit)."""
+    spec = get_task(prepared["task"])
+    if not source_units:
+        raise ConfigError(f"target '{spec.name}' has no source adapters for method '{method}'; "
+                          "add tasks to `sources` (PEMT excludes the target itself)")
+    settings = cfg.training.targets
+
+    def train(out: Path, checkpoint: Path, progress):
+        result = fit_transfer(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]), method,
+                              [Path(u["artifact_dir"]) for u in source_units], settings.to_core(seed), out,
+                              method_options=_method_options(cfg, method), checkpoint_dir=checkpoint,
+                              on_epoch=progress.on_epoch, on_step=progress.on_step)
+        result.extra["json_artifacts"] = {"weights.json": result.extra["weights"]}
+        return result
+
+    params = {"method": method, "sources": [u["task"] for u in source_units], "data_digest": prepared["digest"],
+              "seed": seed, "training": settings.model_dump(), "options": _method_options(cfg, method),
+              "sizes": prepared["sizes"]}
+    return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method=method,
+                             unit_key=transfer_unit_key(cfg, prepared, method, source_units, seed),
+                             params=params, train=train, seed=seed).to_dict()
+
+
+@task(name="full_finetune", cache_policy=NO_CACHE)
+def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
+    """The full fine-tuning baseline on a target (metrics only: the 90 MB encoder is not kept)."""
+    spec = get_task(prepared["task"])
+    settings = cfg.training.targets.model_copy(update={"learning_rate": cfg.training.full_finetune_learning_rate})
+
+    def train(out: Path, checkpoint: Path, progress):
+        return train_full_finetune(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]),
+                                   settings.to_core(seed), None, checkpoint_dir=checkpoint,
+                                   on_epoch=progress.on_epoch, on_step=progress.on_step)
+
+    key = unit_key("full_finetune", backbone=cfg.backbone, task=spec.name, data=prepared["digest"],
+                   train=settings.model_dump(), seed=seed)
+    params = {"data_digest": prepared["digest"], "seed": seed, "training": settings.model_dump()}
+    return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method="full_finetune",
+                             unit_key=key, params=params, train=train, seed=seed).to_dict()

@@ -1,0 +1,62 @@
+"""Flow tests: a real (temporary) Prefect API, a temporary MLflow SQLite store, a tiny BERT on disk."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+WORDS = ["good", "bad", "great", "awful", "film", "food", "service", "the", "was", "is", "not", "very", "and",
+         "a", "service", "plot", "music", "staff", "cheap", "price", "i", "liked", "hated", "it", "this"]
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dir(tmp_path_factory):
+    """A randomly initialised 2-layer BERT with a word-level vocabulary, saved like a hub model."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS)), *[chr(c) for c in range(97, 123)]]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_backbone_dir):
+    """Write a small pipeline config into tmp_path and return (path, home)."""
+
+    def write(**changes) -> tuple:
+        cfg = {
+            "name": "flowtest",
+            "backbone": str(tiny_backbone_dir),
+            "home": str(tmp_path / "home"),
+            "data": {"source": "demo", "max_train": 48, "max_eval": 24},
+            "sources": ["demo_sentiment", "demo_nli"],
+            "targets": ["demo_lowres"],
+            "methods": ["adapter", "scalearn", "average"],
+            "adapter": {"reduction_factor": 4},
+            "training": {
+                "sources": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
+                "targets": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
+                "multitask": {"epochs": 1, "batch_size": 16, "max_length": 24},
+            },
+            "runner": {"kind": "threads", "workers": 2},
+        }
+        for key, value in changes.items():
+            cfg[key] = value
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path, tmp_path / "home"
+
+    return write

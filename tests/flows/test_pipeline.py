@@ -1,0 +1,65 @@
+"""The pipeline end to end on a tiny model: Prefect flows, MLflow runs, reuse on a second run."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.config import load_config
+from flows.stages import run_stage
+from peft_core.errors import ConfigError
+from tasks.reporting import comparison_table
+from tasks.tracking import KIND_TAG, PARENT_TAG, Tracking
+
+
+def _children(tracking: Tracking, parent_id: str):
+    return tracking.client().search_runs([tracking.experiment_id()], f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                                         max_results=500)
+
+
+def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
+    path, home = tiny_config()
+    cfg = load_config(path)
+    parent_id = run_stage(cfg, None)
+    tracking = Tracking.from_config(cfg)
+    assert tracking.uri.startswith("sqlite:///") and str(home) in tracking.uri
+
+    parent = tracking.client().get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags[KIND_TAG] == "pipeline"
+    children = _children(tracking, parent_id)
+    by_stage = {}
+    for run in children:
+        assert {"stage", "task", "method", "adapter_key"} <= set(run.data.tags)
+        by_stage.setdefault(run.data.tags["stage"], []).append(run)
+    assert {r.data.tags["task"] for r in by_stage["sources"]} == {"demo_sentiment", "demo_nli"}
+    assert {r.data.tags["method"] for r in by_stage["transfer"]} == {"adapter", "scalearn", "average"}
+    assert len(by_stage["evaluate"]) >= 2
+
+    source_run = by_stage["sources"][0]
+    assert source_run.data.metrics["test_accuracy"] >= 0
+    history = tracking.client().get_metric_history(source_run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1]
+    artifacts = {a.path for a in tracking.client().list_artifacts(source_run.info.run_id, "adapter")}
+    assert artifacts == {"adapter/adapter_config.json", "adapter/adapter.safetensors"}
+    registered = tracking.client().get_model_version_by_alias("flowtest.demo_nli.adapter", "current")
+    assert registered.run_id in {r.info.run_id for r in by_stage["sources"]}
+
+    scalearn = next(r for r in by_stage["transfer"] if r.data.tags["method"] == "scalearn")
+    names = {a.path for a in tracking.client().list_artifacts(scalearn.info.run_id)}
+    assert "weights.json" in names
+
+    table = comparison_table(tracking, parent_id)
+    assert set(table["method"]) >= {"adapter", "scalearn", "average"}
+    assert {"test_accuracy", "trainable_params", "head_params", "wall_time_s", "peak_memory_mb"} <= set(table.columns)
+    report = {a.path for a in tracking.client().list_artifacts(parent_id, "report")}
+    assert report == {"report/comparison.md", "report/comparison.csv"}
+
+    # A second run of the same config trains nothing: every unit is found in MLflow by its key.
+    second_id = run_stage(cfg, None)
+    second = [r for r in _children(tracking, second_id) if r.data.tags["stage"] in ("sources", "transfer")]
+    assert second and all(r.data.tags.get("reused") == "true" for r in second)
+
+
+def test_transfer_stage_alone_names_missing_sources(prefect_api, tiny_config):
+    path, _ = tiny_config(name="no-sources-yet")
+    with pytest.raises(ConfigError, match=r"no source adapter .*demo_sentiment.*--stage sources"):
+        run_stage(load_config(path), "transfer")
