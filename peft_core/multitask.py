@@ -98,6 +98,9 @@ def train_multitask(
             )
         metrics = multitask_metrics(model, specs, data, train.eval_batch_size)
         counts = model.count_parameters()
+        extra = {"sampling_probabilities": sampler.probabilities}
+        if isinstance(model, HyperFormerModel):
+            extra["parameter_breakdown"] = model.closed_form_parameter_count()
         config = {
             "method": method,
             "adapter": (model.adapter_config if isinstance(model, HyperFormerModel) else adapter).to_dict(),
@@ -117,8 +120,7 @@ def train_multitask(
         model.detach()
         model.encoder.requires_grad_(False)
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir),
-                          extra={"sampling_probabilities": sampler.probabilities})
+                          counts["trainable"], counts["head"], Path(output_dir), extra)
 
 
 def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],

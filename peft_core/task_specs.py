@@ -142,9 +142,9 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
           "Decide whether one review sentence entails, contradicts or is unrelated to another."),
     _demo("demo_similarity", "regression", ("sentence1", "sentence2"), None, ("pearson", "spearman"),
           "Rate from zero to five how similar in meaning two review sentences are."),
-    _demo("demo_lowres", "classification", ("sentence1", "sentence2"), ("disagree", "agree"),
+    _demo("demo_lowres", "classification", ("sentence1", "sentence2"), ("unfavourable", "favourable"),
           ("accuracy", "f1"),
-          "Decide whether two review sentences give the same opinion about the same thing."),
+          "Decide whether a review, followed by an aside about something else, is favourable."),
 )
 
 

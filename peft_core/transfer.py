@@ -94,7 +94,7 @@ def load_sources(source_dirs: Sequence[Path], backbone: Backbone, target: str) -
         except ArtifactError as exc:
             raise ArtifactError(f"source '{name}' for target {target}: {exc}") from None
         source = SourceAdapter(_unique(name, sources), directory, config, tensors, weights_fingerprint(directory))
-        _check_same_shape(source, sources)
+        _check_stackable(source, sources)
         sources.append(source)
     return sources
 
@@ -104,10 +104,15 @@ def _unique(name: str, sources: list[SourceAdapter]) -> str:
     return name if name not in {s.name for s in sources} else f"{name}_{len(sources) + 1}"
 
 
-def _check_same_shape(source: SourceAdapter, earlier: list[SourceAdapter]) -> None:
+def _check_stackable(source: SourceAdapter, earlier: list[SourceAdapter]) -> None:
+    """Sources share one AdapterBank per site: plain bottlenecks of one shape and activation."""
+    this = source.adapter_config
+    if this.layer_norm_after:
+        raise ArtifactError(f"source '{source.name}' ({source.directory}) has a LayerNorm after its adapter, which "
+                            "transfer methods do not stack; retrain it with adapter layer_norm_after off")
     if not earlier:
         return
-    first, this = earlier[0].adapter_config, source.adapter_config
+    first = earlier[0].adapter_config
     for field in ("reduction_factor", "activation"):
         if getattr(this, field) != getattr(first, field):
             raise ArtifactError(

@@ -18,7 +18,7 @@ class TrackedComposition(Composition):
         self.reset_statistics()
 
     def reset_statistics(self) -> None:
-        self._weight_sum = torch.zeros(self.num_sources, dtype=torch.float64)
+        self._weight_sum = torch.zeros(self.num_sources, dtype=torch.float64, device="cpu")
         self._count = 0.0
 
     def track(self, weights: torch.Tensor, mask: torch.Tensor | None = None) -> None:

@@ -3,10 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, BertConfig
 
 from peft_core.adapters import AdapterBank
-from peft_core.backbones import wrap_backbone
 from peft_core.compositions import (
     TRANSFER_METHODS, AdapterFusion, AttentivePrompt, PEMTMixture, ScaLearn, SingleAdapter, UniformAverage, get_method,
 )
@@ -18,26 +16,12 @@ from peft_core.sites import ForwardContext
 from peft_core.task_specs import get_task
 from peft_core.transfer import transfer_parameter_count
 
-D = 32
+from .conftest import HIDDEN as D
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ADAPTER = AdapterConfig(reduction_factor=4, init_std=0.3)  # bottleneck 8; large weights so adapters matter
 SPEC = get_task("demo_sentiment")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a loaded machine OpenMP threads that wait on
-    each other make them tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_backbone(tokenizer=None, seed=0, vocab_size=100):
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=D, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64)
-    return wrap_backbone("tiny-bert", AutoModel.from_config(config), tokenizer)
 
 
 def random_bank(k, seed=0):
@@ -78,31 +62,11 @@ def single_adapter_from(bank, j):
     return single
 
 
-# -- AdapterBank.mix ---------------------------------------------------------------------------
-@pytest.mark.parametrize("width", [D, 1])
-def test_mix_equals_loop_over_outputs_for_shared_coefficients(width):
-    bank = random_bank(3)
-    z = torch.randn(2, 5, D)
-    coefficients = torch.randn(3, width)
-    outputs = bank.outputs(z)
-    expected = sum(coefficients[j] * outputs[..., j, :] for j in range(3))
-    torch.testing.assert_close(bank.mix(z, coefficients), expected)
-
-
-@pytest.mark.xfail(strict=True, reason="AdapterBank.mix adds the per-example bias (B, d) without a token axis; "
-                                       "fix in adapters.py: `+ (coefficients @ self.up_bias).unsqueeze(-2)`")
-def test_mix_equals_loop_over_outputs_for_per_example_coefficients():
-    bank = random_bank(3)
-    z = torch.randn(2, 5, D)
-    coefficients = torch.randn(2, 3)
-    outputs = bank.outputs(z)
-    expected = sum(coefficients[:, j, None, None] * outputs[..., j, :] for j in range(3))
-    torch.testing.assert_close(bank.mix(z, coefficients), expected)
-
+# AdapterBank.mix against the explicit loop over `outputs` is tested in test_adapters.py.
 
 # -- ScaLearn ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["scalearn", "scalearn_uniform", "scalearn_plus_plus", "scalearn_uniform_plus_plus"])
-def test_scalearn_with_unit_omega_equals_that_adapter_alone(method):
+def test_scalearn_with_unit_omega_equals_that_adapter_alone(method, tiny_backbone):
     backbone, k, j = tiny_backbone(), 3, 1
     banks = {i: random_bank(k, seed=10 + i) for i in range(2)}
     compositions = dict(zip(banks, get_method(method).compositions(list(banks.values()), ADAPTER)))
@@ -157,7 +121,7 @@ def test_scalearn_report_gives_mean_and_vector_per_source():
 
 
 # -- average -----------------------------------------------------------------------------------
-def test_average_of_identical_adapters_equals_one_adapter():
+def test_average_of_identical_adapters_equals_one_adapter(tiny_backbone):
     backbone, k = tiny_backbone(), 4
     single_banks = {i: random_bank(1, seed=20 + i) for i in range(2)}
     stacked = {i: AdapterBank(k, D, ADAPTER).requires_grad_(False) for i in range(2)}
@@ -172,7 +136,7 @@ def test_average_of_identical_adapters_equals_one_adapter():
 
 
 # -- AdapterFusion -----------------------------------------------------------------------------
-def test_fusion_of_one_source_with_identity_values_is_that_adapter():
+def test_fusion_of_one_source_with_identity_values_is_that_adapter(tiny_backbone):
     backbone = tiny_backbone()
     banks = {i: random_bank(1, seed=30 + i) for i in range(2)}
     fused, head = model_logits(backbone, lambda site: AdapterFusion(banks[site.layer]))
@@ -211,7 +175,7 @@ def test_fusion_init_regularizer_and_settings():
     assert fusion.report()["weights"] is None  # nothing evaluated yet
 
 
-def test_fusion_regularizer_is_summed_over_sites_in_the_loss():
+def test_fusion_regularizer_is_summed_over_sites_in_the_loss(tiny_backbone):
     backbone = tiny_backbone()
     compositions = get_method("adapterfusion").compositions([random_bank(2, seed=s) for s in range(2)], ADAPTER)
     with torch.no_grad():

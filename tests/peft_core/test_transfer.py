@@ -1,18 +1,15 @@
 """fit_transfer end to end on a tiny random BERT with tiny source adapters trained here."""
 
 import json
-import random
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertTokenizer
 
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, save_artifact
 from peft_core.compositions import TRANSFER_METHODS, get_method
 from peft_core.configs import TrainConfig
-from peft_core.data.types import DatasetSplits, Example
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.prompts import description_embeddings
 from peft_core.recipes import encode_splits, final_metrics, train_adapter
@@ -23,43 +20,29 @@ from peft_core.transfer import (
     transfer_parameter_count, transfer_parameters,
 )
 
-from .test_compositions import ADAPTER, D, one_thread, tiny_backbone  # noqa: F401 (autouse fixture)
+from .conftest import HIDDEN as D
+from .conftest import VOCAB_SIZE, sentiment_splits
+from .test_compositions import ADAPTER
 
-WORDS = "the a film movie meal show was is not very good bad great awful fine dull i we liked it and".split()
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TARGET = get_task("demo_sentiment")
-SOURCE_TASKS = ("sst2", "cola")
+SOURCE_TASKS = ("sst2", "cola")  # any single-sentence two-label specs: the sources only need a name and a head
 FAST = TrainConfig(epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3)
 
 
-def sentiment_splits(task, n_train=24, n_eval=12, seed=0):
-    rng = random.Random(seed)
-
-    def example():
-        positive, negated = rng.random() < 0.5, rng.random() < 0.3
-        adjective = rng.choice(["good", "great", "fine"] if positive else ["bad", "awful", "dull"])
-        words = ["the", rng.choice(["film", "movie", "meal", "show"]), "was"] + ["not"] * negated + [adjective]
-        return Example((" ".join(words),), int(positive != negated))
-
-    return DatasetSplits(task, [example() for _ in range(n_train)], [example() for _ in range(n_eval)],
-                         [example() for _ in range(n_eval)])
-
-
 @pytest.fixture(scope="module")
-def backbone():
-    return tiny_backbone(BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}))
+def backbone(tiny_backbone):
+    return tiny_backbone()
 
 
 @pytest.fixture(scope="module")
 def source_dirs(backbone, tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
-    dirs = []
     for seed, name in enumerate(SOURCE_TASKS):
-        spec = get_task(name)
-        train_adapter(backbone, spec, sentiment_splits(spec.name, seed=seed + 1), ADAPTER,
+        train_adapter(backbone, get_task(name), sentiment_splits(24, 8, seed=seed + 1), ADAPTER,
                       TrainConfig(epochs=1, batch_size=8), root / name, with_prompt=True)
-        dirs.append(root / name)
-    return dirs
+    return [root / name for name in SOURCE_TASKS]
 
 
 def rewritten_source(source_dir, destination, change_config=lambda c: c, change_tensors=lambda t: t):
@@ -75,7 +58,7 @@ def no_sites_left(backbone):
 # -- end to end --------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", list(TRANSFER_METHODS))
 def test_fit_transfer_end_to_end(method, backbone, source_dirs, tmp_path):
-    splits = sentiment_splits(TARGET.name)
+    splits = sentiment_splits()
     result = fit_transfer(backbone, TARGET, splits, method, source_dirs, FAST, tmp_path / "out")
     assert no_sites_left(backbone)
     assert {"validation_accuracy", "test_accuracy"} <= set(result.metrics)
@@ -111,7 +94,7 @@ def test_gradients_reach_only_the_trainable_parts(method, backbone, source_dirs)
     torch.manual_seed(0)
     model = build_transfer_model(backbone, TARGET, load_sources(source_dirs, backbone, TARGET.name), get_method(method))
     try:
-        batch = {"input_ids": torch.randint(5, len(VOCAB), (4, 6)), "attention_mask": torch.ones(4, 6, dtype=torch.long),
+        batch = {"input_ids": torch.randint(5, VOCAB_SIZE, (4, 6)), "attention_mask": torch.ones(4, 6, dtype=torch.long),
                  "labels": torch.tensor([0, 1, 0, 1])}
         model.train()
         model(batch, TARGET.name).loss.backward()
@@ -140,18 +123,18 @@ def test_compositions_train_at_their_published_rate(method, rate, backbone, sour
 # -- errors a user can act on ------------------------------------------------------------------
 def test_no_sources_is_a_config_error(backbone, tmp_path):
     with pytest.raises(ConfigError, match="target demo_sentiment has no source adapters"):
-        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "scalearn", [], FAST, tmp_path / "out")
+        fit_transfer(backbone, TARGET, sentiment_splits(), "scalearn", [], FAST, tmp_path / "out")
 
 
 def test_unknown_method_is_a_config_error(backbone, source_dirs, tmp_path):
     with pytest.raises(ConfigError, match="unknown transfer method 'fusion'"):
-        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "fusion", source_dirs, FAST, tmp_path / "out")
+        fit_transfer(backbone, TARGET, sentiment_splits(), "fusion", source_dirs, FAST, tmp_path / "out")
 
 
-def test_source_from_another_backbone_is_named(source_dirs, tmp_path):
-    other = tiny_backbone(BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}), seed=1)
+def test_source_from_another_backbone_is_named(source_dirs, tiny_backbone, tmp_path):
+    other = tiny_backbone(seed=1)
     with pytest.raises(ArtifactError, match="source 'sst2' for target demo_sentiment: .*trained on backbone"):
-        fit_transfer(other, TARGET, sentiment_splits(TARGET.name), "scalearn", source_dirs, FAST, tmp_path / "out")
+        fit_transfer(other, TARGET, sentiment_splits(), "scalearn", source_dirs, FAST, tmp_path / "out")
     assert no_sites_left(other)
 
 
@@ -164,6 +147,10 @@ def test_source_with_another_placement_or_shape_is_named(backbone, source_dirs, 
                              lambda c: c | {"adapter": c["adapter"] | {"reduction_factor": 2}})
     with pytest.raises(ArtifactError, match="source 'cola' .*reduction_factor 2"):
         load_sources([source_dirs[0], wider], backbone, TARGET.name)
+    with_norm = rewritten_source(source_dirs[1], tmp_path / "norm",
+                                 lambda c: c | {"adapter": c["adapter"] | {"layer_norm_after": True}})
+    with pytest.raises(ArtifactError, match="source 'cola' .*LayerNorm after its adapter"):
+        load_sources([source_dirs[0], with_norm], backbone, TARGET.name)
     full = rewritten_source(source_dirs[1], tmp_path / "full", lambda c: c | {"adapter": None, "method": "full_finetune"})
     with pytest.raises(ArtifactError, match="'full_finetune' artifact, not an adapter"):
         load_sources([full], backbone, TARGET.name)
@@ -173,7 +160,7 @@ def test_pemt_needs_sources_with_prompts(backbone, source_dirs, tmp_path):
     bare = rewritten_source(source_dirs[1], tmp_path / "bare",
                             change_tensors=lambda t: {k: v for k, v in t.items() if k != "prompt.embeddings"})
     with pytest.raises(ConfigError, match="needs sources trained with task prompts, but 'cola'.*add 'pemt'"):
-        fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "pemt", [source_dirs[0], bare], FAST,
+        fit_transfer(backbone, TARGET, sentiment_splits(), "pemt", [source_dirs[0], bare], FAST,
                      tmp_path / "out")
     assert no_sites_left(backbone)
 
@@ -181,7 +168,7 @@ def test_pemt_needs_sources_with_prompts(backbone, source_dirs, tmp_path):
 def test_reloading_after_a_source_changed_fails_clearly(backbone, source_dirs, tmp_path):
     copy = tmp_path / "sst2"
     shutil.copytree(source_dirs[0], copy)
-    fit_transfer(backbone, TARGET, sentiment_splits(TARGET.name), "average", [copy], FAST, tmp_path / "out")
+    fit_transfer(backbone, TARGET, sentiment_splits(), "average", [copy], FAST, tmp_path / "out")
     rewritten_source(copy, copy, change_tensors=lambda t: {k: v + 1 for k, v in t.items()})
     with pytest.raises(ArtifactError, match="source 'sst2' .*changed since"):
         load_transfer_model(tmp_path / "out", backbone, TARGET)

@@ -1,0 +1,248 @@
+"""The shared training loop: it learns, trains only what it should, is seeded, resumes from a
+checkpoint to the same weights, stops early, and full fine-tuning trains the backbone."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from peft_core import recipes
+from peft_core.configs import AdapterConfig, TrainConfig
+from peft_core.data.types import DatasetSplits, Example
+from peft_core.data.encoding import EncodedSplit, collate
+from peft_core.model import AdapterModel
+from peft_core.sites import AdapterSite
+from peft_core.task_specs import get_task
+from peft_core.training import fit, fit_task
+
+from .conftest import FAMILIES, NEGATIVE, POSITIVE, sentiment_splits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPEC = get_task("demo_sentiment")
+ADAPTER = AdapterConfig(reduction_factor=4)
+CFG = TrainConfig(epochs=2, batch_size=8, eval_batch_size=32, max_length=16, learning_rate=1e-2, seed=3)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def encode(backbone, splits):
+    enc = lambda examples: EncodedSplit.from_examples(SPEC, examples, backbone.tokenizer, CFG.max_length)  # noqa: E731
+    return enc(splits.train), enc(splits.validation)
+
+
+def build(backbone, init_seed=0, placement="pfeiffer") -> AdapterModel:
+    torch.manual_seed(init_seed)
+    return recipes.build_adapter_model(backbone, SPEC, AdapterConfig(placement=placement, reduction_factor=4))
+
+
+def trainable_snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in model.trainable_parameters().items()}
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert list(a) == list(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@torch.no_grad()
+def mean_loss(model, split) -> float:
+    model.eval()
+    return model(collate(split.rows, split.pad_id), SPEC.name).loss.item()
+
+
+def adjective_examples(n: int, seed: int) -> list[Example]:
+    """One sentiment word per example (label 1 for a positive one): learnable in a few epochs."""
+    rng = random.Random(seed)
+    examples = [Example((rng.choice(POSITIVE if i % 2 == 0 else NEGATIVE),), int(i % 2 == 0)) for i in range(n)]
+    rng.shuffle(examples)
+    return examples
+
+
+def test_training_lowers_the_loss_on_a_learnable_task(tiny_backbone):
+    backbone = tiny_backbone("bert")
+    splits = DatasetSplits(SPEC.name, adjective_examples(48, seed=0), adjective_examples(24, seed=1))
+    train, validation = encode(backbone, splits)
+    model = build(backbone)
+    cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 8, "patience": 8, "batch_size": 4})
+    try:
+        before = mean_loss(model, train)
+        result = fit_task(model, SPEC, train, validation, cfg)
+        after = mean_loss(model, train)  # of the best epoch's weights, which fit leaves loaded
+    finally:
+        model.detach()
+    assert after < 0.6 * before, (before, after)
+    assert result.history[-1].train_loss < 0.5 * result.history[0].train_loss, result.history_dicts()
+    assert result.best_validation["accuracy"] >= 0.8
+    assert [h.epoch for h in result.history] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("placement", ["pfeiffer", "houlsby"])
+def test_only_adapter_and_head_parameters_change(tiny_backbone, family, placement):
+    backbone = tiny_backbone(family)
+    backbone_before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    train, validation = encode(backbone, sentiment_splits(n_train=16, n_eval=8))
+    model = build(backbone, placement=placement)
+    try:
+        names = list(model.trainable_parameters())
+        assert names and all(n.startswith("heads.") or ".composition." in n for n in names), names
+        initial = trainable_snapshot(model)
+        fit_task(model, SPEC, train, validation, CFG)
+        trained = trainable_snapshot(model)
+    finally:
+        model.detach()
+    assert all(not torch.equal(initial[k], trained[k]) for k in initial if k.endswith("up_weight")), "adapters trained"
+    assert not torch.equal(initial["heads.demo_sentiment.linear.weight"], trained["heads.demo_sentiment.linear.weight"])
+    after = backbone.model.state_dict()
+    assert list(after) == list(backbone_before)
+    for key, value in backbone_before.items():
+        assert torch.equal(after[key], value), key
+    assert not any(p.requires_grad for p in backbone.model.parameters())
+
+
+def test_same_seed_gives_identical_weights(tiny_backbone):
+    def run(train_seed):
+        backbone = tiny_backbone("bert")
+        train, validation = encode(backbone, sentiment_splits(n_train=24, n_eval=8))
+        model = build(backbone, init_seed=0)
+        try:
+            # the global RNG is disturbed before fit: the loop must seed itself
+            torch.rand(train_seed + 17)
+            fit_task(model, SPEC, train, validation, TrainConfig(**{**CFG.to_dict(), "seed": train_seed}))
+            return trainable_snapshot(model)
+        finally:
+            model.detach()
+
+    first, second, other_seed = run(3), run(3), run(4)
+    assert_same_weights(first, second)
+    assert not torch.equal(first["heads.demo_sentiment.linear.weight"], other_seed["heads.demo_sentiment.linear.weight"])
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tiny_backbone, tmp_path):
+    splits = sentiment_splits(n_train=24, n_eval=8)
+
+    # uninterrupted reference
+    backbone = tiny_backbone("bert")
+    train, validation = encode(backbone, splits)
+    model = build(backbone, init_seed=0)
+    try:
+        reference = fit_task(model, SPEC, train, validation, CFG, checkpoint_dir=tmp_path / "reference")
+        reference_weights = trainable_snapshot(model)
+    finally:
+        model.detach()
+    assert reference.resumed_from_epoch == 0
+
+    # crash right after epoch 1 (its checkpoint is already written)
+    seen = []
+
+    def crash_after_first(log):
+        seen.append(log.epoch)
+        if log.epoch == 1:
+            raise Crash("simulated crash")
+
+    model = build(backbone, init_seed=0)
+    try:
+        with pytest.raises(Crash):
+            fit_task(model, SPEC, train, validation, CFG, checkpoint_dir=tmp_path / "ckpt", on_epoch=crash_after_first)
+    finally:
+        model.detach()
+    assert seen == [1]
+    state = json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1
+
+    # resume with a differently initialised model: everything must come from the checkpoint
+    model = build(backbone, init_seed=99)
+    epochs_run = []
+    try:
+        result = fit_task(model, SPEC, train, validation, CFG, checkpoint_dir=tmp_path / "ckpt",
+                          on_epoch=lambda log: epochs_run.append(log.epoch))
+        resumed_weights = trainable_snapshot(model)
+    finally:
+        model.detach()
+    assert result.resumed_from_epoch == 1
+    assert epochs_run == [2]
+    assert [h.epoch for h in result.history] == [1, 2]
+    assert [h.validation for h in result.history] == [h.validation for h in reference.history]
+    assert [h.train_loss for h in result.history] == [h.train_loss for h in reference.history]
+    assert result.best_epoch == reference.best_epoch
+    assert_same_weights(resumed_weights, reference_weights)
+
+    # checkpoints are safetensors + JSON, no pickle
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "optimizer.safetensors", "trainable.safetensors", "trainer_state.json"]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in {".pkl", ".pickle", ".pt", ".pth", ".bin"}]
+
+    # a finished checkpoint is not trained again
+    model = build(backbone, init_seed=5)
+    try:
+        again = fit_task(model, SPEC, train, validation, CFG, checkpoint_dir=tmp_path / "ckpt",
+                         on_epoch=lambda log: pytest.fail("a finished run trained again"))
+        assert again.resumed_from_epoch == 2
+        assert_same_weights(trainable_snapshot(model), reference_weights)
+    finally:
+        model.detach()
+
+
+def test_early_stopping_keeps_best_epoch_weights(tiny_backbone):
+    backbone = tiny_backbone("bert")
+    train, _ = encode(backbone, sentiment_splits(n_train=16, n_eval=8))
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])
+    snapshots = {}
+    model = build(backbone)
+    cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 6, "patience": 2})
+    try:
+        result = fit(
+            model, cfg,
+            train_batches=lambda epoch: ((SPEC.name, b) for b in train.batches(8, shuffle=True, seed=0, epoch=epoch)),
+            steps_per_epoch=train.num_batches(8),
+            validate=lambda: {"accuracy": next(scores)},
+            main_metric="accuracy",
+            on_epoch=lambda log: snapshots.__setitem__(log.epoch, trainable_snapshot(model)),
+        )
+        final = trainable_snapshot(model)
+    finally:
+        model.detach()
+    assert result.stopped_early
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4]  # 2 epochs without gain after epoch 2
+    assert result.best_epoch == 2 and result.best_validation == {"accuracy": 0.7}
+    assert_same_weights(final, snapshots[2])  # the best epoch's weights are left loaded
+    assert not torch.equal(final["heads.demo_sentiment.linear.weight"], snapshots[4]["heads.demo_sentiment.linear.weight"])
+
+
+def test_early_stopping_when_validation_is_flat(tiny_backbone):
+    """With a zero learning rate nothing changes, so training stops after 1 + patience epochs."""
+    backbone = tiny_backbone("bert")
+    train, validation = encode(backbone, sentiment_splits(n_train=16, n_eval=8))
+    model = build(backbone)
+    try:
+        result = fit_task(model, SPEC, train, validation,
+                          TrainConfig(**{**CFG.to_dict(), "epochs": 10, "patience": 2, "learning_rate": 0.0}))
+    finally:
+        model.detach()
+    assert result.stopped_early
+    assert len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_full_finetune_changes_backbone_and_trains_more_parameters(tiny_backbone, tmp_path):
+    splits = sentiment_splits(n_train=16, n_eval=8)
+    adapter_result = recipes.train_adapter(tiny_backbone("bert"), SPEC, splits, ADAPTER, CFG, tmp_path / "adapter")
+
+    backbone = tiny_backbone("bert")
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    result = recipes.train_full_finetune(backbone, SPEC, splits, CFG, tmp_path / "full")
+
+    changed = [k for k, v in backbone.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("encoder.layer.") for k in changed)
+    assert any(k.startswith("embeddings.") for k in changed)
+    assert result.trainable_params == sum(p.numel() for p in backbone.model.parameters())
+    assert result.trainable_params > 10 * adapter_result.trainable_params > 0
+    assert result.head_params == adapter_result.head_params == 32 * SPEC.num_labels + SPEC.num_labels
+    # the backbone is left frozen and without sites
+    assert not any(p.requires_grad for p in backbone.model.parameters())
+    assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
+    assert (tmp_path / "full" / "adapter.safetensors").is_file()
