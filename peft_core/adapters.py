@@ -43,19 +43,23 @@ class AdapterBank(nn.Module):
         return torch.einsum("...km,kmd->...kd", h, self.up_weight) + self.up_bias
 
     def mix(self, z: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-        """`Σ_j c_j ⊙ A_j(z)` in one GEMM.
+        """`Σ_j c_j ⊙ A_j(z)` in one GEMM, for coefficients shared by every token and example.
 
-        `coefficients` is (K, d) or (K, 1) for weights shared by all tokens (ScaLearn, averaging),
-        or (B, K) for one weight per example and adapter (PEMT's gate); z is (B, T, d).
+        `coefficients` is (K, d) or (K, 1) (ScaLearn's ω, averaging): they are folded into the
+        up-projection, so the K outputs of size d are never materialised.
         """
-        h = self.hidden(z)
         k, m, d = self.up_weight.shape
-        if coefficients.dim() == 2 and coefficients.shape[0] == k:
-            folded = (self.up_weight * coefficients[:, None, :]).reshape(k * m, d)
-            bias = (self.up_bias * coefficients).sum(0)
-            return h.flatten(-2) @ folded + bias
-        per_example = coefficients[:, None, :, None]  # (B, 1, K, 1) against h (B, T, K, m)
-        return (h * per_example).flatten(-2) @ self.up_weight.reshape(k * m, d) + coefficients @ self.up_bias
+        if coefficients.shape not in ((k, d), (k, 1)):
+            raise ValueError(f"coefficients must be ({k}, {d}) or ({k}, 1), got {tuple(coefficients.shape)}")
+        folded = (self.up_weight * coefficients[:, None, :]).reshape(k * m, d)
+        bias = (self.up_bias * coefficients).sum(0)
+        return self.hidden(z).flatten(-2) @ folded + bias
+
+    def mix_per_example(self, z: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """`Σ_j g_bj · A_j(z_b)` with one weight per example and adapter: z (B, T, d), gates (B, K)."""
+        k, m, d = self.up_weight.shape
+        scaled = self.hidden(z) * gates[:, None, :, None]  # (B, T, K, m)
+        return scaled.flatten(-2) @ self.up_weight.reshape(k * m, d) + (gates @ self.up_bias).unsqueeze(-2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Sum of all adapters' outputs; for a bank of one, that adapter's output."""

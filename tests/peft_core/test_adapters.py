@@ -80,38 +80,26 @@ def test_mix_is_differentiable_in_the_coefficients():
 
 
 def test_mix_with_per_example_coefficients_equals_explicit_sum_batch_of_one():
-    # B = 1 broadcasts against the token axis, so this case works today
     bank = random_bank()
     z = torch.randn(1, 5, D)
     coefficients = torch.randn(1, K)
-    torch.testing.assert_close(bank.mix(z, coefficients), explicit_sum(bank, z, coefficients), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bank.mix_per_example(z, coefficients), explicit_sum(bank, z, coefficients), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG peft_core/adapters.py:58: the per-example bias `coefficients @ self.up_bias` is (B, d) and is added to "
-    "(B, T, d) without a token axis (shape error when B != T, wrong rows when B == T); "
-    "fix: `+ (coefficients @ self.up_bias).unsqueeze(-2)`"))
 @pytest.mark.parametrize("batch, tokens", [(2, 5), (5, 5)], ids=["B_ne_T", "B_eq_T"])
 def test_mix_with_per_example_coefficients_equals_explicit_sum(batch, tokens):
     bank = random_bank()
     z = torch.randn(batch, tokens, D)
     coefficients = torch.rand(batch, K)
-    torch.testing.assert_close(bank.mix(z, coefficients), explicit_sum(bank, z, coefficients), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bank.mix_per_example(z, coefficients), explicit_sum(bank, z, coefficients), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG peft_core/adapters.py:53: a (B, K) coefficient matrix with B == K is taken for the shared (K, d) form "
-    "(only shape[0] == K is checked), so mix crashes or mixes wrongly when the batch size equals the number of "
-    "adapters; fix: take the shared branch only when `coefficients.shape[1] in (1, d)` and "
-    "`coefficients.shape[0] == k`, i.e. `coefficients.shape in ((k, d), (k, 1))`"))
 def test_mix_with_per_example_coefficients_when_batch_size_equals_num_adapters():
     bank = random_bank()
-    with torch.no_grad():
-        bank.up_bias.zero_()  # isolate this bug from the bias-broadcast one above
     z = torch.randn(K, 5, D)
     coefficients = torch.rand(K, K)
     expected = (bank.outputs(z) * coefficients[:, None, :, None]).sum(-2)
-    torch.testing.assert_close(bank.mix(z, coefficients), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bank.mix_per_example(z, coefficients), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_forward_is_sum_of_all_adapters():
