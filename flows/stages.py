@@ -6,6 +6,7 @@ opens its own MLflow parent run; inside `pipeline` all stages share the pipeline
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 
 from prefect import flow, unmapped
@@ -32,6 +33,23 @@ def _wait(futures) -> list:
     return [f.result() for f in futures]
 
 
+@contextmanager
+def _parent_run(config: PipelineConfig, parent_run_id: str | None, label: str):
+    """Yield the MLflow parent run id. A stage run alone opens its own parent run, and closes it
+    (FAILED on an error, else FINISHED after publishing the comparison report)."""
+    if parent_run_id is not None:
+        yield parent_run_id
+        return
+    tracking, run_id = _open_parent(config, label)
+    try:
+        yield run_id
+    except BaseException:
+        end_run(tracking, run_id, failed=True)
+        raise
+    publish_report(tracking, run_id)
+    end_run(tracking, run_id)
+
+
 @flow(name="prepare", log_prints=True)
 def prepare(config: PipelineConfig) -> dict[str, dict[str, dict]]:
     """Prepared splits for every source and target: {"source": {task: info}, "target": {...}}."""
@@ -53,17 +71,13 @@ def _source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
 @flow(name="sources", log_prints=True)
 def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
     """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
-    own_parent = parent_run_id is None
-    if own_parent:
-        tracking, parent_run_id = _open_parent(config, "sources")
-    prepared = prepared or _with_runner(prepare, config)(config)
-    jobs = _source_jobs(config)
-    futures = train_source_adapter.map(
-        unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
-        unmapped(parent_run_id), [p for _, _, p in jobs],
-    )
-    results = _finish(futures, tracking if own_parent else None, parent_run_id)
-    return results
+    with _parent_run(config, parent_run_id, "sources") as parent_run_id:
+        prepared = prepared or _with_runner(prepare, config)(config)
+        jobs = _source_jobs(config)
+        return _wait(train_source_adapter.map(
+            unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
+            unmapped(parent_run_id), [p for _, _, p in jobs],
+        ))
 
 
 def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[dict] | None, seed: int,
@@ -81,51 +95,43 @@ def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[
 def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None,
              source_units: list[dict] | None = None) -> list[dict]:
     """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel."""
-    own_parent = parent_run_id is None
-    if own_parent:
-        tracking, parent_run_id = _open_parent(config, "transfer")
-    prepared = prepared or _with_runner(prepare, config)(config)
-    futures = []
-    for seed in config.seeds:
-        for target in config.targets:
-            target_data = prepared["target"][target]
-            for method in config.methods_in(TRANSFER_METHODS):
-                kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt=method == "pemt")
-                chosen = [kind[s] for s in config.transfer.sources_for(method, target, config.sources)]
-                futures.append(fit_transfer_unit.submit(config, target_data, method, chosen, seed, parent_run_id))
-            if "adapter" in config.methods:
-                futures.append(train_source_adapter.submit(config, target_data, seed, parent_run_id, False, "target"))
-            if "full_finetune" in config.methods:
-                futures.append(full_finetune_unit.submit(config, target_data, seed, parent_run_id))
-    return _finish(futures, tracking if own_parent else None, parent_run_id)
+    with _parent_run(config, parent_run_id, "transfer") as parent_run_id:
+        prepared = prepared or _with_runner(prepare, config)(config)
+        futures = []
+        for seed in config.seeds:
+            for target in config.targets:
+                target_data = prepared["target"][target]
+                for method in config.methods_in(TRANSFER_METHODS):
+                    kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt=method == "pemt")
+                    chosen = [kind[s] for s in config.transfer.sources_for(method, target, config.sources)]
+                    futures.append(fit_transfer_unit.submit(config, target_data, method, chosen, seed, parent_run_id))
+                if "adapter" in config.methods:
+                    futures.append(train_source_adapter.submit(config, target_data, seed, parent_run_id, False, "target"))
+                if "full_finetune" in config.methods:
+                    futures.append(full_finetune_unit.submit(config, target_data, seed, parent_run_id))
+        return _wait(futures)
 
 
 @flow(name="multitask", log_prints=True)
 def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
     """Joint training over every source and target task (HyperFormer, shared adapter, full multi-task)."""
-    own_parent = parent_run_id is None
-    if own_parent:
-        tracking, parent_run_id = _open_parent(config, "multitask")
-    prepared = prepared or _with_runner(prepare, config)(config)
-    tasks_data = {**prepared["target"], **prepared["source"]}
-    futures = [train_multitask_unit.submit(config, tasks_data, method, seed, parent_run_id)
-               for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)]
-    return _finish(futures, tracking if own_parent else None, parent_run_id)
+    with _parent_run(config, parent_run_id, "multitask") as parent_run_id:
+        prepared = prepared or _with_runner(prepare, config)(config)
+        tasks_data = {**prepared["target"], **prepared["source"]}
+        return _wait([train_multitask_unit.submit(config, tasks_data, method, seed, parent_run_id)
+                      for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)])
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run_id: str | None = None,
              prepared: dict | None = None) -> list[dict]:
     """Re-evaluate saved adapters from their artifacts (sources, unless `units` are given)."""
-    own_parent = parent_run_id is None
-    if own_parent:
-        tracking, parent_run_id = _open_parent(config, "evaluate")
-    prepared = prepared or _with_runner(prepare, config)(config)
-    units = units if units is not None else _with_runner(sources, config)(config, parent_run_id, prepared)
-    evaluable = [u for u in units if u.get("artifact_dir") and u["method"] in ("adapter", "prompt_adapter")]
-    futures = evaluate_saved_adapter.map(unmapped(config), evaluable, [_prepared_for(prepared, u) for u in evaluable],
-                                         unmapped(parent_run_id))
-    return _finish(futures, tracking if own_parent else None, parent_run_id)
+    with _parent_run(config, parent_run_id, "evaluate") as parent_run_id:
+        prepared = prepared or _with_runner(prepare, config)(config)
+        units = units if units is not None else _with_runner(sources, config)(config, parent_run_id, prepared)
+        evaluable = [u for u in units if u.get("artifact_dir") and u["method"] in ("adapter", "prompt_adapter")]
+        return _wait(evaluate_saved_adapter.map(unmapped(config), evaluable,
+                                                [_prepared_for(prepared, u) for u in evaluable], unmapped(parent_run_id)))
 
 
 def _prepared_for(prepared: dict, unit: dict) -> dict:
@@ -133,25 +139,10 @@ def _prepared_for(prepared: dict, unit: dict) -> dict:
     return prepared[role][unit["task"]]
 
 
-def _finish(futures, tracking: Tracking | None, parent_run_id: str) -> list[dict]:
-    """Wait for the units; a stage that opened its own parent run closes it and publishes the report."""
-    try:
-        results = _wait(futures)
-    except BaseException:
-        if tracking is not None:
-            end_run(tracking, parent_run_id, failed=True)
-        raise
-    if tracking is not None:
-        publish_report(tracking, parent_run_id)
-        end_run(tracking, parent_run_id)
-    return results
-
-
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: PipelineConfig) -> str:
     """prepare -> sources -> transfer -> multitask -> evaluate under one MLflow parent run."""
-    tracking, parent_run_id = _open_parent(config, "pipeline")
-    try:
+    with _parent_run(config, None, "pipeline") as parent_run_id:
         prepared = _with_runner(prepare, config)(config)
         source_units = _with_runner(sources, config)(config, parent_run_id, prepared)
         units = list(source_units)
@@ -160,11 +151,6 @@ def pipeline(config: PipelineConfig) -> str:
         if config.methods_in(MULTITASK_METHODS):
             _with_runner(multitask, config)(config, parent_run_id, prepared)
         _with_runner(evaluate, config)(config, units, parent_run_id, prepared)
-        publish_report(tracking, parent_run_id)
-    except BaseException:
-        end_run(tracking, parent_run_id, failed=True)
-        raise
-    end_run(tracking, parent_run_id)
     return parent_run_id
 
 
