@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows import logging_filters
 from flows.config import DATA_DIR_ENV, PipelineConfig, load_config
 from peft_core.errors import AdapterflowError
 
@@ -33,6 +34,7 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging_filters.install()
 
 
 @app.command()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -54,3 +58,22 @@ def test_tasks_lists_the_registry():
     assert code == 0
     for name in ("rte", "mnli", "superglue_rte", "copa", "demo_lowres"):
         assert name in output
+
+
+def test_bad_data_row_fails_with_one_line_and_no_traceback(tiny_config, tmp_path):
+    """As a user runs it: a real process, Prefect's own logging, a malformed row in a GLUE file."""
+    rte = tmp_path / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    header = "index\tsentence1\tsentence2\tlabel\n"
+    rows = "".join(f"{i}\tthe film was good\tthe film was bad\tnot_entailment\n" for i in range(30))
+    (rte / "train.tsv").write_text(header + rows + "30\tonly two fields\n")
+    (rte / "dev.tsv").write_text(header + rows)
+    config, _ = tiny_config(data={"source": "local", "path": str(tmp_path / "glue")}, sources=["rte"], targets=[],
+                            methods=["adapter"])
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 2, printed
+    assert "train.tsv:32: 2 tab-separated fields, expected 4" in printed
+    assert "Traceback" not in printed

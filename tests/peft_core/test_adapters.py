@@ -102,6 +102,14 @@ def test_mix_with_per_example_coefficients_when_batch_size_equals_num_adapters()
     torch.testing.assert_close(bank.mix_per_example(z, coefficients), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, K), (K, K), (K, D + 1), (K,)], ids=["B_by_K", "K_by_K", "K_by_wrong", "flat"])
+def test_mix_rejects_coefficients_that_are_not_shared(shape):
+    """Per-example weights go through `mix_per_example`; `mix` must not guess (B == K was ambiguous)."""
+    bank = random_bank()
+    with pytest.raises(ValueError, match="coefficients must be"):
+        bank.mix(torch.randn(K, 5, D), torch.rand(*shape))
+
+
 def test_forward_is_sum_of_all_adapters():
     bank = random_bank()
     z = torch.randn(2, 5, D)

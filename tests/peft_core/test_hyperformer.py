@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, BertConfig, T5Config
 
+from peft_core.artifacts import save_artifact
 from peft_core.backbones import Backbone, wrap_backbone
-from peft_core.compositions.single import SingleAdapter
 from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.hyperformer import (
@@ -18,6 +18,7 @@ from peft_core.hyperformer import (
     hyperformer_parameter_count,
     layernorm_parameters,
 )
+from peft_core.recipes import adapter_tensors, build_adapter_model, load_adapter_model
 from peft_core.task_specs import get_task
 
 SPECS = [get_task("demo_sentiment"), get_task("demo_nli"), get_task("demo_similarity")]
@@ -124,14 +125,26 @@ def test_detach_restores_the_backbone_as_loaded():
     assert not any(p.requires_grad for p in backbone.model.parameters())
 
 
-def test_single_adapter_with_layer_norm_after_round_trips_its_state():
+def test_an_adapter_with_layer_norm_after_round_trips_through_an_artifact(tmp_path):
+    backbone = tiny_backbone()
+    spec = get_task("demo_sentiment")
     config = AdapterConfig(placement="houlsby", reduction_factor=4, layer_norm_after=True)
-    source, target = SingleAdapter(32, config), SingleAdapter(32, config)
+    model = build_adapter_model(backbone, spec, config)
     with torch.no_grad():
-        source.layer_norm.weight.normal_()
-    state = source.adapter_state()
-    assert set(state) == {"down_weight", "down_bias", "up_weight", "up_bias", "ln_weight", "ln_bias"}
-    target.load_adapter_state(state)
-    z = torch.randn(2, 3, 32)
-    torch.testing.assert_close(target(z, None), source(z, None))
-    torch.testing.assert_close(source(z, None), source.layer_norm(source.bank(z)))
+        for p in model.trainable_parameters().values():
+            p.add_(torch.randn_like(p))
+    tensors = adapter_tensors(model, spec.name)
+    assert {"sites.1.ffn.ln_weight", "sites.1.ffn.ln_bias"} <= tensors.keys()
+    save_artifact(tmp_path / "a", tensors, {"adapter": config.to_dict(), "backbone": backbone.describe()})
+    model.eval()
+    batch = random_batch()
+    with torch.no_grad():
+        expected = model(batch, spec.name).logits
+    model.detach()
+    loaded = load_adapter_model(tmp_path / "a", backbone, spec)
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch, spec.name).logits, expected)
+    adapter, hidden = loaded.sites[0].composition, torch.randn(2, 3, 32)
+    torch.testing.assert_close(adapter(hidden, None), adapter.layer_norm(adapter.bank(hidden)))
+    loaded.detach()
