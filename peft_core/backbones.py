@@ -130,6 +130,9 @@ def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
             f"cannot load backbone '{name}' ({str(exc).splitlines()[0]}); use 'minilm', a local model "
             "folder, or a Hugging Face id that is in your cache"
         ) from None
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise BackboneError(f"backbone '{name}' ({path}) has no tokenizer vocabulary; the model folder needs its "
+                            "tokenizer files (tokenizer.json or vocab.txt) beside config.json")
     return wrap_backbone(name, model, tokenizer)
 
 

@@ -91,14 +91,16 @@ class AdapterModel(nn.Module):
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
     def parameter_groups(self, default_lr: float) -> list[dict]:
-        """Optimizer groups: a composition's own `learning_rate` wins over the default."""
+        """Optimizer groups: a module's own `learning_rate` attribute (compositions, PEMT's target
+        prompt) wins over the default."""
         special: dict[float, list[nn.Parameter]] = {}
         claimed: set[int] = set()
         for module in self.modules():
-            if isinstance(module, Composition) and module.learning_rate is not None:
+            rate = getattr(module, "learning_rate", None)
+            if rate is not None:
                 for p in module.parameters():
                     if p.requires_grad and id(p) not in claimed:
-                        special.setdefault(module.learning_rate, []).append(p)
+                        special.setdefault(rate, []).append(p)
                         claimed.add(id(p))
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
         groups = [{"params": rest, "lr": default_lr}] if rest else []

@@ -101,6 +101,8 @@ class AttentivePrompt(nn.Module):
     `prompt.embeddings`); the source prompts are frozen buffers, padded to one length and masked.
     """
 
+    learning_rate = PEMT_LEARNING_RATE
+
     def __init__(self, target: torch.Tensor, sources: Sequence[torch.Tensor]):
         super().__init__()
         self.embeddings = nn.Parameter(target.clone())

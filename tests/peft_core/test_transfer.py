@@ -114,6 +114,8 @@ def test_compositions_train_at_their_published_rate(method, rate, backbone, sour
     try:
         groups = {g["lr"]: {id(p) for p in g["params"]} for g in model.parameter_groups(1e-3)}
         composition_params = {id(p) for site in model.sites for p in site.composition.parameters() if p.requires_grad}
+        if model.prompt is not None:  # PEMT's target prompt trains at the method's rate too
+            composition_params |= {id(p) for p in model.prompt.parameters() if p.requires_grad}
         assert groups[rate] == composition_params
         assert {id(p) for p in model.heads[TARGET.name].parameters()} <= groups[1e-3]
     finally:
