@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 import shutil
+import uuid
 from pathlib import Path
 
 import torch
@@ -15,17 +16,21 @@ def atomic_directory_write(final: Path, write) -> None:
     """Call `write(tmp_dir)`, then move the finished folder to `final` in one rename.
 
     A process killed mid-write leaves only a `.tmp-*` folder behind, never a partial `final`.
+    Writers of the same folder (parallel units preparing the same data, two pipelines on one
+    store) take turns swapping it in under a file lock; the last one wins, and each was complete.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = final.parent / f".tmp-{final.name}-{token}"
     tmp.mkdir()
     write(tmp)
-    old = final.parent / f".old-{final.name}-{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    old = final.parent / f".old-{final.name}-{token}"
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
 
 
