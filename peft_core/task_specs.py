@@ -142,9 +142,9 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
           "Decide whether one review sentence entails, contradicts or is unrelated to another."),
     _demo("demo_similarity", "regression", ("sentence1", "sentence2"), None, ("pearson", "spearman"),
           "Rate from zero to five how similar in meaning two review sentences are."),
-    _demo("demo_lowres", "classification", ("sentence1", "sentence2"), ("unfavourable", "favourable"),
+    _demo("demo_lowres", "classification", ("sentence",), ("not_recommended", "recommended"),
           ("accuracy", "f1"),
-          "Decide whether a review, followed by an aside about something else, is favourable."),
+          "Decide whether someone's reported opinion means they would recommend the thing."),
 )
 
 

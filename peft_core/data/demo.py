@@ -8,11 +8,10 @@ adjective's polarity flipped by negation. The tasks ask about that meaning in di
 - demo_nli        (pair): same subject and quality, same polarity -> entailment, opposite ->
                   contradiction; a different subject or quality -> neutral.
 - demo_similarity (pair, 0..5): overlap of subject, quality and polarity, plus noise.
-- demo_lowres     (pair, 72 training examples): a review followed by an aside about another
-                  subject; is the review (the first sentence) favourable? The low-resource
-                  target: it needs sentiment's polarity and, from the pair tasks, telling the
-                  two sentences apart; 64 examples are too few to learn either from scratch.
-
+- demo_lowres     (single sentence, 72 training examples): reported speech about an opinion
+                  ("asked about the film , she called it not boring"): would the speaker
+                  recommend it? The low-resource target: new wording, the same polarity
+                  underneath, too few examples to learn negation and antonyms from scratch.
 Data are seeded by task name and split, so every call returns the same examples. About 5 % of
 classification labels are flipped so the tasks are learnable but not trivially separable.
 """
@@ -91,10 +90,10 @@ def _other(rng: random.Random, count: int, excluded: int) -> int:
     return rng.choice([i for i in range(count) if i != excluded])
 
 
-def _render(rng: random.Random, opinion: Opinion) -> str:
+def _render(rng: random.Random, opinion: Opinion, templates: tuple[str, ...] = TEMPLATES) -> str:
     adjectives = QUALITIES[opinion.quality][0 if opinion.positive_adjective else 1]
     adjective = ("not " if opinion.negated else "") + rng.choice(INTENSIFIERS) + rng.choice(adjectives)
-    return rng.choice(TEMPLATES).format(subject=rng.choice(SUBJECTS[opinion.subject]), adjective=adjective)
+    return rng.choice(templates).format(subject=rng.choice(SUBJECTS[opinion.subject]), adjective=adjective)
 
 
 def _noisy(rng: random.Random, label: int, num_labels: int) -> int:
@@ -136,10 +135,18 @@ def _similarity_example(rng: random.Random) -> Example:
     return Example((_render(rng, first), _render(rng, second)), round(score, 2))
 
 
+REPORTED_TEMPLATES = (
+    "asked about the {subject} , she called it {adjective}",
+    "when we talked about the {subject} he said {adjective}",
+    "my neighbour described the {subject} as {adjective}",
+    "in one word , the {subject} : {adjective}",
+)
+
+
 def _lowres_example(rng: random.Random) -> Example:
-    review = _random_opinion(rng)
-    aside = _random_opinion(rng, subject=_other(rng, len(SUBJECTS), review.subject))
-    return Example((_render(rng, review), _render(rng, aside)), _noisy(rng, int(review.positive), 2))
+    opinion = _random_opinion(rng)
+    text = _render(rng, opinion, REPORTED_TEMPLATES)
+    return Example((text,), _noisy(rng, int(opinion.positive), 2))
 
 
 _GENERATORS: dict[str, Callable[[random.Random], Example]] = {

@@ -1,0 +1,36 @@
+"""Multiple choice (COPA): one logit per (context, choice), compared across the choices."""
+
+from peft_core.configs import AdapterConfig, TrainConfig
+from peft_core.data import DatasetSplits, EncodedSplit, Example
+from peft_core.recipes import build_adapter_model, evaluate_adapter, train_adapter
+from peft_core.task_specs import get_task
+
+COPA = get_task("copa")
+
+
+def copa_examples(n: int) -> list[Example]:
+    good, bad = "the film was good", "the film was bad"
+    return [Example(("i liked it", "cause"), i % 2, (bad, good) if i % 2 else (good, bad)) for i in range(n)]
+
+
+def test_multiple_choice_logits_have_one_column_per_choice(tiny_backbone):
+    backbone = tiny_backbone("bert")
+    model = build_adapter_model(backbone, COPA, AdapterConfig(reduction_factor=4))
+    try:
+        split = EncodedSplit.from_examples(COPA, copa_examples(6), backbone.tokenizer, 16)
+        batch = next(split.batches(6, shuffle=False))
+        assert batch["input_ids"].dim() == 3
+        out = model(batch, COPA.name)
+        assert out.logits.shape == (6, 2)
+        assert out.loss is not None and out.loss.item() > 0
+    finally:
+        model.detach()
+
+
+def test_multiple_choice_trains_and_round_trips(tiny_backbone, tmp_path):
+    backbone = tiny_backbone("bert")
+    splits = DatasetSplits("copa", copa_examples(16), copa_examples(8), copa_examples(8))
+    cfg = TrainConfig(epochs=1, batch_size=8, max_length=16, learning_rate=1e-3)
+    result = train_adapter(backbone, COPA, splits, AdapterConfig(reduction_factor=4), cfg, tmp_path / "copa")
+    assert set(result.metrics) == {"validation_accuracy", "test_accuracy"}
+    assert evaluate_adapter(tmp_path / "copa", backbone, COPA, splits, 16) == result.metrics
