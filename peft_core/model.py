@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
+from .errors import ArtifactError
 from .heads import TaskHead
 from .sites import AdapterSite, Composition, ForwardContext, attach_sites, detach_sites
 from .task_specs import TaskSpec
@@ -106,6 +107,17 @@ class AdapterModel(nn.Module):
         groups = [{"params": rest, "lr": default_lr}] if rest else []
         groups += [{"params": ps, "lr": lr} for lr, ps in special.items()]
         return groups
+
+    def load_saved_parameters(self, params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor],
+                              folder, rerun_hint: str) -> None:
+        """Copy an artifact's tensors into `params`; on a name mismatch detach and raise ArtifactError."""
+        if set(params) != set(tensors):
+            self.detach()
+            raise ArtifactError(f"{folder} does not hold the tensors this model trains "
+                                f"({len(set(params) ^ set(tensors))} names differ); {rerun_hint}")
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(tensors[name])
 
     def count_parameters(self) -> dict[str, int]:
         """Trainable parameters, with the heads counted apart from the transfer/adapter part."""

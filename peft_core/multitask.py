@@ -18,7 +18,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Literal
 
-import torch
 
 from .artifacts import load_artifact, read_artifact_config, save_artifact
 from .backbones import Backbone
@@ -161,14 +160,8 @@ def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
     specs = [_spec_from_json(entry["spec"]) for entry in config["tasks"]]
     hypernetwork = HyperNetConfig(**config["hypernetwork"]) if config["hypernetwork"] else None
     model = build_multitask_model(backbone, specs, config["method"], AdapterConfig(**config["adapter"]), hypernetwork)
-    trainable = model.trainable_parameters()
-    if set(trainable) != set(tensors):
-        model.detach()
-        raise ArtifactError(f"{folder} does not match the {config['method']} model it describes "
-                            f"({len(set(trainable) ^ set(tensors))} tensor names differ); re-run the multi-task stage")
-    with torch.no_grad():
-        for name, param in trainable.items():
-            param.copy_(tensors[name])
+    model.load_saved_parameters(model.trainable_parameters(), tensors, folder,
+                                f"{config['method']}: re-run the multi-task stage")
     return model
 
 

@@ -254,14 +254,8 @@ def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec) 
             raise ArtifactError(f"source '{source.name}' ({source.directory}) changed since transfer model "
                                 f"{artifact_dir} was fitted on it; re-run the transfer stage")
     model = build_transfer_model(backbone, spec, sources, get_method(config["method"]), config.get("method_options"))
-    params = transfer_parameters(model, spec.name)
-    if set(params) != set(tensors):
-        model.detach()
-        raise ArtifactError(f"{artifact_dir} does not hold the tensors method '{config['method']}' trains for "
-                            f"task {spec.name}; re-run the transfer stage")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(tensors[name])
+    model.load_saved_parameters(transfer_parameters(model, spec.name), tensors, artifact_dir,
+                                f"method '{config['method']}' on task {spec.name}: re-run the transfer stage")
     return model
 
 
