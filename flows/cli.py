@@ -98,7 +98,7 @@ def report(
 
 
 def _print_report(cfg: PipelineConfig, fmt: str) -> None:
-    from tasks.reporting import comparison_table, to_markdown
+    from tasks.reporting import comparison_table, to_markdown, transfer_summary
     from tasks.tracking import Tracking
 
     tracking = Tracking.from_config(cfg)
@@ -110,6 +110,8 @@ def _print_report(cfg: PipelineConfig, fmt: str) -> None:
         print(to_markdown(table))
         return
     console.print(_rich_table(table, f"adapterflow — experiment '{tracking.experiment}'"))
+    for line in transfer_summary(table):
+        console.print(line, highlight=False)
     console.print(f"MLflow store: {tracking.uri}")
     if tracking.uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from peft_core.errors import ConfigError
+from peft_core.task_specs import get_task
 from tasks.tracking import KIND_TAG, PARENT_TAG, Tracking
 
 REPORTED_STAGES = ("sources", "transfer", "multitask")
@@ -51,6 +52,22 @@ def comparison_table(tracking: Tracking, parent_run_id: str | None = None) -> pd
     stage_order = {s: i for i, s in enumerate(REPORTED_STAGES)}
     table = table[ordered].sort_values(["task", "stage", "method"], key=lambda col: col.map(stage_order) if col.name == "stage" else col)
     return table.reset_index(drop=True)
+
+
+def transfer_summary(table: pd.DataFrame) -> list[str]:
+    """Per target: each transfer method's test score against the no-transfer adapter's."""
+    transfer = table[table["stage"] == "transfer"] if not table.empty else table
+    lines = []
+    for task, rows in transfer.groupby("task"):
+        metric = f"test_{get_task(task).main_metric}"
+        baseline = rows[rows["method"] == "adapter"]
+        if metric not in rows or baseline.empty:
+            continue
+        base = baseline[metric].iloc[0]
+        others = rows[~rows["method"].isin(["adapter", "full_finetune"])].sort_values(metric, ascending=False)
+        verdicts = ", ".join(f"{r.method} {r[metric]:.4f} ({r[metric] - base:+.4f})" for _, r in others.iterrows())
+        lines.append(f"{task}: no-transfer adapter {metric} {base:.4f}; transfer: {verdicts}")
+    return lines
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -3,7 +3,6 @@ same model, re-evaluates to the same metrics, and refuses the wrong backbone or 
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
