@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -26,11 +27,14 @@ def atomic_directory_write(final: Path, write) -> None:
     tmp.mkdir()
     write(tmp)
     old = final.parent / f".old-{final.name}-{token}"
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    parent = os.open(final.parent, os.O_RDONLY)  # lock the parent folder itself: no lock file left behind
+    try:
+        fcntl.flock(parent, fcntl.LOCK_EX)
         if final.exists():
             final.rename(old)
         tmp.rename(final)
+    finally:
+        os.close(parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

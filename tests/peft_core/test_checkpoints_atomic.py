@@ -19,7 +19,7 @@ def test_parallel_writers_of_one_folder_all_succeed(tmp_path):
     target = tmp_path / "prepared"
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: atomic_directory_write(target, _writer("same")), range(32)))
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["prepared"]
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
     assert (target / "a.txt").read_text() == (target / "b.txt").read_text() == "same"
 
 
