@@ -21,6 +21,7 @@ console = Console() if sys.stdout.isatty() else Console(width=170)
 err = Console(stderr=True)
 
 STAGE_NAMES = ("pipeline", "prepare", "sources", "transfer", "multitask", "evaluate")
+FORCEABLE_STAGES = ("sources", "transfer", "multitask", "evaluate")
 
 
 def _fail(message: str) -> None:
@@ -42,12 +43,18 @@ def run(
     config: Optional[Path] = typer.Argument(None, help="YAML config; omit for the built-in demo"),
     stage: Optional[str] = typer.Option(None, help=f"run one stage: {', '.join(STAGE_NAMES)}"),
     data_dir: Optional[Path] = typer.Option(None, help=f"data folder for data.source 'local' (or ${DATA_DIR_ENV})"),
+    force: bool = typer.Option(False, "--force", help="retrain every unit even if MLflow has it finished"),
+    force_stage: list[str] = typer.Option([], "--force-stage", help="retrain this stage's units (repeatable)"),
 ) -> None:
     """Run the pipeline (or one stage) and print the comparison table."""
     if stage is not None and stage not in STAGE_NAMES:
         _fail(f"unknown stage '{stage}'; choose one of: {', '.join(STAGE_NAMES)}")
+    unknown = [s for s in force_stage if s not in FORCEABLE_STAGES]
+    if unknown:
+        _fail(f"unknown --force-stage {unknown[0]!r}; choose from: {', '.join(FORCEABLE_STAGES)}")
+    forced = list(FORCEABLE_STAGES) if force else force_stage
     try:
-        cfg = load_config(config, **{"data.path": str(data_dir) if data_dir else None})
+        cfg = load_config(config, **{"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None})
         _check_data_folder(cfg)
         _quiet_libraries()
         from flows.stages import run_stage

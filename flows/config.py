@@ -124,6 +124,10 @@ class PipelineConfig(Strict):
     seeds: list[int] = [42]
     tracking: TrackingSettings = TrackingSettings()
     runner: RunnerSettings = RunnerSettings()
+    force_stages: list[Literal["sources", "transfer", "multitask", "evaluate"]] = Field(
+        default_factory=list,
+        description="stages whose units retrain even when MLflow has them finished (CLI: --force, --force-stage)",
+    )
 
     @field_validator("methods")
     @classmethod

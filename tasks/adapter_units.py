@@ -52,7 +52,7 @@ def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, pare
     """Recompute an adapter's validation/test metrics from its artifact and log them as a run."""
     tracking = Tracking.from_config(cfg)
     key = unit_key("evaluate", adapter=unit["unit_key"], data=prepared["digest"])
-    cached = find_finished_unit(tracking, key)
+    cached = None if "evaluate" in cfg.force_stages else find_finished_unit(tracking, key)
     if cached is not None:
         return {**unit, "evaluation": dict(cached.data.metrics)}
     spec = get_task(unit["task"])

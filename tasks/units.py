@@ -30,7 +30,7 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
                       unit_key: str, params: dict, train: TrainFn, seed: int | None = None) -> UnitResult:
     tracking = Tracking.from_config(cfg)
     label = f"{stage}/{task}/{method}"
-    cached = find_finished_unit(tracking, unit_key)
+    cached = None if stage in cfg.force_stages else find_finished_unit(tracking, unit_key)
     if cached is not None:
         return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
 

@@ -58,6 +58,12 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     second = [r for r in _children(tracking, second_id) if r.data.tags["stage"] in ("sources", "transfer")]
     assert second and all(r.data.tags.get("reused") == "true" for r in second)
 
+    # Forcing one stage retrains its units only.
+    forced_id = run_stage(cfg.model_copy(update={"force_stages": ["transfer"]}), None)
+    reused = {r.data.tags["stage"]: r.data.tags.get("reused") == "true" for r in _children(tracking, forced_id)
+              if r.data.tags["stage"] in ("sources", "transfer")}
+    assert reused == {"sources": True, "transfer": False}
+
 
 def test_transfer_stage_alone_names_missing_sources(prefect_api, tiny_config):
     path, _ = tiny_config(name="no-sources-yet")
