@@ -34,6 +34,7 @@ class AdapterModel(nn.Module):
         self.sites: list[AdapterSite] = attach_sites(backbone, placement, self.context)
         self.heads = nn.ModuleDict()
         self.prompt: nn.Module | None = None  # called with the batch size, returns (B, l, d) embeddings
+        self.restore_on_detach: list[Callable[[], None]] = []  # undo in-place changes to the shared backbone
 
     # -- building ------------------------------------------------------------------------------
     def set_compositions(self, make: Callable[[AdapterSite], Composition | None]) -> None:
@@ -46,6 +47,9 @@ class AdapterModel(nn.Module):
 
     def detach(self) -> None:
         """Remove every site: the backbone is left exactly as it was loaded."""
+        for restore in self.restore_on_detach:
+            restore()
+        self.restore_on_detach = []
         detach_sites(self.backbone_info)
         self.sites = []
 

@@ -17,7 +17,8 @@ from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.encoding import EncodedSplit
 from .data.types import DatasetSplits
-from .hyperformer.layernorms import load_backbone_layernorms
+from .hyperformer.layernorms import PREFIX as BACKBONE_LAYERNORMS
+from .hyperformer.layernorms import LayerNormSnapshot, load_backbone_layernorms
 from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
 from .resources import ResourceMeter
@@ -140,7 +141,9 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
     if model.prompt is not None:
         with torch.no_grad():
             model.prompt.embeddings.copy_(tensors["prompt.embeddings"])
-    load_backbone_layernorms(model.encoder, tensors)  # a materialised HyperFormer adapter carries them
+    if any(k.startswith(BACKBONE_LAYERNORMS) for k in tensors):  # a materialised HyperFormer adapter
+        model.restore_on_detach.append(LayerNormSnapshot(model.encoder).restore)
+        load_backbone_layernorms(model.encoder, tensors)
     return model
 
 

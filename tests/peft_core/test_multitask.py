@@ -106,6 +106,7 @@ def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer,
     materialise_adapter(model, backbone, "toy_overlap", tmp_path / "overlap")
     model.detach()
 
+    original = {k: v.clone() for k, v in backbone.model.state_dict().items()}
     adapter = load_adapter_model(tmp_path / "overlap", backbone, OVERLAP)
     adapter.eval()
     with torch.no_grad():
@@ -113,6 +114,8 @@ def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer,
     config = json.loads((tmp_path / "overlap" / "adapter_config.json").read_text())
     assert config["adapter"]["placement"] == "houlsby" and config["adapter"]["layer_norm_after"] is True
     adapter.detach()
+    restored = backbone.model.state_dict()  # the adapter's LayerNorms are taken back out of the backbone
+    assert restored.keys() == original.keys() and all(torch.equal(restored[k], original[k]) for k in original)
 
 
 def test_materialising_from_a_saved_hyperformer_and_unknown_tasks(tokenizer, tmp_path):
