@@ -91,16 +91,16 @@ def attach_sites(backbone: Backbone, placement: str, context: ForwardContext) ->
     """Wrap every layer's modules for `placement`; returns the sites in (layer, position) order."""
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown placement '{placement}'; use one of {sorted(PLACEMENTS)}")
+    if any(isinstance(m, AdapterSite) for m in backbone.model.modules()):
+        # One model per backbone: a second model's detach() would strip the first one's sites.
+        raise ValueError(f"backbone '{backbone.name}' already has adapter sites; detach the other model first")
     sites = []
     for i, layer in enumerate(backbone.layers()):
         for position, attr, site_cls in PLACEMENTS[placement]:
             path = getattr(backbone.layout, attr)
             parent_path, _, child = path.rpartition(".")
             parent = layer.get_submodule(parent_path) if parent_path else layer
-            original = getattr(parent, child)
-            if isinstance(original, AdapterSite):
-                raise ValueError(f"layer {i} {path} already has an adapter site; detach_sites first")
-            site = site_cls(original, i, position, context)
+            site = site_cls(getattr(parent, child), i, position, context)
             setattr(parent, child, site)
             sites.append(site)
     return sites

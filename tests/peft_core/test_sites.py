@@ -134,8 +134,9 @@ def test_attaching_twice_raises_and_changes_nothing(tiny_backbone, family, place
     tree_before, _ = snapshot(backbone.model)
     first = AdapterModel(backbone, placement)
     tree_attached, _ = snapshot(backbone.model)
-    with pytest.raises(ValueError, match="already has an adapter site"):
-        AdapterModel(backbone, placement)
+    for second_placement in PLACEMENTS:  # another placement wraps other modules, but is refused too
+        with pytest.raises(ValueError, match="already has adapter sites"):
+            AdapterModel(backbone, second_placement)
     assert snapshot(backbone.model)[0] == tree_attached  # the failed attach wrapped nothing
     first.detach()
     assert snapshot(backbone.model)[0] == tree_before
