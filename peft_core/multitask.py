@@ -18,6 +18,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Literal
 
+import torch
+
 
 from .artifacts import load_artifact, read_artifact_config, save_artifact
 from .backbones import Backbone
@@ -82,6 +84,7 @@ def train_multitask(
     if no_validation:
         raise ConfigError(f"task(s) {', '.join(no_validation)} have no validation examples; model selection needs them")
 
+    torch.manual_seed(train.seed)  # the hypernetwork, adapters and heads initialise from the seed alone
     model = build_multitask_model(backbone, specs, method, adapter, hypernetwork)
     steps_per_epoch = sum(d.train.num_batches(train.batch_size) for d in data.values())
     train_splits = {name: d.train for name, d in data.items()}

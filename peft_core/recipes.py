@@ -112,6 +112,7 @@ def train_adapter(
     on_step: StepCallback | None = None,
 ) -> TrainingResult:
     """Train one adapter (and, for PEMT sources, its task prompt) with the backbone frozen."""
+    torch.manual_seed(train.seed)  # the adapter and head initialisation depend on the seed alone
     model = build_adapter_model(backbone, spec, adapter, with_prompt=with_prompt)
     data = encode_splits(spec, splits, backbone, train.max_length)
     try:
@@ -173,6 +174,7 @@ def train_full_finetune(
     The backbone is updated in place, so pass a backbone loaded for this job alone. The
     artifact (when `output_dir` is given) holds the whole encoder and head.
     """
+    torch.manual_seed(train.seed)
     model = AdapterModel(backbone, "pfeiffer")
     model.add_head(spec)
     model.encoder.requires_grad_(True)

@@ -19,6 +19,7 @@ from flows.config import PipelineConfig
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
 PARENT_TAG = "mlflow.parentRunId"
+PID_TAG = "adapterflow.pid"  # the process that owns a RUNNING run; a dead owner means it was killed
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -63,7 +64,8 @@ class Tracking:
 def start_pipeline_run(tracking: Tracking, cfg: PipelineConfig, run_name: str) -> str:
     """Create the parent run of one pipeline invocation; returns its id."""
     client = tracking.client()
-    run = client.create_run(tracking.experiment_id(), run_name=run_name, tags={KIND_TAG: "pipeline", "config_name": cfg.name})
+    run = client.create_run(tracking.experiment_id(), run_name=run_name,
+                            tags={KIND_TAG: "pipeline", "config_name": cfg.name, PID_TAG: str(os.getpid())})
     client.log_dict(run.info.run_id, cfg.model_dump(mode="json"), "config.json")
     client.log_param(run.info.run_id, "backbone", cfg.backbone)
     return run.info.run_id
@@ -80,7 +82,7 @@ def mark_abandoned_runs_failed(tracking: Tracking) -> int:
         return 0
     client = tracking.client()
     stale = client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000)
-    mine = [r for r in stale if r.data.tags.get("adapterflow.pid") and not _pid_alive(int(r.data.tags["adapterflow.pid"]))]
+    mine = [r for r in stale if r.data.tags.get(PID_TAG) and not _pid_alive(int(r.data.tags[PID_TAG]))]
     for r in mine:
         client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.FAILED))
     return len(mine)
@@ -109,7 +111,7 @@ class UnitRun:
                  method: str, unit_key: str, extra_tags: dict | None = None):
         self.tracking, self.client = tracking, tracking.client()
         tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, "adapter_key": unit_key,
-                "adapterflow.pid": str(os.getpid()), **(extra_tags or {})}
+                PID_TAG: str(os.getpid()), **(extra_tags or {})}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         self.run_id = self.client.create_run(tracking.experiment_id(), run_name=name, tags=tags).info.run_id

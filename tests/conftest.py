@@ -1,4 +1,4 @@
-"""Flow tests: a real (temporary) Prefect API, a temporary MLflow SQLite store, a tiny BERT on disk."""
+"""Shared fixtures for flow and integration tests: a real (temporary) Prefect API, a temporary MLflow SQLite store, a tiny BERT on disk."""
 
 from __future__ import annotations
 
