@@ -130,11 +130,15 @@ def _metrics_cell(row, prefix: str) -> str:
                      if name.startswith(prefix) and value == value)  # value == value skips NaN
 
 
+def _count(value) -> str:
+    return "-" if value is None or value != value else f"{int(value):,}"  # value != value: NaN
+
+
 def _rich_table(table, title: str) -> Table:
     """One line per unit: the metrics folded into two cells so the table fits a terminal."""
     out = Table("task", "method", "stage", "test", "validation", "params (head)", "time s", "peak MB", title=title)
     for _, row in table.iterrows():
-        params = f"{int(row.get('trainable_params', 0)):,} ({int(row.get('head_params', 0)):,})"
+        params = f"{_count(row.get('trainable_params'))} ({_count(row.get('head_params'))})"
         out.add_row(row["task"], row["method"] + (" (reused)" if row.get("reused") else ""), row["stage"],
                     _metrics_cell(row, "test_"), _metrics_cell(row, "validation_"), params,
                     f"{row.get('wall_time_s', float('nan')):.1f}", f"{row.get('peak_memory_mb', float('nan')):.0f}")

@@ -40,11 +40,12 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
         run.log_params(params)
         result = train(work / ARTIFACT_PATH, work / "checkpoint", progress)
         run.log_history(result.history)
-        run.log_metrics(result.metrics | {
+        metrics = result.metrics | {
             "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
             "trainable_params": result.trainable_params, "head_params": result.head_params,
             "best_epoch": result.best_epoch,
-        })
+        }
+        run.log_metrics(metrics)
         for name, data in result.extra.get("json_artifacts", {}).items():
             run.log_dict(data, name)
         for path in result.extra.get("file_artifacts", []):
@@ -57,7 +58,7 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
     artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
         if result.artifact_dir is not None else None
     shutil.rmtree(work, ignore_errors=True)
-    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, result.metrics, seed=seed)
+    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, seed=seed)
 
 
 def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed) -> UnitResult:
