@@ -58,15 +58,15 @@ def transfer_summary(table: pd.DataFrame) -> list[str]:
     """Per target: each transfer method's test score against the no-transfer adapter's."""
     transfer = table[table["stage"] == "transfer"] if not table.empty else table
     lines = []
-    for task, rows in transfer.groupby("task"):
-        metric = f"test_{get_task(task).main_metric}"
+    for task_name, rows in transfer.groupby("task"):
+        metric = f"test_{get_task(task_name).main_metric}"
         baseline = rows[rows["method"] == "adapter"]
         if metric not in rows or baseline.empty:
             continue
         base = baseline[metric].iloc[0]
         others = rows[~rows["method"].isin(["adapter", "full_finetune"])].sort_values(metric, ascending=False)
         verdicts = ", ".join(f"{r.method} {r[metric]:.4f} ({r[metric] - base:+.4f})" for _, r in others.iterrows())
-        lines.append(f"{task}: no-transfer adapter {metric} {base:.4f}; transfer: {verdicts}")
+        lines.append(f"{task_name}: no-transfer adapter {metric} {base:.4f}; transfer: {verdicts}")
     return lines
 
 
