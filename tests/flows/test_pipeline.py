@@ -69,3 +69,14 @@ def test_transfer_stage_alone_names_missing_sources(prefect_api, tiny_config):
     path, _ = tiny_config(name="no-sources-yet")
     with pytest.raises(ConfigError, match=r"no source adapter .*demo_sentiment.*--stage sources"):
         run_stage(load_config(path), "transfer")
+
+
+def test_multitask_stage_alone_reports_a_row_per_task(prefect_api, tiny_config):
+    path, _ = tiny_config(name="joint", methods=["hyperformer_plus_plus"])
+    cfg = load_config(path)
+    run_stage(cfg, "multitask")
+    table = comparison_table(Tracking.from_config(cfg))
+    rows = table[table["stage"] == "multitask"]
+    assert set(rows["task"]) == {"demo_sentiment", "demo_nli", "demo_lowres"}
+    assert set(rows["method"]) == {"hyperformer_plus_plus"}
+    assert (rows["trainable_params"] > 0).all() and rows["test_accuracy"].notna().all()
