@@ -60,7 +60,7 @@ def run_direct(cfg, work: Path) -> float:
     fit_transfer(backbone, target, target_splits, "scalearn", [a[0] for a in adapters[:-1]],
                  cfg.training.targets.to_core(42), work / "fit")
     for folder, spec, splits in adapters:  # the pipeline's evaluate stage
-        evaluate_adapter(folder, backbone, spec, splits, cfg.training.sources.max_length)
+        evaluate_adapter(folder, backbone, spec, splits)
     return time.perf_counter() - started
 
 

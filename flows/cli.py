@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -122,7 +123,8 @@ def _print_report(cfg: PipelineConfig, fmt: str) -> None:
     console.print(f"MLflow store: {tracking.uri}")
     if tracking.uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")
-    console.print("Open the Prefect UI: .venv/bin/prefect server start --host 127.0.0.1  (flow runs appear there)")
+    console.print(f"Open the Prefect UI:  PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start "
+                  "--host 127.0.0.1  (the flow runs are in that Prefect home)")
 
 
 def _metrics_cell(row, prefix: str) -> str:

@@ -85,6 +85,9 @@ class TrainingSettings(Strict):
     multitask: TrainSettings = TrainSettings()
     full_finetune_learning_rate: float = Field(2e-5, gt=0)
 
+    def for_role(self, role: Literal["source", "target"]) -> TrainSettings:
+        return self.sources if role == "source" else self.targets
+
 
 class TransferSettings(Strict):
     source_set: dict[str, Literal["all", "others"]] = Field(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import load_artifact, save_artifact
+from .artifacts import load_artifact, read_artifact_config, save_artifact
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
@@ -149,11 +149,16 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
 
 
 def evaluate_adapter(adapter_dir: Path, backbone: Backbone, spec: TaskSpec, splits: DatasetSplits,
-                     max_length: int = 128, batch_size: int = 64) -> dict[str, float]:
-    """Metrics of a saved adapter on validation and test, recomputed from its artifact."""
+                     max_length: int | None = None, batch_size: int | None = None) -> dict[str, float]:
+    """Metrics of a saved adapter on validation and test, recomputed from its artifact.
+
+    Inputs are truncated and batched as in training (the artifact records both) unless overridden.
+    """
+    training = read_artifact_config(adapter_dir)["training"]
     model = load_adapter_model(adapter_dir, backbone, spec)
     try:
-        return final_metrics(model, spec, encode_splits(spec, splits, backbone, max_length), batch_size)
+        data = encode_splits(spec, splits, backbone, max_length or training["max_length"])
+        return final_metrics(model, spec, data, batch_size or training["eval_batch_size"])
     finally:
         model.detach()
 

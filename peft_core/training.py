@@ -88,7 +88,6 @@ def fit(
     single-task and multi-task training (one task per batch) share this loop.
     """
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    torch.manual_seed(cfg.seed)
     groups = model.parameter_groups(cfg.learning_rate)
     for g in groups:
         g["base_lr"] = g["lr"]

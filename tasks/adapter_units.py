@@ -20,7 +20,7 @@ from tasks.tracking import Tracking, UnitRun, find_finished_unit
 
 
 def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: str) -> str:
-    train = cfg.training.sources if role == "source" else cfg.training.targets
+    train = cfg.training.for_role(role)
     return unit_key("adapter", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
                     adapter=cfg.adapter.model_dump(), train=train.model_dump(), seed=seed, prompt=with_prompt)
 
@@ -30,7 +30,7 @@ def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_
                          with_prompt: bool = False, role: str = "source") -> dict:
     """Train (or reuse) one adapter on a prepared task; returns a `UnitResult` as a dict."""
     spec = get_task(prepared["task"])
-    settings = cfg.training.sources if role == "source" else cfg.training.targets
+    settings = cfg.training.for_role(role)
     method = "prompt_adapter" if with_prompt else "adapter"
     stage = "sources" if role == "source" else "transfer"
 
@@ -56,12 +56,11 @@ def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, pare
     if cached is not None:
         return {**unit, "evaluation": dict(cached.data.metrics)}
     spec = get_task(unit["task"])
-    max_length = cfg.training.sources.max_length
     with UnitRun(tracking, parent_run_id, f"evaluate/{unit['task']}/{unit['method']}", stage="evaluate",
                  task=unit["task"], method=unit["method"], unit_key=key,
                  extra_tags={"evaluated_run_id": unit["run_id"]}) as run:
         metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), spec,
-                                   load_splits(prepared["folder"]), max_length, cfg.training.sources.eval_batch_size)
+                                   load_splits(prepared["folder"]))
         run.log_metrics(metrics)
     unit_logger().info("evaluated %s/%s from its artifact: %s", unit["task"], unit["method"], metrics)
     return {**unit, "evaluation": metrics}

@@ -89,8 +89,6 @@ def mark_abandoned_runs_failed(tracking: Tracking) -> int:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,9 +139,6 @@ class UnitRun:
 
     def log_folder(self, folder: Path, artifact_path: str) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
-
-    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_dict(self, data: dict, filename: str) -> None:
         self.client.log_dict(self.run_id, data, filename)

@@ -48,8 +48,6 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
         run.log_metrics(metrics)
         for name, data in result.extra.get("json_artifacts", {}).items():
             run.log_dict(data, name)
-        for path in result.extra.get("file_artifacts", []):
-            run.log_file(Path(path))
         if result.artifact_dir is not None:
             run.log_folder(result.artifact_dir, ARTIFACT_PATH)
             register_adapter(tracking, run.run_id, registry_name(cfg, task, method), ARTIFACT_PATH, "current")
@@ -67,10 +65,9 @@ def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, uni
     with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key,
                  extra_tags={"artifact_run_id": source_run_id, "reused": "true"}) as run:
         run.log_metrics(metrics)
-    try:
-        artifact = download_unit_artifact(tracking, source_run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache")
-    except Exception:  # a run without an adapter artifact (full fine-tuning without saving)
-        artifact = None
+    has_artifact = bool(tracking.client().list_artifacts(source_run_id, ARTIFACT_PATH))  # full FT keeps none
+    artifact = download_unit_artifact(tracking, source_run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
+        if has_artifact else None
     unit_logger().info("%s: reusing finished run %s (key %s)", label, source_run_id, unit_key)
     return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, reused=True, seed=seed)
 
