@@ -12,6 +12,7 @@ rebuild the model (`load_transfer_model`), and a heatmap of the weights (`weight
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,6 +158,12 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
     return model
 
 
+def published_learning_rate(model: AdapterModel) -> float | None:
+    """The one rate the method's modules declare (`learning_rate` attributes), if they agree."""
+    rates = {m.learning_rate for m in model.modules() if getattr(m, "learning_rate", None) is not None}
+    return rates.pop() if len(rates) == 1 else None
+
+
 def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Parameter]:
     """Every trainable tensor under its artifact name: `sites.{layer}.{position}.{name}`,
     `head.{name}`, `prompt.embeddings`. A Parameter shared by several sites (ScaLearn++'s ω)
@@ -211,8 +218,9 @@ def fit_transfer(
 ) -> TrainingResult:
     """Train `method`'s combination of the frozen sources (and a new head) on the target `spec`.
 
-    Compositions train at their method's published rate (ScaLearn 6e-3, AdapterFusion 5e-5,
-    PEMT 3e-4); `train.learning_rate` applies to the head and everything else. The reported
+    Everything trains at the method's published rate (ScaLearn 6e-3, AdapterFusion 5e-5, PEMT
+    3e-4), the new head included, as one optimizer does in the papers' code; `train.learning_rate`
+    applies to methods without one (average: only the head trains). The reported
     weights (`result.extra["weights"]`) for fusion and PEMT are averaged over the final
     evaluation (validation and test sets) of the best epoch's model.
     """
@@ -220,6 +228,7 @@ def fit_transfer(
     sources = load_sources(source_dirs, backbone, spec.name)
     torch.manual_seed(train.seed)
     model = build_transfer_model(backbone, spec, sources, transfer_method, method_options)
+    train = dataclasses.replace(train, learning_rate=published_learning_rate(model) or train.learning_rate)
     try:
         data = encode_splits(spec, splits, backbone, train.max_length)
         with ResourceMeter() as meter:
@@ -260,18 +269,15 @@ def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec) 
 
 
 # -- explaining and sizing -----------------------------------------------------------------------
-def plot_weights_heatmap(report: dict, sources: Sequence[str], path: Path, *, title: str | None = None) -> Path | None:
-    """A sites × sources heatmap of `report["weights"]` as PNG; None when there is nothing to draw."""
-    rows = [(site, w) for site, w in zip(report["sites"], report["weights"]) if w is not None]
-    if not rows:
-        return None
-    import matplotlib
+def weight_rows(report: dict) -> list[tuple[str, list[float]]]:
+    """(site, weights per source) for every site that has weights."""
+    return [(site, w) for site, w in zip(report["sites"], report["weights"]) if w is not None]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def draw_weights_heatmap(ax, report: dict, sources: Sequence[str], title: str | None = None):
+    """Draw a sites × sources heatmap of `report["weights"]` on matplotlib `ax`; returns the image."""
+    rows = weight_rows(report)
     matrix = [w for _, w in rows]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(sources), 1.0 + 0.45 * len(rows)))
     image = ax.imshow(matrix, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(sources)), labels=list(sources), rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), labels=[site for site, _ in rows])
@@ -285,7 +291,22 @@ def plot_weights_heatmap(report: dict, sources: Sequence[str], path: Path, *, ti
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if dark_cell else "black", fontsize=7)
     if title:
         ax.set_title(title)
-    fig.colorbar(image, ax=ax)
+    ax.figure.colorbar(image, ax=ax)
+    return image
+
+
+def plot_weights_heatmap(report: dict, sources: Sequence[str], path: Path, *, title: str | None = None) -> Path | None:
+    """A sites × sources heatmap of `report["weights"]` as PNG; None when there is nothing to draw."""
+    rows = weight_rows(report)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(sources), 1.0 + 0.45 * len(rows)))
+    draw_weights_heatmap(ax, report, sources, title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -16,7 +16,7 @@ from peft_core.recipes import encode_splits, final_metrics, train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from peft_core.transfer import (
-    build_transfer_model, fit_transfer, load_sources, load_transfer_model, plot_weights_heatmap,
+    build_transfer_model, fit_transfer, load_sources, load_transfer_model, plot_weights_heatmap, published_learning_rate,
     transfer_parameter_count, transfer_parameters,
 )
 
@@ -120,6 +120,18 @@ def test_compositions_train_at_their_published_rate(method, rate, backbone, sour
         assert {id(p) for p in model.heads[TARGET.name].parameters()} <= groups[1e-3]
     finally:
         model.detach()
+
+
+@pytest.mark.parametrize("method, rate", [("scalearn", 6e-3), ("adapterfusion", 5e-5), ("pemt", 3e-4),
+                                          ("average", FAST.learning_rate)])
+def test_the_head_trains_at_the_methods_published_rate(method, rate, backbone, source_dirs, tmp_path):
+    model = build_transfer_model(backbone, TARGET, load_sources(source_dirs, backbone, TARGET.name), get_method(method))
+    try:
+        assert (published_learning_rate(model) or FAST.learning_rate) == rate
+    finally:
+        model.detach()
+    fit_transfer(backbone, TARGET, sentiment_splits(), method, source_dirs, FAST, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["training"]["learning_rate"] == rate
 
 
 # -- errors a user can act on ------------------------------------------------------------------
