@@ -1,4 +1,5 @@
-"""`adapterflow`: run the pipeline or one stage, list tasks, print the comparison report."""
+"""`adapterflow`: run the pipeline or one stage, list tasks, print the comparison report, start
+local Prefect and MLflow servers, serve the Prefect deployments."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def run(
     try:
         cfg = load_config(config, **{"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None})
         _check_data_folder(cfg)
+        _use_servers(cfg)
         _quiet_libraries()
         from flows.stages import run_stage
 
@@ -65,6 +67,14 @@ def run(
             _print_report(cfg, "table")
     except AdapterflowError as exc:
         _fail(str(exc))
+
+
+def _use_servers(cfg: PipelineConfig) -> None:
+    """Use the servers `adapterflow up` keeps for this config's home (before Prefect is imported)."""
+    from flows.servers import use_running_servers
+
+    for var, url in use_running_servers(cfg.home_dir()).items():
+        err.print(f"using `adapterflow up`'s server: {var}={url}", highlight=False)
 
 
 def _check_data_folder(cfg: PipelineConfig) -> None:
@@ -99,6 +109,7 @@ def report(
         _fail(f"unknown format '{format}'; use table, csv or markdown")
     try:
         cfg = load_config(config, **{"tracking.experiment": experiment})
+        _use_servers(cfg)
         _quiet_libraries()
         _print_report(cfg, format)
     except AdapterflowError as exc:
@@ -123,8 +134,43 @@ def _print_report(cfg: PipelineConfig, fmt: str) -> None:
     console.print(f"MLflow store: {tracking.uri}")
     if tracking.uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")
-    console.print(f"Open the Prefect UI:  PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start "
-                  "--host 127.0.0.1  (the flow runs are in that Prefect home)")
+    if "PREFECT_API_URL" in os.environ:
+        console.print(f"Prefect API: {os.environ['PREFECT_API_URL']}")
+    else:
+        console.print(f"Open the Prefect UI:  PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start "
+                      "--host 127.0.0.1  (the flow runs are in that Prefect home)")
+
+
+@app.command()
+def up(
+    config: Optional[Path] = typer.Argument(None, help="config whose home the servers serve; omit for the demo's"),
+    prefect_port: int = typer.Option(4200, help="Prefect server port on 127.0.0.1"),
+    mlflow_port: int = typer.Option(5000, help="MLflow server port on 127.0.0.1"),
+) -> None:
+    """Start a Prefect server and an MLflow server on 127.0.0.1 for the project's home; Ctrl-C stops both."""
+    try:
+        from flows.servers import run_servers
+
+        run_servers(load_config(config).home_dir(), prefect_port, mlflow_port, console.print)
+    except AdapterflowError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def serve(
+    config: Optional[Path] = typer.Argument(None, help="default config of every deployment; omit for prefect.yaml's"),
+    prefect_file: Optional[Path] = typer.Option(None, "--prefect-file", help="default: the project's deployments/prefect.yaml"),
+) -> None:
+    """Serve the deployments of deployments/prefect.yaml from this process, no work pool needed; Ctrl-C stops."""
+    try:
+        cfg = load_config(config)
+        _use_servers(cfg)
+        _quiet_libraries()
+        from flows.deployments import PREFECT_FILE, serve_deployments
+
+        serve_deployments(prefect_file or PREFECT_FILE, config)
+    except AdapterflowError as exc:
+        _fail(str(exc))
 
 
 def _metrics_cell(row, prefix: str) -> str:

@@ -1,0 +1,114 @@
+"""Deployable flows: the pipeline and each stage, taking a config file path and dotted overrides.
+
+The stage flows in flows/stages.py take a validated `PipelineConfig` and need the task runner that
+config asks for, which is fixed when a flow starts. A deployment's run therefore starts here: the
+flow of the same name loads `config` (relative paths are read from the project folder) with
+`overrides` such as {"training.sources.epochs": 3}, then runs the stage as its child flow run,
+whose parameters show the resolved config in the Prefect UI.
+
+`deployments/prefect.yaml` (`prefect deploy`) and `adapterflow serve` deploy these flows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_client, serve
+from prefect.exceptions import ObjectNotFound
+from prefect.flows import load_flow_from_entrypoint
+from prefect.schedules import Schedule
+from prefect.settings import get_current_settings
+
+from flows.config import PipelineConfig, load_config
+from flows.stages import run_stage
+from peft_core.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"
+DEMO = "configs/demo.yaml"
+Overrides = dict[str, Any] | None
+
+
+def load_deployed_config(config: str, overrides: Overrides) -> PipelineConfig:
+    path = Path(config).expanduser()
+    return load_config(path if path.is_absolute() else PROJECT_DIR / path, **(overrides or {}))
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(config: str = DEMO, overrides: Overrides = None) -> str:
+    """prepare -> sources -> transfer -> multitask -> evaluate for a config file; returns the MLflow parent run id."""
+    return run_stage(load_deployed_config(config, overrides), None)
+
+
+@flow(name="prepare", log_prints=True)
+def prepare(config: str = DEMO, overrides: Overrides = None) -> dict:
+    """Prepare (and cache) the data splits of a config file's sources and targets."""
+    return run_stage(load_deployed_config(config, overrides), "prepare")
+
+
+@flow(name="sources", log_prints=True)
+def sources(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
+    """Train the source adapters of a config file (finished ones are reused from MLflow)."""
+    return run_stage(load_deployed_config(config, overrides), "sources")
+
+
+@flow(name="transfer", log_prints=True)
+def transfer(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
+    """Fit every (target, method) of a config file on the source adapters already trained."""
+    return run_stage(load_deployed_config(config, overrides), "transfer")
+
+
+@flow(name="multitask", log_prints=True)
+def multitask(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
+    """Train the joint multi-task models (HyperFormer, shared adapter, full multi-task) of a config file."""
+    return run_stage(load_deployed_config(config, overrides), "multitask")
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
+    """Re-evaluate a config file's saved source adapters from their artifacts."""
+    return run_stage(load_deployed_config(config, overrides), "evaluate")
+
+
+def serve_deployments(prefect_file: Path, config: Path | None) -> None:
+    """Serve the deployments of `prefect_file` (same names, parameters and schedules) from this
+    process until Ctrl-C; `config` replaces their default config file."""
+    if not prefect_file.is_file():
+        raise ConfigError(f"{prefect_file} does not exist; pass --prefect-file with the project's deployments/prefect.yaml")
+    if not get_current_settings().api.url:
+        raise ConfigError("serve needs a Prefect server: start one with `adapterflow up` or set PREFECT_API_URL")
+    entries = (yaml.safe_load(prefect_file.read_text()) or {}).get("deployments") or []
+    if not entries:
+        raise ConfigError(f"{prefect_file} lists no deployments; see deployments/README.md")
+    deployments = [_to_deployment(entry, config) for entry in entries]
+    _refuse_work_pool_deployments(deployments)
+    serve(*deployments)
+
+
+def _to_deployment(entry: dict, config: Path | None):
+    parameters = dict(entry.get("parameters") or {})
+    if config is not None:
+        parameters["config"] = str(config.resolve())
+    return load_flow_from_entrypoint(str(PROJECT_DIR / entry["entrypoint"])).to_deployment(
+        name=entry["name"], parameters=parameters, description=entry.get("description"), tags=entry.get("tags"),
+        schedules=[Schedule(**schedule) for schedule in entry.get("schedules") or []],
+    )
+
+
+def _refuse_work_pool_deployments(deployments: list) -> None:
+    """Serving a deployment that `prefect deploy` put on a work pool would leave a broken mix of both."""
+    on_pools = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                pool = client.read_deployment_by_name(name).work_pool_name
+            except ObjectNotFound:
+                continue
+            if pool:
+                on_pools.append(f"{name} (pool {pool})")
+    if on_pools:
+        raise ConfigError(f"already deployed on a work pool: {', '.join(on_pools)}; start a worker for them instead, "
+                          "or remove them first with `prefect deployment delete NAME`")

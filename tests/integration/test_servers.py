@@ -1,0 +1,201 @@
+"""Production set-up end to end, with real processes on free loopback ports: `adapterflow up`
+starts the Prefect and MLflow servers; `adapterflow serve` serves the deployments and runs one;
+`prefect deploy` registers deployments/prefect.yaml on a process pool; a real worker runs the
+pipeline deployment on a tiny config; runs, metrics and adapters are read back through the MLflow
+server's REST API, as is a run logged to the SQLite store before the server existed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from flows.config import load_config
+from tasks.tracking import KIND_TAG, Tracking
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
+POOL = yaml.safe_load(PREFECT_FILE.read_text())["deployments"][0]["work_pool"]["name"]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read() or "null")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:  # refused, or an HTTP error status
+        return False
+
+
+def _wait_for(condition, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"{what} within {timeout} s\n{tail}")
+
+
+@pytest.fixture
+def started():
+    """Processes (own sessions) the test starts, and process groups they start: all are stopped at
+    the end, also when the test fails."""
+    processes, groups = [], []
+    yield processes, groups
+    for process in reversed(processes):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _start(started, args, env, log: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    with open(log, "w") as out:
+        process = subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    started[0].append(process)
+    return process
+
+
+def _run(args, env, cwd: Path = ROOT) -> str:
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _trigger(env, deployment: str, *params: str) -> str:
+    """`prefect deployment run` with --param KEY=JSON; returns the flow run id."""
+    args = [PREFECT, "deployment", "run", deployment]
+    for param in params:
+        args += ["--param", param]
+    return re.search(r"UUID: ([0-9a-f-]{36})", _run(args, env)).group(1)
+
+
+def _final_state(api: str, flow_run_id: str) -> str | None:
+    state = _get(f"{api}/flow_runs/{flow_run_id}")["state"]["type"]
+    return state if state in FINAL_STATES else None
+
+
+def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_config, tmp_path, started, monkeypatch):
+    config, home = tiny_config()
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+    env |= {"ADAPTERFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+
+    # A run logged with the local SQLite store before any server exists.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("ADAPTERFLOW_HOME", raising=False)
+    local = replace(Tracking.from_config(load_config(config)), experiment="before-up")
+    old_run = local.client().create_run(local.experiment_id()).info.run_id
+    local.client().log_metric(old_run, "accuracy", 0.75)
+    local.client().log_text(old_run, "logged without a server", "notes/old.txt")
+    local.client().set_terminated(old_run)
+
+    # `adapterflow up`, on free ports; the other commands find it through <home>/servers.json.
+    prefect_port, mlflow_port = _free_port(), _free_port()
+    up = _start(started, [sys.executable, "-m", "flows.cli", "up", str(config), "--prefect-port", str(prefect_port),
+                          "--mlflow-port", str(mlflow_port)], env, tmp_path / "up.log")
+    servers_file = home / "servers.json"
+    _wait_for(lambda: servers_file.exists() or up.poll() is not None, 150, "no servers.json", tmp_path / "up.log")
+    assert up.poll() is None, (tmp_path / "up.log").read_text()
+    servers = json.loads(servers_file.read_text())
+    started[1].extend([servers["prefect"]["pid"], servers["mlflow"]["pid"]])
+    api, tracking_uri = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
+    assert servers["env"] == {"PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking_uri}
+    cli_env = env | servers["env"]
+
+    # `adapterflow serve` (no PREFECT_API_URL given: it uses servers.json) registers and runs a deployment.
+    serve = _start(started, [sys.executable, "-m", "flows.cli", "serve", str(config)], env, tmp_path / "serve.log")
+    served = _wait_for(lambda: _answers(f"{api}/deployments/name/prepare/adapterflow")
+                       and _get(f"{api}/deployments/name/prepare/adapterflow"), 90,
+                       "serve registered no deployment", tmp_path / "serve.log")
+    assert served["parameters"]["config"] == str(config) and served["work_pool_name"] is None
+    prepared = _trigger(cli_env, "prepare/adapterflow")
+    state = _wait_for(lambda: _final_state(api, prepared), 120, "served run did not finish", tmp_path / "serve.log")
+    assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+    serve.send_signal(signal.SIGINT)
+    serve.wait(60)
+
+    # prefect.yaml on a process pool (it replaces the served deployments), the schedule inactive.
+    _run([PREFECT, "work-pool", "create", POOL, "--type", "process"], cli_env)
+    _run([PREFECT, "deploy", "--all", "--no-prompt", "--prefect-file", str(PREFECT_FILE.relative_to(ROOT))], cli_env)
+    deployment = _get(f"{api}/deployments/name/pipeline/adapterflow")
+    assert deployment["work_pool_name"] == POOL
+    [schedule] = deployment["schedules"]
+    assert schedule["active"] is False and schedule["schedule"]["cron"] and schedule["parameters"]["config"]
+
+    # A real worker, started elsewhere (the pull step moves the run to the project folder), runs
+    # the pipeline with an override, logging through the MLflow server.
+    flow_run = _trigger(cli_env, "pipeline/adapterflow", f"config={config}",
+                        'overrides={"training.sources.epochs": 2}')
+    worker = _start(started, [PREFECT, "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
+                    cli_env, tmp_path / "worker.log", cwd=tmp_path)
+    worker.wait(240)
+    assert _final_state(api, flow_run) == "COMPLETED", (tmp_path / "worker.log").read_text()[-5000:]
+
+    # Everything reads back through the MLflow server.
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("flowtest")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    [parent] = [r for r in runs if r.data.tags.get(KIND_TAG) == "pipeline"]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {r.data.tags["stage"] for r in children} == {"sources", "transfer", "evaluate"}
+    source = next(r for r in children if r.data.tags["stage"] == "sources")
+    assert source.info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded through the server's proxy
+    assert source.data.metrics["test_accuracy"] >= 0
+    assert [m.step for m in client.get_metric_history(source.info.run_id, "train_loss")] == [1, 2]  # the override
+    listed = {a.path for a in client.list_artifacts(source.info.run_id, "adapter")}
+    assert listed == {"adapter/adapter_config.json", "adapter/adapter.safetensors"}
+    adapter_config = mlflow.artifacts.download_artifacts(run_id=source.info.run_id, tracking_uri=tracking_uri,
+                                                         artifact_path="adapter/adapter_config.json",
+                                                         dst_path=str(tmp_path / "download"))
+    saved = json.loads(Path(adapter_config).read_text())
+    assert saved["task"]["name"] == source.data.tags["task"] and saved["training"]["epochs"] == 2
+    registered = client.get_model_version_by_alias(f"flowtest.{source.data.tags['task']}.adapter", "current")
+    assert registered.run_id == source.info.run_id
+
+    old = client.get_run(old_run)
+    assert old.data.metrics["accuracy"] == 0.75
+    notes = mlflow.artifacts.download_artifacts(run_id=old_run, artifact_path="notes/old.txt", tracking_uri=tracking_uri,
+                                                dst_path=str(tmp_path / "old"))
+    assert Path(notes).read_text() == "logged without a server"
+
+    # SIGTERM stops both servers and removes servers.json.
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(60) == 0, (tmp_path / "up.log").read_text()
+    assert not servers_file.exists()
+    assert not _answers(f"{api}/health") and not _answers(f"{tracking_uri}/health")
