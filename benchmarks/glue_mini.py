@@ -174,7 +174,7 @@ def results_table(results: pd.DataFrame, targets: list[str]) -> str:
             published = PUBLISHED.get(row["method"], {}).get(target)
             lines.append(f"| {target} | {row['method']} | {spec.main_metric} {_cell(row, main, 100)} | {others} | {delta} | "
                          f"{published if published is not None else '–'} | {_count(row['trainable_params'])} | "
-                         f"{_count(row['head_params'])} | {row['wall_time_s']:.0f} | {row['peak_memory_mb']:.0f} |")
+                         f"{_count(row['head_params'])} | {_count(row['wall_time_s'])} | {_count(row['peak_memory_mb'])} |")
     return "\n".join(lines)
 
 
