@@ -159,7 +159,7 @@ def up(
 @app.command()
 def serve(
     config: Optional[Path] = typer.Argument(None, help="default config of every deployment; omit for prefect.yaml's"),
-    prefect_file: Optional[Path] = typer.Option(None, "--prefect-file", help="default: the project's deployments/prefect.yaml"),
+    prefect_file: Optional[Path] = typer.Option(None, help="default: the project's deployments/prefect.yaml"),
 ) -> None:
     """Serve the deployments of deployments/prefect.yaml from this process, no work pool needed; Ctrl-C stops."""
     try:

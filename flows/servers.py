@@ -35,26 +35,24 @@ class Server:
     name: str
     port: int
     option: str  # the `up` option that moves it to another port
+    command: list[str]
     health_path: str
-    env_var: str
-    env_path: str  # appended to the base URL in `env_var`
+    env_var: str  # how clients find it: `env_var` = base URL + `env_path`
+    env_path: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
 
-def _servers(prefect_port: int, mlflow_port: int) -> list[Server]:
-    return [Server("prefect", prefect_port, "--prefect-port", "/api/health", "PREFECT_API_URL", "/api"),
-            Server("mlflow", mlflow_port, "--mlflow-port", "/health", "MLFLOW_TRACKING_URI", "")]
-
-
-def _command(server: Server, home: Path) -> list[str]:
-    if server.name == "prefect":
-        return [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(server.port)]
-    return [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(server.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(home / "mlartifacts")]
+def _servers(home: Path, prefect_port: int, mlflow_port: int) -> list[Server]:
+    prefect = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(prefect_port)]
+    mlflow = [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(mlflow_port),
+              "--workers", "1",  # one process writing the SQLite store
+              "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+              "--serve-artifacts", "--artifacts-destination", str(home / "mlartifacts")]
+    return [Server("prefect", prefect_port, "--prefect-port", prefect, "/api/health", "PREFECT_API_URL", "/api"),
+            Server("mlflow", mlflow_port, "--mlflow-port", mlflow, "/health", "MLFLOW_TRACKING_URI")]
 
 
 def _answers(url: str) -> bool:
@@ -104,7 +102,7 @@ def run_servers(home: Path, prefect_port: int, mlflow_port: int, say: Callable[[
     if (info := running_servers(home)) is not None:
         raise AdapterflowError(f"servers for {home} are already up ({info['prefect']['url']}, {info['mlflow']['url']}, "
                                f"`adapterflow up` pid {info['pid']}); use them or stop that process first")
-    servers = _servers(prefect_port, mlflow_port)
+    servers = _servers(home, prefect_port, mlflow_port)
     for server in servers:
         _check_port_free(server)
     logs = home / "logs"
@@ -118,7 +116,7 @@ def run_servers(home: Path, prefect_port: int, mlflow_port: int, say: Callable[[
         for server in servers:
             with open(logs / f"{server.name}-server.log", "w") as log:
                 # A session of its own: Ctrl-C reaches only `up`, which then stops the whole group.
-                processes[server.name] = subprocess.Popen(_command(server, home), env=env, stdin=subprocess.DEVNULL,
+                processes[server.name] = subprocess.Popen(server.command, env=env, stdin=subprocess.DEVNULL,
                                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _wait_until_answering(servers, processes, logs)
         servers_file.write_text(json.dumps({

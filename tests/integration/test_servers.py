@@ -194,6 +194,10 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
                                                 dst_path=str(tmp_path / "old"))
     assert Path(notes).read_text() == "logged without a server"
 
+    # `adapterflow report` (no MLFLOW_TRACKING_URI given) reads the comparison through the server too.
+    report = _run([sys.executable, "-m", "flows.cli", "report", "--config", str(config)], env)
+    assert f"MLflow store: {tracking_uri}" in report and "scalearn" in report
+
     # SIGTERM stops both servers and removes servers.json.
     up.send_signal(signal.SIGTERM)
     assert up.wait(60) == 0, (tmp_path / "up.log").read_text()
