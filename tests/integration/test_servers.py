@@ -156,6 +156,9 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     assert deployment["work_pool_name"] == POOL
     [schedule] = deployment["schedules"]
     assert schedule["active"] is False and schedule["schedule"]["cron"] and schedule["parameters"]["config"]
+    refused = subprocess.run([sys.executable, "-m", "flows.cli", "serve"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "already deployed on a work pool: pipeline/adapterflow" in refused.stderr
 
     # A real worker, started elsewhere (the pull step moves the run to the project folder), runs
     # the pipeline with an override, logging through the MLflow server.
