@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from prefect import flow, get_client, serve
 from prefect.exceptions import ObjectNotFound
@@ -77,13 +78,18 @@ def serve_deployments(prefect_file: Path, config: Path | None) -> None:
     process until Ctrl-C; `config` replaces their default config file."""
     if not prefect_file.is_file():
         raise ConfigError(f"{prefect_file} does not exist; pass --prefect-file with the project's deployments/prefect.yaml")
-    if not get_current_settings().api.url:
+    api = get_current_settings().api.url
+    if not api:
         raise ConfigError("serve needs a Prefect server: start one with `adapterflow up` or set PREFECT_API_URL")
     entries = (yaml.safe_load(prefect_file.read_text()) or {}).get("deployments") or []
     if not entries:
         raise ConfigError(f"{prefect_file} lists no deployments; see deployments/README.md")
     deployments = [_to_deployment(entry, config) for entry in entries]
-    _refuse_work_pool_deployments(deployments)
+    try:
+        _refuse_work_pool_deployments(deployments)
+    except httpx.ConnectError:
+        raise ConfigError(f"no Prefect server answers at {api}; start one with `adapterflow up` "
+                          "or fix PREFECT_API_URL") from None
     serve(*deployments)
 
 
