@@ -37,40 +37,24 @@ def load_deployed_config(config: str, overrides: Overrides) -> PipelineConfig:
     return load_config(path if path.is_absolute() else PROJECT_DIR / path, **(overrides or {}))
 
 
-@flow(name="pipeline", log_prints=True)
-def pipeline(config: str = DEMO, overrides: Overrides = None) -> str:
-    """prepare -> sources -> transfer -> multitask -> evaluate for a config file; returns the MLflow parent run id."""
-    return run_stage(load_deployed_config(config, overrides), None)
+def _deployable(stage: str, doc: str):
+    """The flow named `stage` that loads a config file and runs that stage (or the pipeline)."""
+    def run(config: str = DEMO, overrides: Overrides = None):
+        return run_stage(load_deployed_config(config, overrides), None if stage == "pipeline" else stage)
+
+    run.__name__ = run.__qualname__ = stage
+    run.__doc__ = doc
+    return flow(name=stage, log_prints=True)(run)
 
 
-@flow(name="prepare", log_prints=True)
-def prepare(config: str = DEMO, overrides: Overrides = None) -> dict:
-    """Prepare (and cache) the data splits of a config file's sources and targets."""
-    return run_stage(load_deployed_config(config, overrides), "prepare")
-
-
-@flow(name="sources", log_prints=True)
-def sources(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
-    """Train the source adapters of a config file (finished ones are reused from MLflow)."""
-    return run_stage(load_deployed_config(config, overrides), "sources")
-
-
-@flow(name="transfer", log_prints=True)
-def transfer(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
-    """Fit every (target, method) of a config file on the source adapters already trained."""
-    return run_stage(load_deployed_config(config, overrides), "transfer")
-
-
-@flow(name="multitask", log_prints=True)
-def multitask(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
-    """Train the joint multi-task models (HyperFormer, shared adapter, full multi-task) of a config file."""
-    return run_stage(load_deployed_config(config, overrides), "multitask")
-
-
-@flow(name="evaluate", log_prints=True)
-def evaluate(config: str = DEMO, overrides: Overrides = None) -> list[dict]:
-    """Re-evaluate a config file's saved source adapters from their artifacts."""
-    return run_stage(load_deployed_config(config, overrides), "evaluate")
+pipeline = _deployable("pipeline", "prepare -> sources -> transfer -> multitask -> evaluate for a config file; "
+                                   "returns the MLflow parent run id.")
+prepare = _deployable("prepare", "Prepare (and cache) the data splits of a config file's sources and targets.")
+sources = _deployable("sources", "Train the source adapters of a config file (finished ones are reused from MLflow).")
+transfer = _deployable("transfer", "Fit every (target, method) of a config file on the source adapters already trained.")
+multitask = _deployable("multitask", "Train the joint multi-task models (HyperFormer, shared adapter, full multi-task) "
+                                     "of a config file.")
+evaluate = _deployable("evaluate", "Re-evaluate a config file's saved source adapters from their artifacts.")
 
 
 def serve_deployments(prefect_file: Path, config: Path | None) -> None:
