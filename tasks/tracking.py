@@ -5,9 +5,15 @@ with an explicit parent id and tagged `stage`, `task`, `method`, `adapter_key`.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import logging
 import os
+import shutil
+import socket
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from flows.config import PipelineConfig
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
 PARENT_TAG = "mlflow.parentRunId"
 PID_TAG = "adapterflow.pid"  # the process that owns a RUNNING run; a dead owner means it was killed
+HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liveness be checked
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -45,6 +52,7 @@ class Tracking:
         return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)
 
     def client(self) -> MlflowClient:
+        _create_sqlite_store_once(self.uri)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def experiment_id(self, create: bool = True) -> str | None:
@@ -61,11 +69,38 @@ class Tracking:
             return client.get_experiment_by_name(self.experiment).experiment_id
 
 
+@functools.cache
+def _create_sqlite_store_once(uri: str) -> None:
+    """A new SQLite store's tables are created by the first process to open it, under a lock on its
+    folder: MLflow's migrations run by two processes at once on a fresh store make one fail."""
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock between processes (and threads) on a file or folder, held for the block."""
+    fd = os.open(path, os.O_RDONLY | (os.O_CREAT if not path.is_dir() else 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _owner_tags() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
 def start_pipeline_run(tracking: Tracking, cfg: PipelineConfig, run_name: str) -> str:
     """Create the parent run of one pipeline invocation; returns its id."""
     client = tracking.client()
     run = client.create_run(tracking.experiment_id(), run_name=run_name,
-                            tags={KIND_TAG: "pipeline", "config_name": cfg.name, PID_TAG: str(os.getpid())})
+                            tags={KIND_TAG: "pipeline", "config_name": cfg.name, **_owner_tags()})
     client.log_dict(run.info.run_id, cfg.model_dump(mode="json"), "config.json")
     client.log_param(run.info.run_id, "backbone", cfg.backbone)
     return run.info.run_id
@@ -76,13 +111,18 @@ def end_run(tracking: Tracking, run_id: str, failed: bool = False) -> None:
 
 
 def mark_abandoned_runs_failed(tracking: Tracking) -> int:
-    """Runs left RUNNING by a killed process are marked FAILED; returns how many."""
+    """Runs left RUNNING by a killed process of this host are marked FAILED; returns how many.
+
+    Runs of live processes (another pipeline on the same store) and of other hosts are left alone.
+    """
     exp_id = tracking.experiment_id(create=False)
     if exp_id is None:
         return 0
     client = tracking.client()
+    host = socket.gethostname()
     stale = client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000)
-    mine = [r for r in stale if r.data.tags.get(PID_TAG) and not _pid_alive(int(r.data.tags[PID_TAG]))]
+    mine = [r for r in stale if r.data.tags.get(PID_TAG) and r.data.tags.get(HOST_TAG, host) == host
+            and not _pid_alive(int(r.data.tags[PID_TAG]))]
     for r in mine:
         client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.FAILED))
     return len(mine)
@@ -109,7 +149,7 @@ class UnitRun:
                  method: str, unit_key: str, extra_tags: dict | None = None):
         self.tracking, self.client = tracking, tracking.client()
         tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, "adapter_key": unit_key,
-                PID_TAG: str(os.getpid()), **(extra_tags or {})}
+                **_owner_tags(), **(extra_tags or {})}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         self.run_id = self.client.create_run(tracking.experiment_id(), run_name=name, tags=tags).info.run_id
@@ -171,14 +211,36 @@ def find_finished_unit(tracking: Tracking, unit_key: str):
 
 
 def download_unit_artifact(tracking: Tracking, run_id: str, artifact_path: str, cache_dir: Path) -> Path:
-    """Local folder of a run's artifact (a copy under the project home, reused when present)."""
-    target = cache_dir / run_id
-    if (target / artifact_path).exists():
-        return target / artifact_path
-    target.mkdir(parents=True, exist_ok=True)
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(target),
-                                                tracking_uri=tracking.uri)
-    return Path(local)
+    """Local folder of a run's artifact: a copy under the project home, downloaded once.
+
+    The copy is downloaded aside and renamed into place, so a parallel unit or pipeline never reads
+    a half-downloaded folder; when two download it at once, the first rename wins.
+    """
+    target = cache_dir / run_id / artifact_path
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                        dst_path=str(tmp), tracking_uri=tracking.uri)
+            try:
+                os.rename(local, target)
+            except OSError:
+                if not target.exists():  # else a parallel download finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def unit_lock(home: Path, unit_key: str):
+    """Held while one process looks a unit up and trains it: a second pipeline on the same store
+    waits, then finds the unit finished instead of training it again in the same work folder."""
+    locks = home / "work"
+    locks.mkdir(parents=True, exist_ok=True)
+    with _locked(locks / f"{unit_key}.lock"):
+        yield
 
 
 def register_adapter(tracking: Tracking, run_id: str, model_name: str, artifact_path: str, alias: str) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 from flows.config import PipelineConfig
 from peft_core.recipes import TrainingResult
 from tasks.common import TrainingProgress, UnitResult, unit_logger
-from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, register_adapter
+from tasks.tracking import (Tracking, UnitRun, download_unit_artifact, find_finished_unit, register_adapter,
+                            unit_lock)
 
 ARTIFACT_PATH = "adapter"
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
@@ -28,35 +29,38 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
                       unit_key: str, params: dict, train: TrainFn, seed: int | None = None) -> UnitResult:
-    tracking = Tracking.from_config(cfg)
-    label = f"{stage}/{task}/{method}"
-    cached = None if stage in cfg.force_stages else find_finished_unit(tracking, unit_key)
-    if cached is not None:
-        return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
+    # A second pipeline on the same store waits here, then finds the unit finished instead of
+    # training it again in the same work folder.
+    with unit_lock(cfg.home_dir(), unit_key):
+        tracking = Tracking.from_config(cfg)
+        label = f"{stage}/{task}/{method}"
+        cached = None if stage in cfg.force_stages else find_finished_unit(tracking, unit_key)
+        if cached is not None:
+            return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
 
-    work = cfg.home_dir() / "work" / unit_key
-    progress = TrainingProgress(label)
-    with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key) as run:
-        run.log_params(params)
-        result = train(work / ARTIFACT_PATH, work / "checkpoint", progress)
-        run.log_history(result.history)
-        metrics = result.metrics | {
-            "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
-            "trainable_params": result.trainable_params, "head_params": result.head_params,
-            "best_epoch": result.best_epoch,
-        }
-        run.log_metrics(metrics)
-        for name, data in result.extra.get("json_artifacts", {}).items():
-            run.log_dict(data, name)
-        if result.artifact_dir is not None:
-            run.log_folder(result.artifact_dir, ARTIFACT_PATH)
-            register_adapter(tracking, run.run_id, registry_name(cfg, task, method), ARTIFACT_PATH, "current")
-    shutil.rmtree(work / "checkpoint", ignore_errors=True)
-    unit_logger().info("%s finished: %s", label, _short(result.metrics))
-    artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
-        if result.artifact_dir is not None else None
-    shutil.rmtree(work, ignore_errors=True)
-    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, seed=seed)
+        work = cfg.home_dir() / "work" / unit_key
+        progress = TrainingProgress(label)
+        with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key) as run:
+            run.log_params(params)
+            result = train(work / ARTIFACT_PATH, work / "checkpoint", progress)
+            run.log_history(result.history)
+            metrics = result.metrics | {
+                "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
+                "trainable_params": result.trainable_params, "head_params": result.head_params,
+                "best_epoch": result.best_epoch,
+            }
+            run.log_metrics(metrics)
+            for name, data in result.extra.get("json_artifacts", {}).items():
+                run.log_dict(data, name)
+            if result.artifact_dir is not None:
+                run.log_folder(result.artifact_dir, ARTIFACT_PATH)
+                register_adapter(tracking, run.run_id, registry_name(cfg, task, method), ARTIFACT_PATH, "current")
+        shutil.rmtree(work / "checkpoint", ignore_errors=True)
+        unit_logger().info("%s finished: %s", label, _short(result.metrics))
+        artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
+            if result.artifact_dir is not None else None
+        shutil.rmtree(work, ignore_errors=True)
+        return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, seed=seed)
 
 
 def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed) -> UnitResult:
