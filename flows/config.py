@@ -109,8 +109,15 @@ class TrackingSettings(Strict):
 
 class RunnerSettings(Strict):
     kind: Literal["threads", "dask"] = "threads"
-    workers: int = Field(2, gt=0)
-    address: str | None = Field(None, description="Dask scheduler address (kind: dask); default a local cluster")
+    workers: int = Field(2, gt=0, description="parallel units: threads, or local Dask worker processes")
+    address: str | None = Field(None, description="an existing Dask scheduler (kind: dask; its workers need "
+                                "PREFECT_API_URL); default a local cluster of `workers` processes")
+
+    @model_validator(mode="after")
+    def _address_is_for_dask(self) -> "RunnerSettings":
+        if self.address and self.kind != "dask":
+            raise ValueError("runner.address needs runner.kind: dask; set it or remove runner.address")
+        return self
 
 
 class PipelineConfig(Strict):

@@ -50,3 +50,9 @@ def test_unreachable_scheduler_names_the_field(tiny_config, address):
     with pytest.raises(ConfigError, match=r"^runner\.address .*no Dask scheduler") as err:
         make_task_runner(load_config(path))
     assert "\n" not in str(err.value)
+
+
+def test_address_without_dask_is_refused(tiny_config):
+    path, _ = tiny_config(runner={"kind": "threads", "address": "tcp://127.0.0.1:8786"})
+    with pytest.raises(ConfigError, match=r"field 'runner': runner\.address needs runner\.kind: dask"):
+        load_config(path)
