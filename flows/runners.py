@@ -71,7 +71,9 @@ def _worker_setup(threads: int):
             logging_filters.install()
 
         def teardown(self, worker) -> None:
-            gc.freeze()  # the process is ending: skip its final full collection, slower than the 4 s kill
+            # The worker is closing. distributed kills it if it has not exited 4 s later, and the final
+            # garbage collection over torch and transformers objects can take longer: skip it.
+            gc.freeze()
 
     return WorkerSetup()
 
