@@ -86,7 +86,7 @@ def publish_report(tracking: Tracking, parent_run_id: str) -> str:
         table.to_csv(Path(tmp) / "comparison.csv", index=False)
         client.log_artifacts(parent_run_id, tmp, "report")
     try:
-        records = table.drop(columns=["run_id"]).round(4).to_dict(orient="records")
+        records = table.drop(columns=["run_id"], errors="ignore").round(4).to_dict(orient="records")
         create_table_artifact(records, key="comparison", description="adapterflow comparison of methods × tasks")
         create_markdown_artifact(f"# Comparison\n\nMLflow parent run `{parent_run_id}` at `{tracking.uri}`\n\n{markdown}",
                                  key="comparison-report")

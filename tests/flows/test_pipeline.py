@@ -80,3 +80,13 @@ def test_multitask_stage_alone_reports_a_row_per_task(prefect_api, tiny_config):
     assert set(rows["task"]) == {"demo_sentiment", "demo_nli", "demo_lowres"}
     assert set(rows["method"]) == {"hyperformer_plus_plus"}
     assert (rows["trainable_params"] > 0).all() and rows["test_accuracy"].notna().all()
+
+
+def test_report_of_a_run_without_units_is_empty_not_an_error(prefect_api, tiny_config):
+    from tasks.reporting import publish_report
+    from tasks.tracking import start_pipeline_run
+
+    cfg = load_config(tiny_config()[0])
+    tracking = Tracking.from_config(cfg)
+    parent = start_pipeline_run(tracking, cfg, "empty")
+    assert publish_report(tracking, parent) == "_no finished units_"

@@ -22,7 +22,7 @@ METRICS = ["test_accuracy", "validation_accuracy"]
 def _start(config_path, tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _finished_units(db) -> int:
@@ -43,6 +43,7 @@ def _kill_after_first_unit(process, db, timeout=240):
         if _finished_units(db) >= 1:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+            os.killpg(process.pid, signal.SIGKILL)  # the crashed run's orphaned temporary Prefect server
             return
         time.sleep(0.2)
     raise AssertionError(f"no unit finished before the kill deadline:\n{process.communicate()[0][-3000:]}")
