@@ -1,6 +1,6 @@
 """Benchmark B1 ("glue-mini", ../shared/BENCHMARK.md): every transfer method on real GLUE targets.
 
-    .venv/bin/python benchmarks/glue_mini.py --profile quick   # configs/glue-mini.yaml, ~75 min on 2 cores
+    .venv/bin/python benchmarks/glue_mini.py --profile quick   # configs/glue-mini.yaml, ~85 min on 2 cores
     .venv/bin/python benchmarks/glue_mini.py --profile full    # configs/glue-mini-full.yaml: 3 seeds, papers' epochs
 
 Runs the real pipeline (Prefect flows, MLflow tracking; finished units, e.g. source adapters, are

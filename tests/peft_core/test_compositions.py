@@ -79,6 +79,16 @@ def test_scalearn_with_unit_omega_equals_that_adapter_alone(method, tiny_backbon
     torch.testing.assert_close(scaled, alone)
 
 
+def test_omega_starts_at_two_over_k_with_std_one_thousandth():
+    from peft_core.compositions.scalearn import init_omega
+
+    torch.manual_seed(0)
+    omega = init_omega(8, 4096).detach()
+    assert omega.shape == (8, 4096)
+    assert omega.mean().item() == pytest.approx(2 / 8, abs=1e-4)
+    assert omega.std().item() == pytest.approx(0.001, rel=0.05)
+
+
 def test_scalearn_output_is_the_scaled_sum_and_omega_dropout_only_trains():
     bank = random_bank(3)
     omega = torch.nn.Parameter(torch.randn(3, D))
