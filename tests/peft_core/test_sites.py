@@ -1,6 +1,8 @@
 """Adapter sites on every backbone family and both placements: pass-through, zero adapters,
 detach, double attach, and the pfeiffer / houlsby formulas computed by hand."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,6 +52,32 @@ def hidden_states(backbone, batch) -> torch.Tensor:
     return backbone.model(**batch).last_hidden_state
 
 
+def backbone_with_reference(tiny_backbone, family: str):
+    """The family's tiny backbone, a batch, and the batch's hidden states before any adapter."""
+    backbone = tiny_backbone(family)
+    batch = tiny_batch(backbone)
+    return backbone, batch, hidden_states(backbone, batch)
+
+
+@contextmanager
+def attached(backbone, placement: str):
+    """An AdapterModel on `backbone` for the block, detached afterwards whatever happens."""
+    model = AdapterModel(backbone, placement)
+    try:
+        yield model
+    finally:
+        model.detach()
+
+
+@contextmanager
+def hooks_removed_after(hooks: list):
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def snapshot(module: torch.nn.Module):
     tree = [(name, type(m), id(m)) for name, m in module.named_modules()]
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -58,54 +86,37 @@ def snapshot(module: torch.nn.Module):
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_sites_without_composition_are_exact_pass_through(tiny_backbone, family, placement):
-    backbone = tiny_backbone(family)
-    batch = tiny_batch(backbone)
-    reference = hidden_states(backbone, batch)
-    model = AdapterModel(backbone, placement)
-    try:
+    backbone, batch, reference = backbone_with_reference(tiny_backbone, family)
+    with attached(backbone, placement) as model:
         expected_sites = backbone.num_layers * (1 if placement == "pfeiffer" else 2)
         assert len(model.sites) == expected_sites
         assert all(site.composition is None for site in model.sites)
         assert torch.equal(hidden_states(backbone, batch), reference)
-    finally:
-        model.detach()
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_zero_initialised_adapter_leaves_outputs_identical(tiny_backbone, family, placement):
-    backbone = tiny_backbone(family)
-    batch = tiny_batch(backbone)
-    reference = hidden_states(backbone, batch)
-    model = AdapterModel(backbone, placement)
-    try:
+    backbone, batch, reference = backbone_with_reference(tiny_backbone, family)
+    with attached(backbone, placement) as model:
         model.set_compositions(lambda site: zero_adapter(seed=site.layer))
         # the down-projection is live: the adapter really runs, its output is just zero
         assert all(site.composition.bank.down_weight.abs().sum() > 0 for site in model.sites)
         assert torch.equal(hidden_states(backbone, batch), reference)
-    finally:
-        model.detach()
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_random_adapter_changes_outputs(tiny_backbone, family, placement):
-    backbone = tiny_backbone(family)
-    batch = tiny_batch(backbone)
-    reference = hidden_states(backbone, batch)
-    model = AdapterModel(backbone, placement)
-    try:
+    backbone, batch, reference = backbone_with_reference(tiny_backbone, family)
+    with attached(backbone, placement) as model:
         model.set_compositions(lambda site: random_adapter(seed=10 + site.layer))
         adapted = hidden_states(backbone, batch)
         assert adapted.shape == reference.shape
         assert (adapted - reference).abs().max() > 1e-2
-    finally:
-        model.detach()
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_detach_restores_module_tree_state_dict_and_outputs(tiny_backbone, family, placement):
-    backbone = tiny_backbone(family)
-    batch = tiny_batch(backbone)
-    reference = hidden_states(backbone, batch)
+    backbone, batch, reference = backbone_with_reference(tiny_backbone, family)
     tree_before, state_before = snapshot(backbone.model)
 
     model = AdapterModel(backbone, placement)
@@ -128,9 +139,7 @@ def test_detach_restores_module_tree_state_dict_and_outputs(tiny_backbone, famil
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_attaching_twice_raises_and_changes_nothing(tiny_backbone, family, placement):
-    backbone = tiny_backbone(family)
-    batch = tiny_batch(backbone)
-    reference = hidden_states(backbone, batch)
+    backbone, batch, reference = backbone_with_reference(tiny_backbone, family)
     tree_before, _ = snapshot(backbone.model)
     first = AdapterModel(backbone, placement)
     tree_attached, _ = snapshot(backbone.model)
@@ -154,8 +163,7 @@ def test_pfeiffer_site_equals_hand_formula_on_one_layer(tiny_backbone, family):
     """Layer 0: `LN(f + A(LN(f + x)) + x)` with x the FFN input and f the FFN output."""
     backbone = tiny_backbone(family)
     batch = tiny_batch(backbone)
-    model = AdapterModel(backbone, "pfeiffer")
-    try:
+    with attached(backbone, "pfeiffer") as model:
         adapter = random_adapter(seed=3)
         model.set_compositions(lambda site: adapter if site.layer == 0 else None)
         layer = backbone.layers()[0]
@@ -169,11 +177,8 @@ def test_pfeiffer_site_equals_hand_formula_on_one_layer(tiny_backbone, family):
                 lambda m, args, out: captured.__setitem__("f", out)),
             site.register_forward_hook(lambda m, args, out: captured.__setitem__("out", out)),
         ]
-        try:
+        with hooks_removed_after(hooks):
             hidden_states(backbone, batch)
-        finally:
-            for h in hooks:
-                h.remove()
         x, f = captured["x"], captured["f"]
         norm = site.base_layer
         ln = lambda t: F.layer_norm(t, (HIDDEN,), norm.weight, norm.bias, norm.eps)  # noqa: E731
@@ -182,15 +187,12 @@ def test_pfeiffer_site_equals_hand_formula_on_one_layer(tiny_backbone, family):
             without_adapter = ln(f + x)
         torch.testing.assert_close(captured["out"], expected, rtol=1e-5, atol=1e-5)
         assert (captured["out"] - without_adapter).abs().max() > 1e-2
-    finally:
-        model.detach()
 
 
 def test_houlsby_sites_equal_y_plus_adapter_of_y(tiny_backbone, family):
     backbone = tiny_backbone(family)
     batch = tiny_batch(backbone)
-    model = AdapterModel(backbone, "houlsby")
-    try:
+    with attached(backbone, "houlsby") as model:
         adapters = {}
 
         def make(site):
@@ -206,16 +208,11 @@ def test_houlsby_sites_equal_y_plus_adapter_of_y(tiny_backbone, family):
                 lambda m, args, out, key=site.key: captured.__setitem__(("y", key), out)))
             hooks.append(site.register_forward_hook(
                 lambda m, args, out, key=site.key: captured.__setitem__(("out", key), out)))
-        try:
+        with hooks_removed_after(hooks):
             hidden_states(backbone, batch)
-        finally:
-            for h in hooks:
-                h.remove()
         for key, adapter in adapters.items():
             y = captured[("y", key)]
             with torch.no_grad():
                 expected = y + hand_adapter(adapter, y)
             torch.testing.assert_close(captured[("out", key)], expected, rtol=1e-5, atol=1e-5)
             assert (expected - y).abs().max() > 1e-2
-    finally:
-        model.detach()
