@@ -198,3 +198,13 @@ def train_full_finetune(
                                                            best_epoch=fitted.best_epoch))
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
                           counts["trainable"], counts["head"], Path(output_dir) if output_dir else None)
+
+
+def load_full_finetune_model(folder: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
+    """Rebuild a `train_full_finetune` model: its encoder weights are copied into `backbone` in place."""
+    _, tensors = load_artifact(folder, backbone)
+    encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    backbone.model.load_state_dict(encoder)  # before the sites wrap the modules and change their names
+    model = AdapterModel(backbone, "pfeiffer")
+    model.add_head(spec).load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+    return model

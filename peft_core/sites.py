@@ -91,19 +91,34 @@ def attach_sites(backbone: Backbone, placement: str, context: ForwardContext) ->
     """Wrap every layer's modules for `placement`; returns the sites in (layer, position) order."""
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown placement '{placement}'; use one of {sorted(PLACEMENTS)}")
+    _check_no_sites(backbone)
+    sites = []
+    for i, position, site_cls, parent, child in _slots(backbone, placement):
+        site = site_cls(getattr(parent, child), i, position, context)
+        setattr(parent, child, site)
+        sites.append(site)
+    return sites
+
+
+def reattach_sites(backbone: Backbone, placement: str, sites: list[AdapterSite]) -> None:
+    """Put sites that `detach_sites` took off back in place (a parked model returns to the backbone)."""
+    _check_no_sites(backbone)
+    for (_, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
+        setattr(parent, child, site)
+
+
+def _check_no_sites(backbone: Backbone) -> None:
     if any(isinstance(m, AdapterSite) for m in backbone.model.modules()):
         # One model per backbone: a second model's detach() would strip the first one's sites.
         raise ValueError(f"backbone '{backbone.name}' already has adapter sites; detach the other model first")
-    sites = []
+
+
+def _slots(backbone: Backbone, placement: str):
+    """(layer index, position, site class, parent module, attribute) of every site of `placement`."""
     for i, layer in enumerate(backbone.layers()):
         for position, attr, site_cls in PLACEMENTS[placement]:
-            path = getattr(backbone.layout, attr)
-            parent_path, _, child = path.rpartition(".")
-            parent = layer.get_submodule(parent_path) if parent_path else layer
-            site = site_cls(getattr(parent, child), i, position, context)
-            setattr(parent, child, site)
-            sites.append(site)
-    return sites
+            parent_path, _, child = getattr(backbone.layout, attr).rpartition(".")
+            yield i, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
 
 
 def detach_sites(backbone: Backbone) -> None:

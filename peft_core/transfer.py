@@ -253,11 +253,14 @@ def fit_transfer(
                                  "weights_plot": str(plot) if plot else None})
 
 
-def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
-    """Rebuild a fitted transfer model from its artifact and its (unchanged) source folders."""
+def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,
+                        source_dirs: Sequence[Path] | None = None) -> AdapterModel:
+    """Rebuild a fitted transfer model from its artifact and its (unchanged) source folders:
+    the recorded ones, or `source_dirs` (copies of them, in the recorded order)."""
     config, tensors = load_artifact(artifact_dir, backbone)
     described = config.get("sources") or []
-    sources = load_sources([Path(s["adapter_dir"]) for s in described], backbone, spec.name)
+    folders = source_dirs if source_dirs is not None else [Path(s["adapter_dir"]) for s in described]
+    sources = load_sources(folders, backbone, spec.name)
     for source, recorded in zip(sources, described):
         if source.fingerprint != recorded["fingerprint"]:
             raise ArtifactError(f"source '{source.name}' ({source.directory}) changed since transfer model "

@@ -1,0 +1,216 @@
+"""Use a fitted model: load the folder any training unit saved, and predict over rows of text.
+
+    fitted = load_fitted_model("fits/rte-scalearn")   # loads the backbone the artifact names
+    predict(fitted, [{"sentence1": "A man plays a guitar.", "sentence2": "A man plays."}])
+    # [{"label": "entailment", "score": 0.83, "probabilities": {"entailment": 0.83, ...}}]
+
+The folder may hold an adapter (a PEMT source with its prompt, a materialised HyperFormer task),
+a transfer fit (ScaLearn and its variants, averaging, AdapterFusion, PEMT), a full fine-tuning,
+or a joint multi-task model (HyperFormer(++), shared adapter, full multi-task: `task=` picks
+the task). `bundle_fitted_model` copies a transfer fit with the source adapters it stacks, so
+the copy loads on any machine with the same backbone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .artifacts import CONFIG_FILE, WEIGHTS_FILE, read_artifact_config
+from .backbones import Backbone, load_backbone
+from .checkpoints import atomic_directory_write
+from .compositions import TRANSFER_METHODS
+from .data.encoding import EncodedSplit, collate, make_batches
+from .data.types import Example
+from .errors import ArtifactError, ConfigError
+from .inputs import rows_to_examples
+from .metrics import compute_metrics
+from .model import AdapterModel
+from .multitask import MULTITASK_METHODS, load_multitask_model
+from .precision import autocast, default_device, native_bf16
+from .recipes import load_adapter_model, load_full_finetune_model
+from .task_specs import TaskSpec, get_task
+from .transfer import load_transfer_model
+
+SOURCES_DIR = "sources"  # a bundle's copies of its source adapters: <bundle>/sources/<source name>/
+
+
+@dataclass
+class FittedModel:
+    """A loaded model and what predicting with it needs: its task, backbone and settings."""
+
+    model: AdapterModel
+    spec: TaskSpec
+    backbone: Backbone
+    config: dict  # the artifact's adapter_config.json
+    precision: str  # "bf16" or "fp32": what the model was evaluated in, where this machine has it
+    device: torch.device
+
+    @property
+    def max_length(self) -> int:
+        return self.config["training"]["max_length"]
+
+    @property
+    def batch_size(self) -> int:
+        return self.config["training"]["eval_batch_size"]
+
+    def close(self) -> None:
+        """Take the model off its backbone (a full fine-tuning leaves its weights in the backbone)."""
+        self.model.detach()
+
+
+def load_fitted_model(folder: Path, backbone: Backbone | str | None = None, *, task: str | None = None,
+                      device: str | None = None) -> FittedModel:
+    """The model a unit saved in `folder`, on `backbone` (a loaded one, a name, or the recorded name).
+
+    A fingerprint mismatch between the artifact and the backbone is an `ArtifactError` naming both.
+    """
+    folder = Path(folder)
+    config = read_artifact_config(folder)
+    loader = LOADERS.get(config.get("method"))
+    if loader is None:
+        raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, which has no loader; "
+                            f"known: {', '.join(LOADERS)}")
+    if not isinstance(backbone, Backbone):
+        backbone = load_backbone(backbone or config["backbone"]["name"])
+    model, spec = loader(folder, backbone, config, task)
+    target = torch.device(device or default_device())
+    model.to(target).eval()
+    return FittedModel(model, spec, backbone, config, _precision(config, target.type), target)
+
+
+def _precision(config: dict, device_type: str) -> str:
+    recorded = (config.get("training") or {}).get("precision", "fp32")
+    return "bf16" if recorded == "bf16" and native_bf16(device_type) else "fp32"
+
+
+# -- one loader per kind of artifact: (folder, backbone, config, task) -> (model, spec) -----------
+def _own_task(folder: Path, config: dict, task: str | None, recorded: dict) -> TaskSpec:
+    """The registry's spec of the task the artifact was trained on, checked against its record."""
+    if task is not None and task != recorded["name"]:
+        raise ConfigError(f"{folder} was fitted on task {recorded['name']}, not {task}; drop the task or pick "
+                          "the model of that task")
+    spec = get_task(recorded["name"])
+    if list(spec.label_names or []) != list(recorded.get("label_names") or []):
+        raise ArtifactError(f"{folder} was trained with labels {recorded.get('label_names')} for task {spec.name}, "
+                            f"but this registry's {spec.name} has {spec.label_names}; register the task as trained")
+    return spec
+
+
+def _single_task(load: Callable[[Path, Backbone, TaskSpec], AdapterModel]):
+    def loader(folder: Path, backbone: Backbone, config: dict, task: str | None):
+        spec = _own_task(folder, config, task, config["task"])
+        return load(folder, backbone, spec), spec
+
+    return loader
+
+
+def _transfer(folder: Path, backbone: Backbone, config: dict, task: str | None):
+    spec = _own_task(folder, config, task, config["task"])
+    bundled = [folder / SOURCES_DIR / s["name"] for s in config.get("sources") or []]
+    sources = bundled if bundled and all(d.is_dir() for d in bundled) else None
+    return load_transfer_model(folder, backbone, spec, sources), spec
+
+
+def _joint(folder: Path, backbone: Backbone, config: dict, task: str | None):
+    tasks = {entry["spec"]["name"]: entry["spec"] for entry in config["tasks"]}
+    task = task or (next(iter(tasks)) if len(tasks) == 1 else None)
+    if task not in tasks:
+        raise ConfigError(f"{folder} is a joint {config['method']} model of tasks {', '.join(tasks)}; "
+                          f"{'pick one' if task is None else f'{task!r} is not one of them'} (task=..., CLI --task)")
+    spec = _own_task(folder, config, task, tasks[task])
+    return load_multitask_model(folder, backbone), spec
+
+
+LOADERS: dict[str, Callable] = {
+    "adapter": _single_task(load_adapter_model),
+    "prompt_adapter": _single_task(load_adapter_model),
+    "hyperformer_adapter": _single_task(load_adapter_model),
+    "full_finetune": _single_task(load_full_finetune_model),
+    **{method: _transfer for method in TRANSFER_METHODS},
+    **{method: _joint for method in MULTITASK_METHODS},
+}
+
+
+def fitted_tasks(folder: Path) -> list[str]:
+    """The tasks a fitted folder predicts: its own, or every task of a joint model."""
+    config = read_artifact_config(folder)
+    return [e["spec"]["name"] for e in config["tasks"]] if "tasks" in config else [config["task"]["name"]]
+
+
+# -- predicting ---------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_logits(fitted: FittedModel, examples: list[Example], batch_size: int | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Logits of every example in order, batched and truncated as the model was evaluated.
+
+    `on_batch(rows)` is called after each batch (for a progress bar).
+    """
+    spec, model = fitted.spec, fitted.model
+    split = EncodedSplit.from_examples(spec, examples, fitted.backbone.tokenizer, fitted.max_length)
+    model.eval()
+    outputs, order = [], []
+    for indices in make_batches(split.rows, batch_size or fitted.batch_size, shuffle=False, seed=0):
+        batch = collate([split.rows[i] for i in indices], split.pad_id)
+        del batch["labels"]
+        with autocast(fitted.precision, fitted.device.type):
+            outputs.append(model({k: v.to(fitted.device) for k, v in batch.items()}, spec.name).logits.float().cpu())
+        order.extend(indices)
+        if on_batch:
+            on_batch(len(indices))
+    return torch.cat(outputs)[torch.argsort(torch.tensor(order))]
+
+
+def predict(fitted: FittedModel, rows: Iterable[Mapping], *, batch_size: int | None = None,
+            on_batch: Callable[[int], None] | None = None, where: str = "input") -> list[dict]:
+    """One prediction per row: `{"label", "score", "probabilities"}` (classification, multiple
+    choice) or `{"value"}` (regression). `where` names the rows in errors."""
+    logits = predict_logits(fitted, rows_to_examples(fitted.spec, rows, where), batch_size, on_batch)
+    return [prediction_record(fitted.spec, row) for row in logits]
+
+
+def prediction_record(spec: TaskSpec, logits: torch.Tensor) -> dict:
+    if spec.is_regression:
+        return {"value": float(logits)}
+    probabilities = torch.softmax(logits, dim=-1).tolist()
+    best = int(logits.argmax())
+    return {"label": spec.label_names[best], "score": probabilities[best],
+            "probabilities": dict(zip(spec.label_names, probabilities))}
+
+
+def score_rows(fitted: FittedModel, rows: list[Mapping], where: str = "input") -> dict[str, float]:
+    """The task's metrics of the model's predictions against the rows' `label`s."""
+    examples = rows_to_examples(fitted.spec, rows, where, with_labels=True)
+    logits = predict_logits(fitted, examples)
+    predicted = logits if fitted.spec.is_regression else logits.argmax(-1)
+    return compute_metrics(fitted.spec, predicted.numpy(), torch.tensor([e.label for e in examples]).numpy())
+
+
+# -- self-contained copies ------------------------------------------------------------------------
+def bundle_fitted_model(folder: Path, destination: Path) -> Path:
+    """Copy a fitted folder with every source adapter it stacks under `sources/<name>/`.
+
+    The copy loads wherever the backbone does: `load_fitted_model` prefers bundled sources over
+    the folders the fit recorded (the fingerprints are still checked).
+    """
+    folder = Path(folder)
+    config = read_artifact_config(folder)
+
+    def write(tmp: Path) -> None:
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copy2(folder / name, tmp / name)
+        for source in config.get("sources") or []:
+            copied = folder / SOURCES_DIR / source["name"]
+            origin = copied if copied.is_dir() else Path(source["adapter_dir"])
+            read_artifact_config(origin)  # a clear error when a recorded source folder is gone
+            copy = tmp / SOURCES_DIR / source["name"]
+            copy.mkdir(parents=True)
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copy2(origin / name, copy / name)
+
+    atomic_directory_write(Path(destination), write)
+    return Path(destination)

@@ -1,0 +1,151 @@
+"""Many fitted models over one backbone: rows of mixed targets answered by one process.
+
+    models = FittedModelSet({"rte/scalearn": "fits/rte-scalearn", "mrpc/adapter": "fits/mrpc"})
+    models.predict([{"model": "rte/scalearn", "sentence1": "...", "sentence2": "..."}, ...])
+
+Rows are grouped by their `model` (or `task`) field; each group runs as batched passes of its
+model and the answers come back in the rows' order. One model's sites are on the backbone at a
+time: the others are *parked*, their sites kept aside. A model that changed backbone weights in
+place (a HyperFormer's LayerNorms, a full fine-tuning's encoder) keeps its own copy of those
+tensors, swapped in and out with it, so no model sees another's weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .artifacts import read_artifact_config
+from .backbones import Backbone, load_backbone
+from .checkpoints import atomic_directory_write
+from .errors import ConfigError
+from .inference import FittedModel, bundle_fitted_model, load_fitted_model, predict
+from .sites import AdapterSite, detach_sites, reattach_sites
+
+KEY_FIELDS = ("model", "task")  # the row field that names its target, in order of preference
+MANIFEST = "targets.json"
+
+Target = Path | str | tuple[Path | str, str]  # a fitted folder, or (joint model folder, task)
+
+
+@dataclass
+class _Parked:
+    fitted: FittedModel
+    sites: list[AdapterSite]
+    backbone_values: dict[int, torch.Tensor]  # index into the backbone's parameters -> this model's tensor
+
+
+class FittedModelSet:
+    def __init__(self, targets: Mapping[str, Target], backbone: Backbone | str | None = None,
+                 device: str | None = None):
+        if not targets:
+            raise ConfigError("a model set needs at least one fitted target")
+        folders = {name: _folder_and_task(target) for name, target in targets.items()}
+        if not isinstance(backbone, Backbone):
+            first_folder = next(iter(folders.values()))[0]
+            backbone = load_backbone(backbone or read_artifact_config(first_folder)["backbone"]["name"])
+        if device is not None:
+            backbone.model.to(device)
+        self.backbone = backbone
+        self._params = list(backbone.model.parameters())  # taken while no sites wrap the backbone
+        pristine = [p.detach().clone() for p in self._params]
+        self._models: dict[str, _Parked] = {}
+        self._active: str | None = None
+        for name, (folder, task) in folders.items():
+            fitted = load_fitted_model(folder, backbone, task=task, device=device)
+            changed = {i: p.detach().clone() for i, p in enumerate(self._params) if not torch.equal(p, pristine[i])}
+            self._models[name] = _Parked(fitted, fitted.model.sites, changed)
+            self._active = name
+            self._park(pristine)
+        self._pristine = {i: pristine[i] for m in self._models.values() for i in m.backbone_values}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def fitted(self, name: str) -> FittedModel:
+        return self._models[name].fitted
+
+    def predict(self, rows: Iterable[Mapping], *, batch_size: int | None = None,
+                on_batch: Callable[[int], None] | None = None, where: str = "input") -> list[dict]:
+        """One prediction per row, in order; each row's `model` (or `task`) field picks its target."""
+        rows = list(rows)
+        groups: dict[str, list[int]] = {}
+        for number, row in enumerate(rows):
+            groups.setdefault(self._target_of(row, f"{where} row {number + 1}"), []).append(number)
+        answers: list[dict | None] = [None] * len(rows)
+        for name, indices in groups.items():
+            self._activate(name)
+            group = predict(self._models[name].fitted, [rows[i] for i in indices], batch_size=batch_size,
+                            on_batch=on_batch, where=f"{where} (rows of {name})")
+            for i, answer in zip(indices, group):
+                answers[i] = answer
+        return answers
+
+    def _target_of(self, row: Mapping, where: str) -> str:
+        key = next((row[f] for f in KEY_FIELDS if isinstance(row.get(f), str)), None)
+        if key is None and len(self._models) == 1:
+            return self.names[0]
+        if key not in self._models:
+            said = f"names {key!r}" if key is not None else f"has no {' or '.join(KEY_FIELDS)} field"
+            raise ConfigError(f"{where} {said}; this model set answers: {', '.join(self.names)}")
+        return key
+
+    def _activate(self, name: str) -> None:
+        if self._active == name:
+            return
+        self._park(self._pristine)
+        parked = self._models[name]
+        reattach_sites(self.backbone, parked.fitted.model.placement, parked.sites)
+        self._copy_into_backbone(parked.backbone_values)
+        self._active = name
+
+    def _park(self, originals) -> None:
+        if self._active is None:
+            return
+        detach_sites(self.backbone)
+        self._copy_into_backbone({i: originals[i] for i in self._models[self._active].backbone_values})
+        self._active = None
+
+    @torch.no_grad()
+    def _copy_into_backbone(self, values: dict[int, torch.Tensor]) -> None:
+        for i, value in values.items():
+            self._params[i].copy_(value)
+
+    def close(self) -> None:
+        """Leave the backbone as it was loaded."""
+        self._park(self._pristine)
+
+
+def _folder_and_task(target: Target) -> tuple[Path, str | None]:
+    return (Path(target[0]), target[1]) if isinstance(target, tuple) else (Path(target), None)
+
+
+# -- on disk: one folder of bundles and a manifest naming them ------------------------------------
+def save_model_set(targets: Mapping[str, Target], destination: Path) -> Path:
+    """Write a self-contained copy of `targets` (bundles in `0/`, `1/`, ... and `targets.json`)."""
+    entries = {name: _folder_and_task(target) for name, target in targets.items()}
+    bundles: dict[Path, str] = {}  # one bundle per folder, also when several tasks of a joint model use it
+
+    def write(tmp: Path) -> None:
+        manifest = {}
+        for name, (folder, task) in entries.items():
+            if folder not in bundles:
+                bundles[folder] = str(len(bundles))
+                bundle_fitted_model(folder, tmp / bundles[folder])
+            manifest[name] = {"folder": bundles[folder], "task": task}
+        (tmp / MANIFEST).write_text(json.dumps({"targets": manifest}, indent=1))
+
+    atomic_directory_write(Path(destination), write)
+    return Path(destination)
+
+
+def model_set_targets(folder: Path) -> dict[str, Target]:
+    """The targets of a folder `save_model_set` wrote, as `FittedModelSet` takes them."""
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())["targets"]
+    return {name: (folder / entry["folder"], entry["task"]) for name, entry in manifest.items()}
