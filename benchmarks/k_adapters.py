@@ -92,7 +92,7 @@ class Bench:
         for candidate in candidates:
             compositions = compositions_for(candidate, backbone)
             self._use(compositions)
-            optimizer = torch.optim.AdamW(self.model.parameter_groups(3e-4))
+            optimizer = torch.optim.AdamW(self.model.trainable_parameters().values(), lr=3e-4)
             self.setups[candidate] = (compositions, optimizer)
 
     def _use(self, compositions: list) -> None:

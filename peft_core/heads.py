@@ -31,6 +31,7 @@ class TaskHead(nn.Module):
         return logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # losses in fp32 also under bf16 autocast
         if self.problem == "regression":
             return F.mse_loss(logits, labels.to(logits.dtype))
         return F.cross_entropy(logits, labels)

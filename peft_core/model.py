@@ -95,23 +95,6 @@ class AdapterModel(nn.Module):
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
-    def parameter_groups(self, default_lr: float) -> list[dict]:
-        """Optimizer groups: a module's own `learning_rate` attribute (compositions, PEMT's target
-        prompt) wins over the default."""
-        special: dict[float, list[nn.Parameter]] = {}
-        claimed: set[int] = set()
-        for module in self.modules():
-            rate = getattr(module, "learning_rate", None)
-            if rate is not None:
-                for p in module.parameters():
-                    if p.requires_grad and id(p) not in claimed:
-                        special.setdefault(rate, []).append(p)
-                        claimed.add(id(p))
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in claimed]
-        groups = [{"params": rest, "lr": default_lr}] if rest else []
-        groups += [{"params": ps, "lr": lr} for lr, ps in special.items()]
-        return groups
-
     def load_saved_parameters(self, params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor],
                               folder, rerun_hint: str) -> None:
         """Copy an artifact's tensors into `params`; on a name mismatch detach and raise ArtifactError."""

@@ -94,11 +94,11 @@ def train_multitask(
                 model, train,
                 train_batches=lambda epoch: sampler.batches(train_splits, train.batch_size, epoch, steps_per_epoch),
                 steps_per_epoch=steps_per_epoch,
-                validate=lambda: validation_scores(model, specs, data, train.eval_batch_size),
+                validate=lambda: validation_scores(model, specs, data, train.eval_batch_size, train.precision),
                 main_metric="average",
                 checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step,
             )
-        metrics = multitask_metrics(model, specs, data, train.eval_batch_size)
+        metrics = multitask_metrics(model, specs, data, train.eval_batch_size, train.precision)
         counts = model.count_parameters()
         extra = {"sampling_probabilities": sampler.probabilities}
         if isinstance(model, HyperFormerModel):
@@ -126,19 +126,21 @@ def train_multitask(
 
 
 def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
-                      batch_size: int) -> dict[str, float]:
+                      batch_size: int, precision: str = "auto") -> dict[str, float]:
     """`{task}_{metric}` on every task's validation split, and `average` of the main metrics."""
     scores = {}
     for spec in specs:
-        scores |= {f"{spec.name}_{k}": v for k, v in evaluate(model, spec, data[spec.name].validation, batch_size).items()}
+        split = data[spec.name].validation
+        scores |= {f"{spec.name}_{k}": v for k, v in evaluate(model, spec, split, batch_size, precision).items()}
     return scores | {"average": mean(scores[f"{s.name}_{s.main_metric}"] for s in specs)}
 
 
 def multitask_metrics(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
-                      batch_size: int) -> dict[str, float]:
+                      batch_size: int, precision: str = "auto") -> dict[str, float]:
     metrics = {}
     for spec in specs:
-        metrics |= {f"{spec.name}_{k}": v for k, v in final_metrics(model, spec, data[spec.name], batch_size).items()}
+        task_metrics = final_metrics(model, spec, data[spec.name], batch_size, precision)
+        metrics |= {f"{spec.name}_{k}": v for k, v in task_metrics.items()}
     for split in ("validation", "test"):
         mains = [metrics.get(f"{s.name}_{split}_{s.main_metric}") for s in specs]
         if all(v is not None for v in mains):

@@ -53,11 +53,12 @@ def encode_splits(spec: TaskSpec, splits: DatasetSplits, backbone: Backbone, max
     return EncodedTaskData(enc(splits.train), enc(splits.validation), enc(splits.test))
 
 
-def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int) -> dict[str, float]:
+def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int,
+                  precision: str = "auto") -> dict[str, float]:
     """Validation (and test, when the task has one) metrics of the model as it is now."""
-    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, batch_size).items()}
+    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, batch_size, precision).items()}
     if data.test is not None:
-        metrics |= {f"test_{k}": v for k, v in evaluate(model, spec, data.test, batch_size).items()}
+        metrics |= {f"test_{k}": v for k, v in evaluate(model, spec, data.test, batch_size, precision).items()}
     return metrics
 
 
@@ -119,7 +120,7 @@ def train_adapter(
         with ResourceMeter() as meter:
             fitted = fit_task(model, spec, data.train, data.validation, train,
                          checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-        metrics = final_metrics(model, spec, data, train.eval_batch_size)
+        metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
         counts = model.count_parameters()
         config = artifact_config("prompt_adapter" if with_prompt else "adapter", backbone, spec, adapter, train,
                                  splits, metrics, best_epoch=fitted.best_epoch)
@@ -158,7 +159,8 @@ def evaluate_adapter(adapter_dir: Path, backbone: Backbone, spec: TaskSpec, spli
     model = load_adapter_model(adapter_dir, backbone, spec)
     try:
         data = encode_splits(spec, splits, backbone, max_length or training["max_length"])
-        return final_metrics(model, spec, data, batch_size or training["eval_batch_size"])
+        return final_metrics(model, spec, data, batch_size or training["eval_batch_size"],
+                             training.get("precision", "fp32"))
     finally:
         model.detach()
 
@@ -187,7 +189,7 @@ def train_full_finetune(
     with ResourceMeter() as meter:
         fitted = fit_task(model, spec, data.train, data.validation, train,
                      checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-    metrics = final_metrics(model, spec, data, train.eval_batch_size)
+    metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
     counts = model.count_parameters()
     model.detach()
     model.encoder.requires_grad_(False)

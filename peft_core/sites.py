@@ -33,12 +33,9 @@ class ForwardContext:
 class Composition(nn.Module):
     """What a site does with its adapters. Subclasses implement `forward(z, context) -> delta`.
 
-    `learning_rate`, when set, overrides the trainer's rate for this module's parameters
-    (ScaLearn's ω trains at 6e-3 while the head uses the default). `report` returns what the
-    method explains itself with (ω, gate weights, attention), as plain lists for JSON.
+    `report` returns what the method explains itself with (ω, gate weights, attention), as plain
+    lists for JSON.
     """
-
-    learning_rate: float | None = None
 
     def report(self) -> dict:
         return {}

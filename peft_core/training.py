@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from .configs import TrainConfig
 from .data.encoding import EncodedSplit, collate, make_batches
 from .metrics import compute_metrics
 from .model import AdapterModel
+from .precision import autocast
 from .task_specs import TaskSpec
 
 
@@ -64,7 +65,7 @@ def fit_task(
         cfg,
         train_batches=lambda epoch: ((spec.name, b) for b in train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)),
         steps_per_epoch=train.num_batches(cfg.batch_size),
-        validate=lambda: evaluate(model, spec, validation, cfg.eval_batch_size),
+        validate=lambda: evaluate(model, spec, validation, cfg.eval_batch_size, cfg.precision),
         main_metric=spec.main_metric,
         **kwargs,
     )
@@ -82,22 +83,28 @@ def fit(
     on_epoch: Callable[[EpochLog], None] | None = None,
     on_step: StepCallback | None = None,
 ) -> FitResult:
-    """Train `model`'s trainable parameters; leaves the best epoch's weights loaded.
+    """Train `model`'s trainable parameters; leaves the selected round's weights loaded.
 
     `train_batches(epoch)` yields (task name, batch) pairs, deterministic for a given epoch, so
-    single-task and multi-task training (one task per batch) share this loop.
+    single-task and multi-task training (one task per batch) share this loop. Training runs in
+    `cfg.epochs` rounds, each followed by validation and a checkpoint: a round is an epoch, or,
+    with a fixed step budget (`cfg.max_steps`, the few-shot protocols), `max_steps / epochs` steps
+    that may wrap over epochs; then the last round is kept instead of the best (a few-shot
+    validation set is too small to select on) and nothing stops early.
     """
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    groups = model.parameter_groups(cfg.learning_rate)
-    for g in groups:
-        g["base_lr"] = g["lr"]
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.trainable_parameters().values(), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = model.trainable_parameters()
+    for g in optimizer.param_groups:
+        g["base_lr"] = g["lr"]
 
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    total_steps = steps_per_epoch * cfg.epochs
+    fixed_budget = cfg.max_steps is not None
+    steps_per_round = math.ceil(cfg.max_steps / cfg.epochs) if fixed_budget else steps_per_epoch
+    total_steps = steps_per_round * cfg.epochs
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
 
     result = FitResult(best_epoch=0, best_validation={})
@@ -114,21 +121,22 @@ def fit(
         best_score, epochs_without_gain = state["best_score"], state["epochs_without_gain"]
         result.best_epoch, result.best_validation = state["best_epoch"], state["best_validation"]
         result.history = [EpochLog(**h) for h in state["history"]]
-        if epochs_without_gain >= cfg.patience:
+        if epochs_without_gain >= cfg.patience and not fixed_budget:
             start_epoch = cfg.epochs  # early stopping had already fired before the interruption
 
+    device_type = accelerator.device.type
     for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(cfg.seed + epoch)  # dropout draws depend only on (seed, epoch): resumable
+        torch.manual_seed(cfg.seed + epoch)  # dropout draws depend only on (seed, round): resumable
         model.train()
         started, losses, seen = time.perf_counter(), [], 0
-        for step_in_epoch, (task, batch) in enumerate(train_batches(epoch)):
-            if step_in_epoch >= steps_per_epoch:
-                break
-            step = epoch * steps_per_epoch + step_in_epoch
+        batches = _batch_stream(train_batches, steps_per_epoch, epoch * steps_per_round)
+        for step_in_round, (task, batch) in zip(range(steps_per_round), batches):
+            step = epoch * steps_per_round + step_in_round
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * _lr_factor(step, total_steps, warmup)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = model(batch, task).loss
+            with autocast(cfg.precision, device_type):
+                loss = model(batch, task).loss
             accelerator.backward(loss)
             if cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(list(trainable.values()), cfg.max_grad_norm)
@@ -143,8 +151,8 @@ def fit(
         seconds = time.perf_counter() - started
         log = EpochLog(epoch + 1, sum(losses) / max(1, len(losses)), scores, seconds, seen / max(seconds, 1e-9))
         result.history.append(log)
-        if scores[main_metric] > best_score:
-            best_score, epochs_without_gain = scores[main_metric], 0
+        if scores[main_metric] > best_score or fixed_budget:
+            best_score, epochs_without_gain = max(best_score, scores[main_metric]), 0
             result.best_epoch, result.best_validation = epoch + 1, scores
             best_weights = {k: p.detach().clone() for k, p in trainable.items()}
         else:
@@ -166,6 +174,17 @@ def fit(
     return result
 
 
+def _batch_stream(train_batches: Callable[[int], Iterable[tuple[str, dict]]], steps_per_epoch: int,
+                  start_step: int) -> Iterator[tuple[str, dict]]:
+    """Batches from global step `start_step` on, epoch after epoch (each cut at `steps_per_epoch`)."""
+    epoch, offset = divmod(start_step, steps_per_epoch)
+    while True:
+        for index, item in zip(range(steps_per_epoch), train_batches(epoch)):
+            if index >= offset:
+                yield item
+        epoch, offset = epoch + 1, 0
+
+
 @torch.no_grad()
 def _copy_into(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
     for name, p in params.items():
@@ -173,21 +192,24 @@ def _copy_into(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Te
 
 
 @torch.no_grad()
-def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int,
+            precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(predictions, labels) over a split, in the split's own order."""
     model.eval()
     device = next(model.parameters()).device
     preds, labels, order = [], [], []
     for indices in make_batches(split.rows, batch_size, shuffle=False, seed=0):
         batch = {k: v.to(device) for k, v in collate([split.rows[i] for i in indices], split.pad_id).items()}
-        out = model(batch, spec.name)
-        preds.append(model.heads[spec.name].predict(out.logits).cpu())
+        with autocast(precision, device.type):
+            logits = model(batch, spec.name).logits.float()
+        preds.append(model.heads[spec.name].predict(logits).cpu())
         labels.append(batch["labels"].cpu())
         order.extend(indices)
     inverse = torch.argsort(torch.tensor(order))
     return torch.cat(preds)[inverse], torch.cat(labels)[inverse]
 
 
-def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int) -> dict[str, float]:
-    predictions, labels = predict(model, spec, split, batch_size)
+def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int,
+             precision: str = "auto") -> dict[str, float]:
+    predictions, labels = predict(model, spec, split, batch_size, precision)
     return compute_metrics(spec, predictions.numpy(), labels.numpy())

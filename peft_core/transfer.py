@@ -12,11 +12,11 @@ rebuild the model (`load_transfer_model`), and a heatmap of the weights (`weight
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -158,12 +158,6 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
     return model
 
 
-def published_learning_rate(model: AdapterModel) -> float | None:
-    """The one rate the method's modules declare (`learning_rate` attributes), if they agree."""
-    rates = {m.learning_rate for m in model.modules() if getattr(m, "learning_rate", None) is not None}
-    return rates.pop() if len(rates) == 1 else None
-
-
 def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Parameter]:
     """Every trainable tensor under its artifact name: `sites.{layer}.{position}.{name}`,
     `head.{name}`, `prompt.embeddings`. A Parameter shared by several sites (ScaLearn++'s ω)
@@ -212,30 +206,32 @@ def fit_transfer(
     output_dir: Path,
     *,
     method_options: dict | None = None,
+    learning_rate: float | Literal["published"] = "published",
     checkpoint_dir: Path | None = None,
     on_epoch=None,
     on_step: StepCallback | None = None,
 ) -> TrainingResult:
     """Train `method`'s combination of the frozen sources (and a new head) on the target `spec`.
 
-    Everything trains at the method's published rate (ScaLearn 6e-3, AdapterFusion 5e-5, PEMT
-    3e-4), the new head included, as one optimizer does in the papers' code; `train.learning_rate`
-    applies to methods without one (average: only the head trains). The reported
+    Everything trains at one rate, the new head included, as one optimizer does in the papers'
+    code: `learning_rate`, or for "published" the method's own (ScaLearn 6e-3, AdapterFusion
+    5e-5, PEMT 3e-4; `train.learning_rate` for averaging, where only the head trains). The
+    artifact and the result record the rate that ran. The reported
     weights (`result.extra["weights"]`) for fusion and PEMT are averaged over the final
     evaluation (validation and test sets) of the best epoch's model.
     """
     transfer_method = get_method(method)
+    train = transfer_method.train_config(train, learning_rate)
     sources = load_sources(source_dirs, backbone, spec.name)
     torch.manual_seed(train.seed)
     model = build_transfer_model(backbone, spec, sources, transfer_method, method_options)
-    train = dataclasses.replace(train, learning_rate=published_learning_rate(model) or train.learning_rate)
     try:
         data = encode_splits(spec, splits, backbone, train.max_length)
         with ResourceMeter() as meter:
             fitted = fit_task(model, spec, data.train, data.validation, train,
                               checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
         reset_weight_statistics(model)
-        metrics = final_metrics(model, spec, data, train.eval_batch_size)
+        metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
         report = weights_report(model, [s.name for s in sources])
         counts = model.count_parameters()
         config = artifact_config(method, backbone, spec, sources[0].adapter_config, train, splits, metrics,

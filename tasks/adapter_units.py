@@ -20,9 +20,9 @@ from tasks.tracking import Tracking, UnitRun, find_finished_unit, unit_lock
 
 
 def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: str) -> str:
-    train = cfg.training.for_role(role)
+    train = cfg.training.for_role(role).to_core(seed)
     return unit_key("adapter", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
-                    adapter=cfg.adapter.model_dump(), train=train.model_dump(), seed=seed, prompt=with_prompt)
+                    adapter=cfg.adapter.model_dump(), train=train.to_dict(), prompt=with_prompt)
 
 
 @task(name="train_source_adapter", cache_policy=NO_CACHE)
@@ -30,21 +30,21 @@ def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_
                          with_prompt: bool = False, role: str = "source") -> dict:
     """Train (or reuse) one adapter on a prepared task; returns a `UnitResult` as a dict."""
     spec = get_task(prepared["task"])
-    settings = cfg.training.for_role(role)
+    train_cfg = cfg.training.for_role(role).to_core(seed)
     method = "prompt_adapter" if with_prompt else "adapter"
     stage = "sources" if role == "source" else "transfer"
 
     def train(out: Path, checkpoint: Path, progress):
         backbone = load_backbone(cfg.backbone)
-        return train_adapter(backbone, spec, load_splits(prepared["folder"]), cfg.adapter.to_core(), settings.to_core(seed),
+        return train_adapter(backbone, spec, load_splits(prepared["folder"]), cfg.adapter.to_core(), train_cfg,
                              out, with_prompt=with_prompt, checkpoint_dir=checkpoint,
                              on_epoch=progress.on_epoch, on_step=progress.on_step)
 
     params = {"backbone": cfg.backbone, "data_digest": prepared["digest"], "seed": seed, "with_prompt": with_prompt,
-              "adapter": cfg.adapter.model_dump(), "training": settings.model_dump(), "sizes": prepared["sizes"]}
+              "adapter": cfg.adapter.model_dump(), "training": train_cfg.to_dict(), "sizes": prepared["sizes"]}
     return run_training_unit(cfg, parent_run_id, stage=stage, task=spec.name, method=method,
                              unit_key=adapter_unit_key(cfg, prepared, seed, with_prompt, role),
-                             params=params, train=train, seed=seed).to_dict()
+                             params=params, train=train, seed=seed, datasets=[prepared]).to_dict()
 
 
 @task(name="evaluate_adapter", cache_policy=NO_CACHE)

@@ -22,21 +22,22 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
                          parent_run_id: str | None) -> dict:
     """One joint model over all `prepared` tasks; each task also gets a row run for the report."""
     names = sorted(prepared)
-    settings = cfg.training.multitask
+    train_cfg = cfg.training.multitask.to_core(seed)
     adapter = cfg.adapter.model_copy(update={"placement": "houlsby"}) if method.startswith("hyperformer") else cfg.adapter
 
     def train(out: Path, checkpoint: Path, progress):
         return train_multitask(load_backbone(cfg.backbone), [get_task(n) for n in names],
                                {n: load_splits(prepared[n]["folder"]) for n in names}, method, adapter.to_core(),
-                               settings.to_core(seed), out, temperature=cfg.transfer.temperature,
+                               train_cfg, out, temperature=cfg.transfer.temperature,
                                checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
 
     key = unit_key("multitask", backbone=cfg.backbone, method=method, data={n: prepared[n]["digest"] for n in names},
-                   adapter=adapter.model_dump(), train=settings.model_dump(), seed=seed, temperature=cfg.transfer.temperature)
+                   adapter=adapter.model_dump(), train=train_cfg.to_dict(), temperature=cfg.transfer.temperature)
     params = {"method": method, "tasks": names, "seed": seed, "temperature": cfg.transfer.temperature,
-              "training": settings.model_dump(), "adapter": adapter.model_dump()}
+              "training": train_cfg.to_dict(), "adapter": adapter.model_dump()}
     unit = run_training_unit(cfg, parent_run_id, stage="multitask-joint", task="+".join(names), method=method,
-                             unit_key=key, params=params, train=train, seed=seed)
+                             unit_key=key, params=params, train=train, seed=seed,
+                             datasets=list(prepared.values()))
     _log_task_rows(cfg, parent_run_id, unit.metrics, names, method, key)
     return unit.to_dict()
 

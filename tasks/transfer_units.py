@@ -10,6 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import PipelineConfig
 from peft_core.backbones import load_backbone
+from peft_core.compositions import get_method
+from peft_core.configs import TrainConfig
 from peft_core.errors import ConfigError
 from peft_core.recipes import train_full_finetune
 from peft_core.task_specs import get_task
@@ -43,14 +45,15 @@ def find_source_units(cfg: PipelineConfig, prepared_sources: dict[str, dict], se
     return found
 
 
+def transfer_train_config(cfg: PipelineConfig, method: str, seed: int) -> TrainConfig:
+    """The settings a fit of `method` runs with: its effective learning rate, resolved precision."""
+    return get_method(method).train_config(cfg.training.targets.to_core(seed), cfg.transfer.learning_rate_for(method))
+
+
 def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int) -> str:
     return unit_key("transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"], method=method,
-                    sources=[u["unit_key"] for u in source_units], train=cfg.training.targets.model_dump(), seed=seed,
-                    options=_method_options(cfg, method))
-
-
-def _method_options(cfg: PipelineConfig, method: str) -> dict:
-    return {"sparsity_weight": cfg.transfer.pemt_sparsity_weight} if method == "pemt" else {}
+                    sources=[u["unit_key"] for u in source_units], train=transfer_train_config(cfg, method, seed).to_dict(),
+                    options=cfg.transfer.options_for(method))
 
 
 @task(name="fit_transfer", cache_policy=NO_CACHE)
@@ -61,37 +64,38 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
     if not source_units:
         raise ConfigError(f"target '{spec.name}' has no source adapters for method '{method}'; "
                           "add tasks to `sources` (PEMT excludes the target itself)")
-    settings = cfg.training.targets
+    train_cfg = transfer_train_config(cfg, method, seed)
+    options = cfg.transfer.options_for(method)
 
     def train(out: Path, checkpoint: Path, progress):
         result = fit_transfer(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]), method,
-                              [Path(u["artifact_dir"]) for u in source_units], settings.to_core(seed), out,
-                              method_options=_method_options(cfg, method), checkpoint_dir=checkpoint,
-                              on_epoch=progress.on_epoch, on_step=progress.on_step)
+                              [Path(u["artifact_dir"]) for u in source_units], train_cfg, out,
+                              method_options=options, learning_rate=train_cfg.learning_rate,
+                              checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
         result.extra["json_artifacts"] = {"weights.json": result.extra["weights"]}
         return result
 
     params = {"method": method, "sources": [u["task"] for u in source_units], "data_digest": prepared["digest"],
-              "seed": seed, "training": settings.model_dump(), "options": _method_options(cfg, method),
-              "sizes": prepared["sizes"]}
+              "seed": seed, "training": train_cfg.to_dict(), "options": options, "sizes": prepared["sizes"]}
     return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method=method,
                              unit_key=transfer_unit_key(cfg, prepared, method, source_units, seed),
-                             params=params, train=train, seed=seed).to_dict()
+                             params=params, train=train, seed=seed, datasets=[prepared]).to_dict()
 
 
 @task(name="full_finetune", cache_policy=NO_CACHE)
 def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
-    """The full fine-tuning baseline on a target (metrics only: the 90 MB encoder is not kept)."""
+    """The full fine-tuning baseline on a target; its artifact is the whole encoder and head."""
     spec = get_task(prepared["task"])
     settings = cfg.training.targets.model_copy(update={"learning_rate": cfg.training.full_finetune_learning_rate})
+    train_cfg = settings.to_core(seed)
 
     def train(out: Path, checkpoint: Path, progress):
         return train_full_finetune(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]),
-                                   settings.to_core(seed), None, checkpoint_dir=checkpoint,
+                                   train_cfg, out, checkpoint_dir=checkpoint,
                                    on_epoch=progress.on_epoch, on_step=progress.on_step)
 
     key = unit_key("full_finetune", backbone=cfg.backbone, task=spec.name, data=prepared["digest"],
-                   train=settings.model_dump(), seed=seed)
-    params = {"data_digest": prepared["digest"], "seed": seed, "training": settings.model_dump()}
+                   train=train_cfg.to_dict())
+    params = {"data_digest": prepared["digest"], "seed": seed, "training": train_cfg.to_dict()}
     return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method="full_finetune",
-                             unit_key=key, params=params, train=train, seed=seed).to_dict()
+                             unit_key=key, params=params, train=train, seed=seed, datasets=[prepared]).to_dict()

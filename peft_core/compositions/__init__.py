@@ -10,18 +10,20 @@ composition per site; building all sites at once is what lets the ++ variants sh
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..adapters import AdapterBank
-from ..configs import AdapterConfig
+from ..configs import AdapterConfig, TrainConfig
 from ..errors import ConfigError
 from ..sites import Composition
 from .average import UniformAverage, build_average
-from .fusion import AdapterFusion, build_fusion
-from .pemt import AttentivePrompt, PEMTMixture, build_pemt
-from .scalearn import SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
+from .fusion import FUSION_LEARNING_RATE, AdapterFusion, build_fusion
+from .pemt import PEMT_LEARNING_RATE, AttentivePrompt, PEMTMixture, build_pemt
+from .scalearn import SCALEARN_LEARNING_RATE, SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
 from .single import SingleAdapter
 
 
@@ -30,6 +32,13 @@ class TransferMethod:
     name: str
     build: Callable[..., list[Composition]]
     uses_prompts: bool = False  # PEMT: sources must carry task prompts, the target gets an AttentivePrompt
+    learning_rate: float | None = None  # the paper's rate for everything that trains, the new head included
+
+    def train_config(self, train: TrainConfig, learning_rate: float | Literal["published"] = "published") -> TrainConfig:
+        """What a fit of this method runs with: `learning_rate` as given, or for "published" the
+        paper's rate (`train.learning_rate` for a method without one, like averaging)."""
+        rate = (self.learning_rate or train.learning_rate) if learning_rate == "published" else learning_rate
+        return dataclasses.replace(train, learning_rate=rate)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -49,11 +58,11 @@ class TransferMethod:
 
 TRANSFER_METHODS: dict[str, TransferMethod] = {
     "average": TransferMethod("average", build_average),
-    "adapterfusion": TransferMethod("adapterfusion", build_fusion),
-    **{name: TransferMethod(name, variant.build) for name, variant in SCALEARN_VARIANTS.items()},
-    "pemt": TransferMethod("pemt", build_pemt, uses_prompts=True),
+    "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
+    **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
+       for name, variant in SCALEARN_VARIANTS.items()},
+    "pemt": TransferMethod("pemt", build_pemt, uses_prompts=True, learning_rate=PEMT_LEARNING_RATE),
 }
-COMPOSITIONS = TRANSFER_METHODS  # the name the site-level code uses for the same registry
 
 
 def get_method(name: str) -> TransferMethod:
@@ -64,6 +73,6 @@ def get_method(name: str) -> TransferMethod:
 
 
 __all__ = [
-    "COMPOSITIONS", "TRANSFER_METHODS", "AdapterFusion", "AttentivePrompt", "PEMTMixture", "ScaLearn",
+    "TRANSFER_METHODS", "AdapterFusion", "AttentivePrompt", "PEMTMixture", "ScaLearn",
     "ScaLearnVariant", "SingleAdapter", "TransferMethod", "UniformAverage", "get_method",
 ]

@@ -30,7 +30,6 @@ FUSION_INIT_STD = 0.02  # AdapterHub's BERT init for W_Q and W_K; their biases s
 
 
 class AdapterFusion(TrackedComposition):
-    learning_rate = FUSION_LEARNING_RATE
 
     def __init__(self, bank: AdapterBank, regularization: float = 0.01, attention_dropout: float = 0.1):
         super().__init__(bank.num_adapters)
@@ -52,7 +51,7 @@ class AdapterFusion(TrackedComposition):
         up = self.bank.outputs(z)  # (B, T, K, d)
         q = self.query(z)
         scores = torch.einsum("btd,btkd->btk", q @ self.key.weight, up) + (q @ self.key.bias).unsqueeze(-1)
-        attention = torch.softmax(self.score_dropout(scores), dim=-1)
+        attention = torch.softmax(self.score_dropout(scores).float(), dim=-1)  # fp32 also under bf16 autocast
         self.track(attention, context.attention_mask)
         if self.regularization:
             context.auxiliary_losses.append(self.regularization * self.value_regularizer())

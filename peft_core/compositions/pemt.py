@@ -52,8 +52,6 @@ def task_sparsity_loss(y: torch.Tensor, experts: torch.Tensor, gate: torch.Tenso
 
 
 class PEMTMixture(TrackedComposition):
-    learning_rate = PEMT_LEARNING_RATE
-
     def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int):
         super().__init__(bank.num_adapters)
         self.bank = bank
@@ -67,7 +65,7 @@ class PEMTMixture(TrackedComposition):
             query = z[:, : context.prompt_length].mean(1)
         else:
             query = masked_token_mean(z, context.attention_mask)
-        return torch.softmax(query @ self.gate, dim=-1)
+        return torch.softmax((query @ self.gate).float(), dim=-1)  # fp32 routing also under bf16 autocast
 
     def forward(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
         gate = self.gate_weights(z, context)
@@ -100,8 +98,6 @@ class AttentivePrompt(nn.Module):
     `embeddings` is the trainable P_t (the name matches `TaskPrompt`, so artifacts store it as
     `prompt.embeddings`); the source prompts are frozen buffers, padded to one length and masked.
     """
-
-    learning_rate = PEMT_LEARNING_RATE
 
     def __init__(self, target: torch.Tensor, sources: Sequence[torch.Tensor]):
         super().__init__()

@@ -35,8 +35,6 @@ def init_omega(num_sources: int, width: int) -> nn.Parameter:
 class ScaLearn(Composition):
     """One site's scaled sum of K frozen adapters. `omega` may be shared with other sites (++)."""
 
-    learning_rate = SCALEARN_LEARNING_RATE
-
     def __init__(self, bank: AdapterBank, omega: nn.Parameter, omega_dropout: float):
         super().__init__()
         self.bank = bank

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from peft_core.data.encoding import EncodedSplit, collate, encode_examples, make_batches
 from peft_core.data.loaders import Source, load_raw
-from peft_core.data.splits import Convention, apply_split
+from peft_core.data.splits import Convention, apply_split, few_shot
 from peft_core.data.types import DatasetSplits, Example, digest_examples
 from peft_core.task_specs import TaskSpec
 
@@ -37,6 +37,7 @@ __all__ = [
     "collate",
     "digest_examples",
     "encode_examples",
+    "few_shot",
     "load_raw",
     "load_task_data",
     "make_batches",

@@ -4,8 +4,10 @@
 - "hyperformer" (also PEMT): dev sets under 10,000 examples are halved into validation and test;
   larger ones stay the test set and 1,000 training examples become validation. Unlike the
   papers' code, validation examples never go back into train.
-- Either way, a task with a single labelled file set (MNLI, QNLI, QQP in ../shared/data/glue) is
-  split 90/10 into train/validation and has no test set.
+- Either way, a task with a single labelled file set (MNLI, QNLI, QQP in ../shared/data/glue, the
+  public BoolQ release) is split by a seeded rule: 10 % test, then 10 % of the rest validation.
+- `few_shot` then turns a split into a low-resource one: k training and k validation examples
+  drawn, label-balanced, from the training file's examples; test is kept whole.
 
 Held-out draws are stratified by label for classification and seeded; every split keeps the
 file order of its examples. Caps (`max_train`, `max_eval`) are drawn after the split.
@@ -49,9 +51,9 @@ def apply_split(
     if not file_sets:
         raise DataError(f"task {spec.name}: no labelled examples were loaded; check the data folder or source")
     if len(file_sets) == 1:
-        pool = raw[file_sets[0]]
+        pool, test = _hold_out(raw[file_sets[0]], math.ceil(VALIDATION_FRACTION * len(raw[file_sets[0]])), seed,
+                               stratify, purpose="test")
         train, validation = _hold_out(pool, math.ceil(VALIDATION_FRACTION * len(pool)), seed, stratify)
-        test: list[Example] = []
     elif convention == "scalearn":
         train_pool = raw["train"]
         train, validation = _hold_out(train_pool, math.ceil(VALIDATION_FRACTION * len(train_pool)), seed, stratify)
@@ -83,9 +85,51 @@ def _check_not_empty(spec: TaskSpec, splits: DatasetSplits, convention: str) -> 
             )
 
 
-def _hold_out(examples: list[Example], size: int, seed: int, stratify: bool) -> tuple[list[Example], list[Example]]:
+def few_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_label: bool = False,
+             validation_k: int | None = None) -> DatasetSplits:
+    """k training examples (k per label with `per_label`) and `validation_k` (default: as many)
+    validation examples, drawn label-balanced for classification from train + validation (both
+    come from the training file), seeded; the test split is kept whole."""
+    pool = splits.train + splits.validation
+    labels = None if spec.is_regression else sorted({ex.label for ex in pool})
+    train_size = k * len(labels) if per_label and labels else k
+    held_size = validation_k or train_size
+    rng = random.Random(f"{seed}:few-shot")
+    train_idx = _balanced_indices(spec, pool, train_size, rng, "training")
+    taken = set(train_idx)
+    rest = [i for i in range(len(pool)) if i not in taken]
+    validation_idx = [rest[i] for i in _balanced_indices(spec, [pool[i] for i in rest], held_size, rng, "validation")]
+    return DatasetSplits(task=spec.name, train=[pool[i] for i in sorted(train_idx)],
+                         validation=[pool[i] for i in sorted(validation_idx)], test=splits.test)
+
+
+def _balanced_indices(spec: TaskSpec, examples: list[Example], size: int, rng: random.Random, purpose: str) -> list[int]:
+    """`size` indices, as equal a share per label as whole numbers allow (any `size` for regression)."""
+    if size > len(examples):
+        raise DataError(f"task {spec.name}: few_shot asks for {size} {purpose} examples but only {len(examples)} "
+                        "are left in its training data; lower data.few_shot.k (or validation_k)")
+    if spec.is_regression:
+        return rng.sample(range(len(examples)), size)
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        by_label[ex.label].append(i)
+    labels = sorted(by_label)
+    quotas = [size // len(labels) + (1 if j < size % len(labels) else 0) for j in range(len(labels))]
+    order = rng.sample(labels, len(labels))  # which labels get the remainder is seeded, not always the first
+    chosen = []
+    for label, quota in zip(order, quotas):
+        if quota > len(by_label[label]):
+            name = spec.label_names[label] if spec.label_names else label
+            raise DataError(f"task {spec.name}: few_shot needs {quota} {purpose} examples of label '{name}' but its "
+                            f"training data has {len(by_label[label])} left; lower data.few_shot.k")
+        chosen += rng.sample(by_label[label], quota)
+    return chosen
+
+
+def _hold_out(examples: list[Example], size: int, seed: int, stratify: bool,
+              purpose: str = "hold-out") -> tuple[list[Example], list[Example]]:
     """(rest, held_out) with `size` examples held out; both keep the input order."""
-    held = set(_draw_indices(examples, min(size, len(examples)), random.Random(f"{seed}:hold-out"), stratify))
+    held = set(_draw_indices(examples, min(size, len(examples)), random.Random(f"{seed}:{purpose}"), stratify))
     rest = [ex for i, ex in enumerate(examples) if i not in held]
     return rest, [ex for i, ex in enumerate(examples) if i in held]
 

@@ -109,7 +109,7 @@ def test_scalearn_init_and_published_settings():
         omega = compositions[0].omega
         assert omega.shape == (8, width)
         assert compositions[0].omega_dropout.p == dropout
-        assert compositions[0].learning_rate == 6e-3
+        assert get_method(name).learning_rate == 6e-3
         assert (omega - 2 / 8).abs().max() < 0.006  # N(2/K, 0.001²)
     big = get_method("scalearn").compositions([AdapterBank(4, 768, AdapterConfig())], AdapterConfig())[0].omega
     assert big.mean().item() == pytest.approx(0.5, abs=1e-4) and big.std().item() == pytest.approx(0.001, rel=0.1)
@@ -180,7 +180,7 @@ def test_fusion_init_regularizer_and_settings():
     fusion = AdapterFusion(random_bank(2))
     torch.testing.assert_close(fusion.value.weight, torch.eye(D))
     assert fusion.value.bias is None and not fusion.query.bias.any() and not fusion.key.bias.any()
-    assert fusion.learning_rate == 5e-5
+    assert get_method("adapterfusion").learning_rate == 5e-5
     assert fusion.value_regularizer().item() == 0.0
     assert fusion.report()["weights"] is None  # nothing evaluated yet
 

@@ -45,16 +45,16 @@ def test_labels_cover_every_class(raw_glue):
 
 
 def test_b1_split_convention(raw_glue):
-    """B1: validation = 10 % of train (stratified, seed 42), test = dev; MNLI/QNLI/QQP split 90/10."""
+    """B1: validation = 10 % of train (stratified, seed 42), test = dev; MNLI/QNLI/QQP (one file): 10 % test, then 10 % of the rest validation."""
     expected = {  # task: (train, validation, test)
         "rte": (2241, 249, 277),
         "mrpc": (3301, 367, 408),
         "stsb": (5174, 575, 1500),
         "cola": (7695, 856, 1043),
         "sst2": (10_000, 6735, 872),
-        "qnli": (4916, 547, 0),
-        "mnli": (17_682, 1965, 0),
-        "qqp": (21_147, 2350, 0),
+        "qnli": (4424, 492, 547),
+        "mnli": (15_913, 1769, 1965),
+        "qqp": (19_032, 2115, 2350),
     }
     for task, sizes in expected.items():
         splits = apply_split(get_task(task), raw_glue[task], seed=42, max_train=10_000 if task == "sst2" else None)

@@ -1,0 +1,127 @@
+"""The one place that says which code decides what a unit of work computes, and its version.
+
+A unit's cache key (tasks/keys.py) holds its settings, its data's content digest, the precision
+it runs in and the *versions* of the components on its compute path below, not a digest of all
+code. So plotting, reports, the CLI, docs, tests, a pure refactor or a method added beside the
+others leave finished units valid, and a change that can alter a result invalidates exactly the
+units that run through it.
+
+The rule, for whoever edits a module listed here:
+- the change can alter what a unit computes (adapter or composition maths, the training loop, the
+  tokenisation, a default setting): bump that component's version;
+- it cannot (a rename, a comment, a refactor with identical results, a new method in its own
+  module): leave the version.
+Either way record the code's new digest: `python -m peft_core.compute_versions --record`.
+`tests/peft_core/test_compute_versions.py` fails while a listed module's code (comments, docstrings
+and formatting aside) differs from its recorded digest, so that decision is never skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).parent
+DIGESTS_FILE = ROOT / "compute_digests.json"
+
+# component -> (version, modules relative to peft_core/). Data *loading* is not listed: the
+# prepared splits' content digest is already part of every key.
+COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "encoding": (1, ("data/encoding.py", "task_specs.py")),
+    "model": (1, ("backbones.py", "sites.py", "model.py", "heads.py", "adapters.py", "prompts.py",
+                  "compositions/single.py")),
+    "training": (2, ("training.py", "configs.py", "precision.py", "metrics.py", "recipes.py")),
+    "transfer": (2, ("transfer.py", "compositions/__init__.py", "compositions/average.py",
+                     "compositions/fusion.py", "compositions/pemt.py", "compositions/scalearn.py",
+                     "compositions/tracking.py")),
+    "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
+                      "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
+}
+
+# Modules that cannot change a unit's result: I/O, errors, metering, data loading (digested by
+# content), and prediction with fitted models (no unit runs it).
+OFF_COMPUTE_PATH: tuple[str, ...] = (
+    "__init__.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py", "resources.py",
+    "inference.py", "inputs.py", "model_set.py",
+    "data/__init__.py", "data/demo.py", "data/loaders.py", "data/splits.py", "data/types.py",
+    "hyperformer/counting.py",
+)
+
+# unit kind -> the components its result depends on
+UNIT_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "adapter": ("encoding", "model", "training"),
+    "full_finetune": ("encoding", "model", "training"),
+    "evaluate": ("encoding", "model", "training"),
+    "transfer": ("encoding", "model", "training", "transfer"),
+    "multitask": ("encoding", "model", "training", "multitask"),
+}
+
+
+def versions_for(kind: str) -> dict[str, int]:
+    """The component versions a unit of `kind` computes with (part of its key)."""
+    return {name: COMPONENTS[name][0] for name in UNIT_COMPONENTS[kind]}
+
+
+def code_digest(module: str) -> str:
+    """A digest of a module's code with comments, docstrings and formatting left out."""
+    tree = ast.parse((ROOT / module).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+@cache
+def current_digests() -> dict[str, dict[str, str]]:
+    return {name: {m: code_digest(m) for m in modules} for name, (_, modules) in COMPONENTS.items()}
+
+
+def recorded_digests() -> dict[str, dict]:
+    return json.loads(DIGESTS_FILE.read_text()) if DIGESTS_FILE.exists() else {}
+
+
+def unrecorded_changes() -> list[str]:
+    """'component: module' for every listed module whose code differs from the recorded digest,
+    or whose component's version changed since it was recorded."""
+    recorded = recorded_digests()
+    changes = []
+    for name, (version, _) in COMPONENTS.items():
+        entry = recorded.get(name, {})
+        for module, digest in current_digests()[name].items():
+            if entry.get("modules", {}).get(module) != digest or entry.get("version") != version:
+                changes.append(f"{name}: {module}")
+    return changes
+
+
+def unclassified_modules() -> list[str]:
+    """Modules of peft_core in neither COMPONENTS nor OFF_COMPUTE_PATH (a new module must be placed)."""
+    listed = {m for _, modules in COMPONENTS.values() for m in modules} | set(OFF_COMPUTE_PATH)
+    return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py")
+                  if p.relative_to(ROOT).as_posix() not in listed)
+
+
+def record() -> None:
+    payload = {name: {"version": version, "modules": current_digests()[name]}
+               for name, (version, _) in COMPONENTS.items()}
+    DIGESTS_FILE.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--record", action="store_true", help="record the current code digests")
+    if parser.parse_args().record:
+        record()
+    for change in unrecorded_changes():
+        print(f"unrecorded change: {change}")
+    for module in unclassified_modules():
+        print(f"not classified: {module} (add it to COMPONENTS or OFF_COMPUTE_PATH)")
+
+
+if __name__ == "__main__":
+    main()
