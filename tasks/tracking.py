@@ -241,16 +241,3 @@ def unit_lock(home: Path, unit_key: str):
     locks.mkdir(parents=True, exist_ok=True)
     with _locked(locks / f"{unit_key}.lock"):
         yield
-
-
-def register_adapter(tracking: Tracking, run_id: str, model_name: str, artifact_path: str, alias: str) -> str:
-    """Register the run's adapter folder in the Model Registry and point `alias` at the new version."""
-    client = tracking.client()
-    try:
-        client.create_registered_model(model_name)
-    except mlflow.exceptions.MlflowException:
-        pass  # already registered
-    run = client.get_run(run_id)
-    version = client.create_model_version(model_name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id)
-    client.set_registered_model_alias(model_name, alias, version.version)
-    return version.version

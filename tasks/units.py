@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from flows.config import PipelineConfig
 from peft_core.recipes import TrainingResult
 from tasks.common import TrainingProgress, UnitResult, unit_logger
-from tasks.tracking import (Tracking, UnitRun, download_unit_artifact, find_finished_unit, register_adapter,
-                            unit_lock)
+from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
+from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, unit_lock
 
 ARTIFACT_PATH = "adapter"
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
@@ -28,7 +28,9 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
-                      unit_key: str, params: dict, train: TrainFn, seed: int | None = None) -> UnitResult:
+                      unit_key: str, params: dict, train: TrainFn, seed: int | None = None,
+                      datasets: Sequence[dict] = ()) -> UnitResult:
+    """`datasets`: the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
     # A second pipeline on the same store waits here, then finds the unit finished instead of
     # training it again in the same work folder.
     with unit_lock(cfg.home_dir(), unit_key):
@@ -52,9 +54,12 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
             run.log_metrics(metrics)
             for name, data in result.extra.get("json_artifacts", {}).items():
                 run.log_dict(data, name)
+            log_datasets(tracking, run.run_id, datasets)
             if result.artifact_dir is not None:
                 run.log_folder(result.artifact_dir, ARTIFACT_PATH)
-                register_adapter(tracking, run.run_id, registry_name(cfg, task, method), ARTIFACT_PATH, "current")
+                targets = unit_targets(task, method, result.artifact_dir)
+                model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets))
+                register_model(tracking, run.run_id, model_id, registry_name(cfg, task, method), "current")
         shutil.rmtree(work / "checkpoint", ignore_errors=True)
         unit_logger().info("%s finished: %s", label, _short(result.metrics))
         artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
