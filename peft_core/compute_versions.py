@@ -40,13 +40,14 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
                      "compositions/tracking.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
+    "hyperformer_transfer": (1, ("hyperformer/few_shot.py",)),
 }
 
 # Modules that cannot change a unit's result: I/O, errors, metering, data loading (digested by
 # content), and prediction with fitted models (no unit runs it).
 OFF_COMPUTE_PATH: tuple[str, ...] = (
     "__init__.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py", "resources.py",
-    "inference.py", "inputs.py", "model_set.py",
+    "inference.py", "inputs.py", "model_set.py", "statistics.py",
     "data/__init__.py", "data/demo.py", "data/loaders.py", "data/splits.py", "data/types.py",
     "hyperformer/counting.py",
 )
@@ -58,6 +59,8 @@ UNIT_COMPONENTS: dict[str, tuple[str, ...]] = {
     "evaluate": ("encoding", "model", "training"),
     "transfer": ("encoding", "model", "training", "transfer"),
     "multitask": ("encoding", "model", "training", "multitask"),
+    # a few-shot fit over a joint HyperFormer (its key also holds the joint model's key)
+    "hyperformer_transfer": ("encoding", "model", "training", "multitask", "hyperformer_transfer"),
 }
 
 

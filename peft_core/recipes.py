@@ -23,7 +23,8 @@ from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
 from .resources import ResourceMeter
 from .task_specs import TaskSpec
-from .training import StepCallback, evaluate, fit_task
+from .metrics import compute_metrics
+from .training import StepCallback, evaluate, fit_task, predict
 
 
 @dataclass
@@ -37,6 +38,8 @@ class TrainingResult:
     head_params: int
     artifact_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    # {"test": {"predictions": [...], "labels": [...]}}: what paired comparisons of methods resample
+    predictions: dict | None = None
 
 
 @dataclass
@@ -53,13 +56,21 @@ def encode_splits(spec: TaskSpec, splits: DatasetSplits, backbone: Backbone, max
     return EncodedTaskData(enc(splits.train), enc(splits.validation), enc(splits.test))
 
 
+def final_evaluation(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int,
+                     precision: str = "auto") -> tuple[dict[str, float], dict | None]:
+    """Validation (and test, when the task has one) metrics of the model as it is now, and its
+    test predictions with their labels (None without a test set)."""
+    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, batch_size, precision).items()}
+    if data.test is None:
+        return metrics, None
+    predictions, labels = predict(model, spec, data.test, batch_size, precision)
+    metrics |= {f"test_{k}": v for k, v in compute_metrics(spec, predictions.numpy(), labels.numpy()).items()}
+    return metrics, {"test": {"predictions": predictions.tolist(), "labels": labels.tolist()}}
+
+
 def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int,
                   precision: str = "auto") -> dict[str, float]:
-    """Validation (and test, when the task has one) metrics of the model as it is now."""
-    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, batch_size, precision).items()}
-    if data.test is not None:
-        metrics |= {f"test_{k}": v for k, v in evaluate(model, spec, data.test, batch_size, precision).items()}
-    return metrics
+    return final_evaluation(model, spec, data, batch_size, precision)[0]
 
 
 def adapter_tensors(model: AdapterModel, task: str) -> dict[str, torch.Tensor]:
@@ -120,7 +131,7 @@ def train_adapter(
         with ResourceMeter() as meter:
             fitted = fit_task(model, spec, data.train, data.validation, train,
                          checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-        metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
+        metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
         counts = model.count_parameters()
         config = artifact_config("prompt_adapter" if with_prompt else "adapter", backbone, spec, adapter, train,
                                  splits, metrics, best_epoch=fitted.best_epoch)
@@ -128,7 +139,7 @@ def train_adapter(
     finally:
         model.detach()
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir))
+                          counts["trainable"], counts["head"], Path(output_dir), predictions=predictions)
 
 
 def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
@@ -189,7 +200,7 @@ def train_full_finetune(
     with ResourceMeter() as meter:
         fitted = fit_task(model, spec, data.train, data.validation, train,
                      checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-    metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
+    metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
     counts = model.count_parameters()
     model.detach()
     model.encoder.requires_grad_(False)
@@ -199,7 +210,8 @@ def train_full_finetune(
         save_artifact(output_dir, tensors, artifact_config("full_finetune", backbone, spec, None, train, splits, metrics,
                                                            best_epoch=fitted.best_epoch))
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir) if output_dir else None)
+                          counts["trainable"], counts["head"], Path(output_dir) if output_dir else None,
+                          predictions=predictions)
 
 
 def load_full_finetune_model(folder: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:

@@ -32,7 +32,7 @@ from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
 from .model import AdapterModel
 from .prompts import description_embeddings
-from .recipes import TrainingResult, artifact_config, encode_splits, final_metrics
+from .recipes import TrainingResult, artifact_config, encode_splits, final_evaluation
 from .resources import ResourceMeter
 from .sites import PLACEMENTS
 from .task_specs import TaskSpec
@@ -231,7 +231,7 @@ def fit_transfer(
             fitted = fit_task(model, spec, data.train, data.validation, train,
                               checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
         reset_weight_statistics(model)
-        metrics = final_metrics(model, spec, data, train.eval_batch_size, train.precision)
+        metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
         report = weights_report(model, [s.name for s in sources])
         counts = model.count_parameters()
         config = artifact_config(method, backbone, spec, sources[0].adapter_config, train, splits, metrics,
@@ -246,7 +246,7 @@ def fit_transfer(
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
                           counts["trainable"], counts["head"], Path(output_dir),
                           extra={"method": method, "sources": [s.describe() for s in sources], "weights": report,
-                                 "weights_plot": str(plot) if plot else None})
+                                 "weights_plot": str(plot) if plot else None}, predictions=predictions)
 
 
 def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,

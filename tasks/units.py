@@ -17,9 +17,10 @@ from flows.config import PipelineConfig
 from peft_core.recipes import TrainingResult
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
-from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, unit_lock
+from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, record_reuse, unit_lock
 
 ARTIFACT_PATH = "adapter"
+PREDICTIONS_FILE = "predictions.json"  # test predictions and labels: what paired comparisons resample
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
 
 
@@ -29,14 +30,15 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
                       unit_key: str, params: dict, train: TrainFn, seed: int | None = None,
-                      datasets: Sequence[dict] = ()) -> UnitResult:
-    """`datasets`: the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
+                      datasets: Sequence[dict] = (), flow_stage: str | None = None) -> UnitResult:
+    """`datasets`: the prepared data (`prepare_task_data` results) the unit trains and is evaluated on.
+    `flow_stage`: the stage flow the unit belongs to, which `--force-stage` names (default: `stage`)."""
     # A second pipeline on the same store waits here, then finds the unit finished instead of
     # training it again in the same work folder.
     with unit_lock(cfg.home_dir(), unit_key):
         tracking = Tracking.from_config(cfg)
         label = f"{stage}/{task}/{method}"
-        cached = None if stage in cfg.force_stages else find_finished_unit(tracking, unit_key)
+        cached = None if (flow_stage or stage) in cfg.force_stages else find_finished_unit(tracking, unit_key)
         if cached is not None:
             return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
 
@@ -54,6 +56,8 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
             run.log_metrics(metrics)
             for name, data in result.extra.get("json_artifacts", {}).items():
                 run.log_dict(data, name)
+            if result.predictions:
+                run.log_dict(result.predictions, PREDICTIONS_FILE)
             log_datasets(tracking, run.run_id, datasets)
             if result.artifact_dir is not None:
                 run.log_folder(result.artifact_dir, ARTIFACT_PATH)
@@ -71,14 +75,12 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
 def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed) -> UnitResult:
     source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
     metrics = dict(cached.data.metrics)
-    with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key,
-                 extra_tags={"artifact_run_id": source_run_id, "reused": "true"}) as run:
-        run.log_metrics(metrics)
+    run_id = record_reuse(tracking, parent_run_id, cached, label, stage=stage, task=task, method=method, unit_key=unit_key)
     has_artifact = bool(tracking.client().list_artifacts(source_run_id, ARTIFACT_PATH))  # full FT keeps none
     artifact = download_unit_artifact(tracking, source_run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
         if has_artifact else None
     unit_logger().info("%s: reusing finished run %s (key %s)", label, source_run_id, unit_key)
-    return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, reused=True, seed=seed)
+    return UnitResult(stage, task, method, unit_key, run_id, str(artifact) if artifact else None, metrics, reused=True, seed=seed)
 
 
 def _short(metrics: dict) -> str:
