@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .artifacts import CONFIG_FILE, WEIGHTS_FILE, read_artifact_config
@@ -184,10 +185,14 @@ def prediction_record(spec: TaskSpec, logits: torch.Tensor) -> dict:
 
 def score_rows(fitted: FittedModel, rows: list[Mapping], where: str = "input") -> dict[str, float]:
     """The task's metrics of the model's predictions against the rows' `label`s."""
-    examples = rows_to_examples(fitted.spec, rows, where, with_labels=True)
-    logits = predict_logits(fitted, examples)
-    predicted = logits if fitted.spec.is_regression else logits.argmax(-1)
-    return compute_metrics(fitted.spec, predicted.numpy(), torch.tensor([e.label for e in examples]).numpy())
+    return score_predictions(fitted.spec, rows, predict(fitted, rows, where=where), where)
+
+
+def score_predictions(spec: TaskSpec, rows: list[Mapping], answers: list[dict], where: str = "input") -> dict[str, float]:
+    """The task's metrics of `answers` (as `predict` returns them) against the rows' `label`s."""
+    labels = [e.label for e in rows_to_examples(spec, rows, where, with_labels=True)]
+    predicted = [a["value"] if spec.is_regression else spec.label_names.index(a["label"]) for a in answers]
+    return compute_metrics(spec, np.asarray(predicted), np.asarray(labels))
 
 
 # -- self-contained copies ------------------------------------------------------------------------

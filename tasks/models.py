@@ -37,6 +37,7 @@ TARGETS_ARTIFACT = "targets"
 REQUIREMENTS = ("torch", "transformers", "safetensors", "mlflow", "pandas")
 DATASET_CONTEXT = "mlflow.data.context"
 EXAMPLE_ROWS = 2  # per task
+EXAMPLE_FILE = "input_example.json"  # where MLflow saves a model's input example
 
 
 def unit_targets(task: str, method: str, artifact_dir: Path) -> dict[str, Target]:
@@ -122,15 +123,34 @@ def run_model_id(tracking: Tracking, run_id: str) -> str | None:
     return models[-1].model_id if models else None
 
 
+def model_example_rows(tracking: Tracking, model_id: str) -> list[dict]:
+    """The input example a logged model was saved with, as rows (none if it has none)."""
+    location = tracking.client().get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{EXAMPLE_FILE}", dst_path=tmp,
+                                                       tracking_uri=tracking.uri)
+        except (OSError, mlflow.exceptions.MlflowException):
+            return []
+        example = json.loads(Path(path).read_text())  # pandas "split" orient: columns and data
+    return [dict(zip(example["columns"], values)) for values in example["data"]]
+
+
 def download_model_targets(tracking: Tracking, model_id: str, cache_dir: Path) -> dict[str, Target]:
-    """The targets of a logged model, downloaded once under `cache_dir`."""
+    """The targets of a logged model, downloaded once under `cache_dir` (renamed into place when complete)."""
     local = cache_dir / model_id
     if not local.exists():
-        with tempfile.TemporaryDirectory(dir=cache_dir.parent if cache_dir.parent.exists() else None) as tmp:
-            downloaded = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=tmp,
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # The artifact location, not "models:/<id>": MLflow resolves that through the global tracking URI.
+        location = tracking.client().get_logged_model(model_id).artifact_location
+        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+            downloaded = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
                                                              tracking_uri=tracking.uri)
-            local.parent.mkdir(parents=True, exist_ok=True)
-            Path(downloaded).rename(local)
+            try:
+                Path(downloaded).rename(local)
+            except OSError:
+                if not local.exists():  # else a parallel download finished first
+                    raise
     return model_set_targets(local / "artifacts" / TARGETS_ARTIFACT)
 
 

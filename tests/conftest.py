@@ -32,31 +32,32 @@ def tiny_backbone_dir(tmp_path_factory):
     return folder
 
 
+def write_tiny_config(folder, backbone_dir, **changes) -> tuple:
+    """Write a small pipeline config into `folder` and return (path, home)."""
+    cfg = {
+        "name": "flowtest",
+        "backbone": str(backbone_dir),
+        "home": str(folder / "home"),
+        "data": {"source": "demo", "max_train": 48, "max_eval": 24},
+        "sources": ["demo_sentiment", "demo_nli"],
+        "targets": ["demo_lowres"],
+        "methods": ["adapter", "scalearn", "average"],
+        "adapter": {"reduction_factor": 4},
+        "training": {
+            "sources": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
+            "targets": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
+            "multitask": {"epochs": 1, "batch_size": 16, "max_length": 24},
+        },
+        "runner": {"kind": "threads", "workers": 2},
+    }
+    for key, value in changes.items():
+        cfg[key] = value
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, folder / "home"
+
+
 @pytest.fixture
 def tiny_config(tmp_path, tiny_backbone_dir):
     """Write a small pipeline config into tmp_path and return (path, home)."""
-
-    def write(**changes) -> tuple:
-        cfg = {
-            "name": "flowtest",
-            "backbone": str(tiny_backbone_dir),
-            "home": str(tmp_path / "home"),
-            "data": {"source": "demo", "max_train": 48, "max_eval": 24},
-            "sources": ["demo_sentiment", "demo_nli"],
-            "targets": ["demo_lowres"],
-            "methods": ["adapter", "scalearn", "average"],
-            "adapter": {"reduction_factor": 4},
-            "training": {
-                "sources": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
-                "targets": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
-                "multitask": {"epochs": 1, "batch_size": 16, "max_length": 24},
-            },
-            "runner": {"kind": "threads", "workers": 2},
-        }
-        for key, value in changes.items():
-            cfg[key] = value
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path, tmp_path / "home"
-
-    return write
+    return lambda **changes: write_tiny_config(tmp_path, tiny_backbone_dir, **changes)

@@ -1,0 +1,162 @@
+"""`adapterflow predict`, `export` and `import` against a real (tiny) pipeline run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.config import load_config
+from flows.predictions import predict_file
+from flows.stages import run_stage
+from peft_core.artifacts import CONFIG_FILE
+from peft_core.inputs import input_fields
+from peft_core.task_specs import get_task
+from tasks.prepared_data import load_splits
+from tasks.tracking import PARENT_TAG, Tracking
+from tests.conftest import write_tiny_config
+
+TARGET = get_task("demo_lowres")
+SETTINGS = {"sources": ["demo_sentiment", "demo_similarity"], "methods": ["adapter", "scalearn"]}
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def fitted(prefect_api, tmp_path_factory, tiny_backbone_dir):
+    """(config path, config) of a finished tiny pipeline run: sources, a target adapter and ScaLearn."""
+    path, _ = write_tiny_config(tmp_path_factory.mktemp("fitted"), tiny_backbone_dir, **SETTINGS)
+    cfg = load_config(path)
+    run_stage(cfg, None)
+    return path, cfg
+
+
+def _rows_file(cfg, task, folder, with_labels=True):
+    """The task's prepared test split as JSON lines of input fields (and labels)."""
+    spec = get_task(task)
+    (data,) = [d for d in (cfg.home_dir() / "data").iterdir() if d.name.startswith(f"{task}-")]
+    path = folder / f"{task}.jsonl"
+    with path.open("w") as f:
+        for example in load_splits(data).test:
+            row = dict(zip(input_fields(spec), example.texts))
+            if with_labels:
+                row["label"] = example.label if spec.is_regression else spec.label_names[example.label]
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def _unit_run(cfg, task, method):
+    tracking = Tracking.from_config(cfg)
+    runs = tracking.client().search_runs([tracking.experiment_id()], f"tags.task = '{task}' and tags.method = "
+                                         f"'{method}' and tags.stage = 'transfer'", max_results=10)
+    return next(r for r in runs if r.data.tags.get("reused") != "true")
+
+
+def test_predictions_score_what_evaluation_recorded(fitted, tmp_path):
+    path, cfg = fitted
+    rows = _rows_file(cfg, TARGET.name, tmp_path)
+    for method in ("scalearn", "adapter"):
+        recorded = _unit_run(cfg, TARGET.name, method).data.metrics
+        scores = predict_file(cfg, f"{TARGET.name}/{method}", rows, tmp_path / "out.jsonl", batch_size=None,
+                              score=True, console=None)
+        assert scores == pytest.approx({m: recorded[f"test_{m}"] for m in TARGET.metrics}, abs=1e-9)
+
+    code, stdout, stderr = _invoke("predict", f"{TARGET.name}/scalearn", rows, "--metrics", "--config", path)
+    assert code == 0, stderr
+    answers = [json.loads(line) for line in stdout.splitlines()]
+    assert len(answers) == len(rows.read_text().splitlines())
+    assert {a["label"] for a in answers} <= set(TARGET.label_names)
+    assert stderr.strip().startswith("accuracy ")
+
+    # The same unit named by its registered model and by its run id answers the same.
+    run_id = _unit_run(cfg, TARGET.name, "scalearn").info.run_id
+    for reference in ("flowtest.demo_lowres.scalearn@current", f"models:/flowtest.demo_lowres.scalearn/1", run_id):
+        code, again, stderr = _invoke("predict", reference, rows, "--config", path)
+        assert code == 0, stderr
+        assert again == stdout
+
+
+def test_rows_for_several_units_go_to_their_own_model(fitted, tmp_path):
+    path, cfg = fitted
+    rows = tmp_path / "mixed.csv"
+    rows.write_text("model,sentence,sentence1,sentence2\n"
+                    "demo_lowres/scalearn,asked about the film she called it boring,,\n"
+                    "demo_similarity/adapter,,the film was good,the movie was great\n")
+    code, stdout, stderr = _invoke("predict", "demo_lowres/scalearn,flowtest.demo_similarity.adapter@current", rows,
+                                   "--config", path, "-o", tmp_path / "out.tsv")
+    assert code == 0, stderr
+    lines = (tmp_path / "out.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["label", "score", "probabilities", "value"] and len(lines) == 3
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("unknown unit", "has no fitted unit demo_lowres/pemt; its units: demo_lowres/adapter, demo_lowres/scalearn"),
+    ("unknown registered model", "no registered model 'flowtest.nope' with alias 'current'"),
+    ("missing field", "row 1: no value for 'sentence' (found: text); task demo_lowres needs sentence"),
+    ("empty file", "file has no rows"),
+    ("regression file without labels", "no value for 'label'"),
+    ("other backbone", "was trained on backbone"),
+])
+def test_bad_input_is_one_clear_line(fitted, tmp_path, case, expected):
+    path, cfg = fitted
+    unit, rows, extra = f"{TARGET.name}/scalearn", tmp_path / "rows.jsonl", []
+    rows.write_text(json.dumps({"sentence": "she called it boring"}) + "\n")
+    if case == "unknown unit":
+        unit = f"{TARGET.name}/pemt"
+    elif case == "unknown registered model":
+        unit = "flowtest.nope@current"
+    elif case == "missing field":
+        rows.write_text(json.dumps({"text": "no such field"}) + "\n")
+    elif case == "empty file":
+        rows.write_text("")
+    elif case == "regression file without labels":
+        unit, rows, extra = "flowtest.demo_similarity.adapter@current", _rows_file(cfg, "demo_similarity", tmp_path,
+                                                                                  with_labels=False), ["--metrics"]
+    elif case == "other backbone":
+        unit = tmp_path / "moved"
+        shutil.copytree(next((cfg.home_dir() / "artifact-cache").glob("*/adapter")), unit)
+        config = json.loads((unit / CONFIG_FILE).read_text())
+        config["backbone"]["fingerprint"] = "0" * 16
+        (unit / CONFIG_FILE).write_text(json.dumps(config))
+    code, stdout, stderr = _invoke("predict", unit, rows, "--config", path, *extra)
+    assert code == 2
+    assert expected in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr + stdout
+
+
+def test_exported_sources_are_reused_by_another_store(fitted, tmp_path, tiny_backbone_dir):
+    path, _ = fitted
+    code, stdout, stderr = _invoke("export", tmp_path / "export", "--stage", "sources", "--config", path)
+    assert code == 0, stderr
+    assert "exported 2 unit(s)" in stdout
+    units = sorted((tmp_path / "export" / "units").iterdir())
+    assert all((u / "adapter" / "adapter.safetensors").is_file() and (u / "unit.json").is_file() for u in units)
+
+    other_path, _ = write_tiny_config(tmp_path, tiny_backbone_dir, **SETTINGS)  # a fresh home: a new machine
+    code, stdout, stderr = _invoke("import", tmp_path / "export", "--config", other_path)
+    assert code == 0 and "imported 2 unit(s); 0 already in the store" in stdout, stderr
+    code, stdout, _ = _invoke("import", tmp_path / "export", "--config", other_path)
+    assert "imported 0 unit(s); 2 already in the store" in stdout
+
+    other = load_config(other_path)
+    run_stage(other, "sources")
+    tracking = Tracking.from_config(other)
+    (parent,) = tracking.client().search_runs([tracking.experiment_id()], "tags.`adapterflow.kind` = 'pipeline'")
+    children = tracking.client().search_runs([tracking.experiment_id()], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
+    assert len(children) == 2 and all(r.data.tags.get("reused") == "true" for r in children)
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"sentence": "the film was good"}) + "\n")
+    code, stdout, stderr = _invoke("predict", "flowtest.demo_sentiment.adapter@current", rows, "--config", other_path)
+    assert code == 0 and json.loads(stdout)["label"] in ("negative", "positive"), stderr
+
+
+def test_import_of_a_folder_that_is_no_export(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "home"))
+    code, _, stderr = _invoke("import", tmp_path)
+    assert code == 2 and "is not an adapterflow export" in stderr
