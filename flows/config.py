@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from peft_core.compositions import TRANSFER_METHODS as TRANSFER_REGISTRY
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ConfigError, UnknownTaskError
+from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as HYPERFORMER_TRANSFER_REGISTRY
+from peft_core.hyperformer.few_shot import MEAN, FewShotOptions
 from peft_core.multitask import MULTITASK_METHODS
 from peft_core.task_specs import get_task
 
@@ -26,8 +28,10 @@ HOME_ENV = "ADAPTERFLOW_HOME"
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 TRANSFER_METHODS: tuple[str, ...] = tuple(TRANSFER_REGISTRY)
+# few-shot transfer over a joint HyperFormer(++) of the sources (METHODS §2a): transfer-stage units
+HYPERFORMER_TRANSFER_METHODS: tuple[str, ...] = tuple(HYPERFORMER_TRANSFER_REGISTRY)
 BASELINE_METHODS = ("adapter", "full_finetune")
-ALL_METHODS = BASELINE_METHODS + TRANSFER_METHODS + MULTITASK_METHODS
+ALL_METHODS = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 
 
 class Strict(BaseModel):
@@ -108,10 +112,10 @@ SourceSetRule = Literal["others+own", "others", "all"]
 OWN_ADAPTER = "own"  # the target's own no-transfer adapter in a source list
 
 
-def _method_keys(mapping: dict, field: str) -> dict:
-    unknown = [k for k in mapping if k != "default" and k not in TRANSFER_METHODS]
+def _method_keys(mapping: dict, field: str, methods: tuple[str, ...] = TRANSFER_METHODS) -> dict:
+    unknown = [k for k in mapping if k != "default" and k not in methods]
     if unknown:
-        raise ValueError(f"{field} has unknown method(s) {unknown}; use 'default' or one of: {', '.join(TRANSFER_METHODS)}")
+        raise ValueError(f"{field} has unknown method(s) {unknown}; use 'default' or one of: {', '.join(methods)}")
     return mapping
 
 
@@ -134,12 +138,19 @@ class TransferSettings(Strict):
     @field_validator("source_set", "learning_rate")
     @classmethod
     def _known_methods(cls, mapping: dict, info) -> dict:
-        return _method_keys(mapping, f"transfer.{info.field_name}")
+        methods = TRANSFER_METHODS + (HYPERFORMER_TRANSFER_METHODS if info.field_name == "learning_rate" else ())
+        return _method_keys(mapping, f"transfer.{info.field_name}", methods)
 
     @field_validator("options")
     @classmethod
     def _known_options(cls, options: dict) -> dict:
-        for method, values in _method_keys(options, "transfer.options").items():
+        for method, values in _method_keys(options, "transfer.options", TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS).items():
+            if method in HYPERFORMER_TRANSFER_METHODS:
+                try:
+                    FewShotOptions.from_options(values)
+                except ConfigError as exc:
+                    raise ValueError(f"transfer.options.{method}: {exc}") from None
+                continue
             allowed = TRANSFER_REGISTRY[method].options
             unknown = sorted(set(values) - set(allowed))
             if unknown:
@@ -224,6 +235,19 @@ class PipelineConfig(Strict):
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds: [42]")
         return self
 
+    @model_validator(mode="after")
+    def _hyperformer_transfer_has_sources(self) -> "PipelineConfig":
+        joint = self.hyperformer_transfer_tasks()
+        for method in self.methods_in(HYPERFORMER_TRANSFER_METHODS):
+            if not joint:
+                raise ValueError(f"method {method} needs source tasks that are not targets (its hypernetwork is "
+                                 "trained on them); add some to `sources`")
+            init_from = self.transfer.options_for(method).get("init_from", MEAN)
+            if init_from != MEAN and init_from not in joint:
+                raise ValueError(f"transfer.options.{method}.init_from {init_from!r} is not a source task of its "
+                                 f"joint model; use '{MEAN}' or one of: {', '.join(joint)}")
+        return self
+
     def home_dir(self) -> Path:
         return Path(os.environ.get(HOME_ENV) or self.home).resolve()
 
@@ -248,6 +272,11 @@ class PipelineConfig(Strict):
         """The target's no-transfer adapter is trained when asked for or when a fit uses it as a source."""
         return "adapter" in self.methods or any(
             OWN_ADAPTER in self.transfer.sources_for(m, "", []) for m in self.methods_in(TRANSFER_METHODS))
+
+    def hyperformer_transfer_tasks(self) -> list[str]:
+        """The tasks of the joint HyperFormer a few-shot fit adapts: the sources that are not targets,
+        so every target is new to the hypernetwork."""
+        return [s for s in self.sources if s not in self.targets]
 
     def methods_in(self, group: tuple[str, ...]) -> list[str]:
         return [m for m in self.methods if m in group]

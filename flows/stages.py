@@ -11,10 +11,14 @@ from datetime import datetime
 
 from prefect import flow, unmapped
 
-from flows.config import BASELINE_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig
+from flows.config import (
+    BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig,
+)
 from flows.runners import make_task_runner
+from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as JOINT_MODEL_OF  # method -> joint method
 from tasks.adapter_units import evaluate_saved_adapter, train_source_adapter
 from tasks.data_units import prepare_task_data
+from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
 from tasks.transfer_units import find_source_units, fit_transfer_unit, full_finetune_unit
 from tasks.reporting import publish_report
@@ -119,7 +123,24 @@ def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared:
             chosen = [own[(target, seed)].result() if name == OWN_ADAPTER else kind[name] for name in names]
             futures.append(fit_transfer_unit.submit(config, prepared["target"][target][seed], method, chosen, seed,
                                                     parent_run_id))
+        futures += _hyperformer_transfer_fits(config, prepared, pairs, parent_run_id)
         return _wait(futures)
+
+
+def _hyperformer_transfer_fits(config: PipelineConfig, prepared: dict, pairs: list[tuple[str, int]],
+                               parent_run_id: str) -> list:
+    """Few-shot fits over a joint HyperFormer(++) of the sources that are not targets: the joint model
+    (one per variant and source seed, a multitask unit without report rows) is trained here or found
+    in MLflow by its key; its fits start once it is there (the other fits are already submitted)."""
+    methods = config.methods_in(HYPERFORMER_TRANSFER_METHODS)
+    joint_data = {t: prepared["source"][t] for t in config.hyperformer_transfer_tasks()}
+    source_seeds = sorted({config.source_seed_for(s) for _, s in pairs})
+    joint = {(m, s): train_multitask_unit.submit(config, joint_data, JOINT_MODEL_OF[m], s, parent_run_id,
+                                                 task_rows=False) for m in methods for s in source_seeds}
+    fits = [fit_hyperformer_transfer_unit.submit(config, prepared["target"][t][s], m,
+                                                 joint[(m, config.source_seed_for(s))].result(), s, parent_run_id)
+            for t, s in pairs for m in methods]
+    return list(joint.values()) + fits
 
 
 @flow(name="multitask", log_prints=True)
@@ -159,7 +180,7 @@ def pipeline(config: PipelineConfig) -> str:
         prepared = _with_runner(prepare, config)(config)
         source_units = _with_runner(sources, config)(config, parent_run_id, prepared)
         units = list(source_units)
-        if config.methods_in(TRANSFER_METHODS + BASELINE_METHODS) and config.targets:
+        if config.methods_in(TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + BASELINE_METHODS) and config.targets:
             units += _with_runner(transfer, config)(config, parent_run_id, prepared, source_units)
         if config.methods_in(MULTITASK_METHODS):
             _with_runner(multitask, config)(config, parent_run_id, prepared)

@@ -28,6 +28,7 @@ from .compositions import TRANSFER_METHODS
 from .data.encoding import EncodedSplit, collate, make_batches
 from .data.types import Example
 from .errors import ArtifactError, ConfigError
+from .hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS, load_hyperformer_transfer
 from .inputs import rows_to_examples
 from .metrics import compute_metrics
 from .model import AdapterModel
@@ -134,6 +135,7 @@ LOADERS: dict[str, Callable] = {
     "full_finetune": _single_task(load_full_finetune_model),
     **{method: _transfer for method in TRANSFER_METHODS},
     **{method: _joint for method in MULTITASK_METHODS},
+    **{method: _single_task(load_hyperformer_transfer) for method in HYPERFORMER_TRANSFER_METHODS},
 }
 
 

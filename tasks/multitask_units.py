@@ -19,8 +19,9 @@ from tasks.units import run_training_unit
 
 @task(name="train_multitask", cache_policy=NO_CACHE)
 def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method: str, seed: int,
-                         parent_run_id: str | None) -> dict:
-    """One joint model over all `prepared` tasks; each task also gets a row run for the report."""
+                         parent_run_id: str | None, task_rows: bool = True) -> dict:
+    """One joint model over all `prepared` tasks; with `task_rows` each task also gets a row run for
+    the report (a joint model that is only a source of few-shot transfer fits gets none)."""
     names = sorted(prepared)
     train_cfg = cfg.training.multitask.to_core(seed)
     adapter = cfg.adapter.model_copy(update={"placement": "houlsby"}) if method.startswith("hyperformer") else cfg.adapter
@@ -38,7 +39,8 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
     unit = run_training_unit(cfg, parent_run_id, stage="multitask-joint", task="+".join(names), method=method,
                              unit_key=key, params=params, train=train, seed=seed,
                              datasets=list(prepared.values()))
-    _log_task_rows(cfg, parent_run_id, unit.metrics, names, method, key)
+    if task_rows:
+        _log_task_rows(cfg, parent_run_id, unit.metrics, names, method, key)
     return unit.to_dict()
 
 

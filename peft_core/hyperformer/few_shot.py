@@ -1,0 +1,221 @@
+"""HyperFormer few-shot transfer (METHODS §2a): adapt a jointly trained hypernetwork to a new task.
+
+    result = fit_hyperformer_transfer(backbone, get_task("rte"), splits, Path("joint/hyperformer_plus_plus"),
+                                      TrainConfig(max_steps=200), Path("fits/rte"), init_from="mnli")
+
+The target is new to the hypernetwork: it gets its own task embedding, a copy of a named source
+task's embedding (`init_from="mnli"`) or the mean of every source's (`"mean"`), and a new head.
+Those two train on the target's examples; with `train_hypernetwork=True` the hypernetwork (layer
+and position embeddings, projector, generators) and the backbone LayerNorms it was trained with
+train as well. Everything else of the joint model is copied, so the fitted folder stands alone:
+the target's embedding, the hypernetwork, the LayerNorms and the head (safetensors), and a JSON
+config naming the joint model (folder, weights fingerprint, tasks), `init_from` and what trained.
+The joint model's LayerNorms are loaded into the shared backbone in place while the target model
+lives; `detach()` (called on every exit of the fit) puts the backbone back as it was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..artifacts import load_artifact, read_artifact_config, save_artifact
+from ..backbones import Backbone
+from ..configs import AdapterConfig, TrainConfig
+from ..data.types import DatasetSplits
+from ..errors import ArtifactError, ConfigError
+from ..multitask import load_hyperformer
+from ..recipes import TrainingResult, artifact_config, encode_splits, final_evaluation
+from ..resources import ResourceMeter
+from ..task_specs import TaskSpec
+from ..training import StepCallback, fit_task
+from ..transfer import weights_fingerprint
+from .hypernetwork import VARIANTS, HyperNetConfig
+from .layernorms import layernorm_parameters, layernorm_tensors, load_backbone_layernorms
+from .model import HyperFormerModel
+
+FEW_SHOT_SUFFIX = "_few_shot"
+# method name -> the joint model it adapts (the multi-task method of that name)
+HYPERFORMER_TRANSFER_METHODS: dict[str, str] = {f"{variant}{FEW_SHOT_SUFFIX}": variant for variant in VARIANTS}
+MEAN = "mean"  # init_from: the mean of the source task embeddings
+TASK_EMBEDDING = "task_embeddings.weight"  # in the hypernetwork's state
+
+
+@dataclass(frozen=True)
+class FewShotOptions:
+    """What a few-shot fit starts from and trains (the method's YAML options)."""
+
+    init_from: str = MEAN  # a task of the joint model, or "mean"
+    train_hypernetwork: bool = False  # also the hypernetwork and the backbone LayerNorms
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.init_from, str) or not self.init_from:
+            raise ConfigError(f"init_from must be a source task's name or '{MEAN}', not {self.init_from!r}")
+        if not isinstance(self.train_hypernetwork, bool):
+            raise ConfigError(f"train_hypernetwork must be true or false, not {self.train_hypernetwork!r}")
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> FewShotOptions:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(FEW_SHOT_OPTIONS))
+        if unknown:
+            raise ConfigError(f"HyperFormer few-shot transfer has no option(s) {unknown}; its options: "
+                              f"{', '.join(FEW_SHOT_OPTIONS)}")
+        return cls(**options)
+
+    def trained(self) -> list[str]:
+        """The parts of the target model that train, as recorded in its artifact."""
+        return ["task_embedding", "head"] + (["hypernetwork", "backbone_layernorms"] if self.train_hypernetwork else [])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FEW_SHOT_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FewShotOptions))
+
+
+@dataclass
+class JointHyperFormer:
+    """What a target model copies from a jointly trained HyperFormer(++) folder."""
+
+    method: str
+    adapter: AdapterConfig
+    hypernetwork: HyperNetConfig
+    tasks: list[str]
+    hypernetwork_state: dict[str, torch.Tensor]
+    layernorms: dict[str, torch.Tensor]  # artifact layout: backbone_layernorms.<path>
+    described: dict
+
+    def embedding_for(self, init_from: str) -> torch.Tensor:
+        embeddings = self.hypernetwork_state[TASK_EMBEDDING]
+        if init_from == MEAN:
+            return embeddings.mean(dim=0)
+        if init_from not in self.tasks:
+            raise ConfigError(f"init_from {init_from!r} is not a task of the joint model; use '{MEAN}' or one of: "
+                              f"{', '.join(self.tasks)}")
+        return embeddings[self.tasks.index(init_from)].clone()
+
+
+def read_joint_hyperformer(folder: Path, backbone: Backbone) -> JointHyperFormer:
+    """The joint model's hypernetwork, embeddings and LayerNorms; the backbone is left as it was."""
+    folder = Path(folder)
+    saved = read_artifact_config(folder)
+    joint = load_hyperformer(folder, backbone)  # checks the method and the backbone fingerprint
+    try:
+        return JointHyperFormer(
+            method=saved["method"], adapter=joint.adapter_config, hypernetwork=joint.hypernetwork.config,
+            tasks=list(joint.tasks),
+            hypernetwork_state={k: v.detach().clone() for k, v in joint.hypernetwork.state_dict().items()},
+            layernorms=layernorm_tensors(joint.encoder),
+            described={"method": saved["method"], "folder": str(folder.resolve()),
+                       "fingerprint": weights_fingerprint(folder),
+                       "tasks": {e["spec"]["name"]: e["data_digest"] for e in saved["tasks"]}},
+        )
+    finally:
+        joint.detach()
+
+
+def _train_only(model: HyperFormerModel, options: FewShotOptions) -> None:
+    """Freeze what `options` keeps from the joint model (the task embedding and head always train)."""
+    if options.train_hypernetwork:
+        return
+    model.hypernetwork.requires_grad_(False)
+    model.hypernetwork.task_embeddings.weight.requires_grad_(True)
+    for p in layernorm_parameters(model.encoder).values():
+        p.requires_grad_(False)
+
+
+def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: JointHyperFormer | Path,
+                                     options: FewShotOptions = FewShotOptions()) -> HyperFormerModel:
+    """The untrained target model: a HyperFormer of `spec` alone, the joint model's hypernetwork and
+    LayerNorms, the embedding `options.init_from` says, a new head (initialised from the current seed)."""
+    if not isinstance(joint, JointHyperFormer):
+        joint = read_joint_hyperformer(joint, backbone)
+    init = joint.embedding_for(options.init_from)
+    model = HyperFormerModel(backbone, [spec], joint.adapter, joint.hypernetwork)
+    state = {k: v for k, v in joint.hypernetwork_state.items() if k != TASK_EMBEDDING}
+    model.hypernetwork.load_state_dict(state | {TASK_EMBEDDING: init[None]})
+    load_backbone_layernorms(model.encoder, joint.layernorms)
+    _train_only(model, options)
+    return model
+
+
+def target_tensors(model: HyperFormerModel, task: str) -> dict[str, torch.Tensor]:
+    """Everything the target model computes with beyond the backbone as loaded (artifact layout)."""
+    tensors = {f"hypernetwork.{k}": v.detach() for k, v in model.hypernetwork.state_dict().items()}
+    tensors |= {f"head.{k}": v.detach() for k, v in model.heads[task].state_dict().items()}
+    return tensors | layernorm_tensors(model.encoder)
+
+
+def fit_hyperformer_transfer(
+    backbone: Backbone,
+    spec: TaskSpec,
+    splits: DatasetSplits,
+    joint_model_dir: Path,
+    train: TrainConfig,
+    output_dir: Path,
+    *,
+    init_from: str = MEAN,
+    train_hypernetwork: bool = False,
+    checkpoint_dir: Path | None = None,
+    on_epoch=None,
+    on_step: StepCallback | None = None,
+) -> TrainingResult:
+    """Fit a new task embedding and head (and, with `train_hypernetwork`, the hypernetwork and the
+    backbone LayerNorms) of the joint HyperFormer(++) in `joint_model_dir` on `spec`'s data.
+
+    `result.metrics` has `validation_<metric>` and `test_<metric>` like every single-task fit;
+    `result.extra["few_shot"]` says where the embedding started, what trained and from which joint model.
+    """
+    options = FewShotOptions(init_from, train_hypernetwork)
+    data = encode_splits(spec, splits, backbone, train.max_length)
+    if data.train is None or data.validation is None:
+        raise ConfigError(f"task {spec.name} needs training and validation examples for a few-shot fit")
+    joint = read_joint_hyperformer(joint_model_dir, backbone)
+    method = f"{joint.method}{FEW_SHOT_SUFFIX}"
+    torch.manual_seed(train.seed)  # the new head initialises from the seed alone
+    model = build_hyperformer_transfer_model(backbone, spec, joint, options)
+    try:
+        with ResourceMeter() as meter:
+            fitted = fit_task(model, spec, data.train, data.validation, train,
+                              checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
+        metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
+        counts = model.count_parameters()
+        record = {**options.to_dict(), "trained": options.trained(), "joint_model": joint.described,
+                  "target_in_joint_model": spec.name in joint.tasks}
+        config = artifact_config(method, backbone, spec, model.adapter_config, train, splits, metrics,
+                                 hypernetwork=joint.hypernetwork.to_dict(), few_shot=record,
+                                 best_epoch=fitted.best_epoch, parameters=counts)
+        save_artifact(output_dir, target_tensors(model, spec.name), config)
+    finally:
+        model.detach()
+    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
+                          counts["trainable"], counts["head"], Path(output_dir), {"few_shot": record},
+                          predictions=predictions)
+
+
+def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) -> HyperFormerModel:
+    """Rebuild a `fit_hyperformer_transfer` model (checks the backbone fingerprint). Its LayerNorms
+    are loaded into `backbone` in place and put back by `detach()`."""
+    config, tensors = load_artifact(folder, backbone)
+    if config.get("method") not in HYPERFORMER_TRANSFER_METHODS:
+        raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a HyperFormer few-shot fit "
+                            f"({' or '.join(HYPERFORMER_TRANSFER_METHODS)})")
+    model = HyperFormerModel(backbone, [spec], AdapterConfig(**config["adapter"]), HyperNetConfig(**config["hypernetwork"]))
+    try:
+        model.hypernetwork.load_state_dict(_under(tensors, "hypernetwork."))
+        model.heads[spec.name].load_state_dict(_under(tensors, "head."))
+        load_backbone_layernorms(model.encoder, tensors)
+    except (RuntimeError, KeyError) as exc:
+        model.detach()
+        raise ArtifactError(f"{folder} does not hold the tensors of a {config['method']} fit of {spec.name} "
+                            f"({str(exc).splitlines()[0]}); re-run its transfer fit") from None
+    _train_only(model, FewShotOptions(config["few_shot"]["init_from"], config["few_shot"]["train_hypernetwork"]))
+    return model
+
+
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
