@@ -1,5 +1,9 @@
 """`adapterflow`: run the pipeline or one stage, list tasks, print the comparison report, start
-local Prefect and MLflow servers, serve the Prefect deployments."""
+local Prefect and MLflow servers, serve the Prefect deployments.
+
+Every command ends a user error (an `AdapterflowError`) the same way: exit code 2, no traceback,
+and the message as the last line printed (see `logging_filters` for Prefect's own log lines).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,25 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from flows import logging_filters
-from flows.config import DATA_DIR_ENV, PipelineConfig, load_config
-from peft_core.errors import AdapterflowError
+from flows.config import DATA_DIR_ENV, PipelineConfig, load_config, parse_overrides
+from peft_core.errors import AdapterflowError, ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+class _UserErrorsEndTheCommand(TyperGroup):
+    """The one error boundary of every command, those added later included."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AdapterflowError as exc:
+            _fail(str(exc))
+
+
+app = typer.Typer(cls=_UserErrorsEndTheCommand, add_completion=False, no_args_is_help=True,
+                  help=__doc__.split("\n\n")[0])
 # Logs and CI have no terminal: give the results table room instead of rich's 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=170)
 err = Console(stderr=True)
@@ -27,17 +44,21 @@ FORCEABLE_STAGES = ("sources", "transfer", "multitask", "evaluate")
 
 
 def _fail(message: str) -> None:
+    """Print the error last (after any other unit's error that Prefect's logs held back) and exit 2."""
+    for other in logging_filters.logged_user_errors():
+        if other != message:
+            err.print(f"[bold red]error (another unit):[/] {other}", highlight=False, soft_wrap=True)
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(errors_shown_last: bool = False) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging_filters.install()
+    logging_filters.install(shown_by_cli=errors_shown_last)
 
 
 @app.command()
@@ -47,26 +68,27 @@ def run(
     data_dir: Optional[Path] = typer.Option(None, help=f"data folder for data.source 'local' (or ${DATA_DIR_ENV})"),
     force: bool = typer.Option(False, "--force", help="retrain every unit even if MLflow has it finished"),
     force_stage: list[str] = typer.Option([], "--force-stage", help="retrain this stage's units (repeatable)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE with VALUE read as YAML "
+                                   "(repeatable), e.g. --set training.sources.epochs=3 --set seeds=[1,2]"),
 ) -> None:
     """Run the pipeline (or one stage) and print the comparison table."""
     if stage is not None and stage not in STAGE_NAMES:
-        _fail(f"unknown stage '{stage}'; choose one of: {', '.join(STAGE_NAMES)}")
+        raise ConfigError(f"unknown stage '{stage}'; choose one of: {', '.join(STAGE_NAMES)}")
     unknown = [s for s in force_stage if s not in FORCEABLE_STAGES]
     if unknown:
-        _fail(f"unknown --force-stage {unknown[0]!r}; choose from: {', '.join(FORCEABLE_STAGES)}")
+        raise ConfigError(f"unknown --force-stage {unknown[0]!r}; choose from: {', '.join(FORCEABLE_STAGES)}")
     forced = list(FORCEABLE_STAGES) if force else force_stage
-    try:
-        cfg = load_config(config, **{"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None})
-        _check_data_folder(cfg)
-        _use_servers(cfg)
-        _quiet_libraries()
-        from flows.stages import run_stage
+    options = {"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None}
+    cfg = load_config(config, **(parse_overrides(set_) | options))
+    _check_inputs(cfg)
+    _use_servers(cfg)
+    _check_servers(cfg)
+    _quiet_libraries(errors_shown_last=True)
+    from flows.stages import run_stage
 
-        run_stage(cfg, None if stage == "pipeline" else stage)
-        if stage != "prepare":
-            _print_report(cfg, "table")
-    except AdapterflowError as exc:
-        _fail(str(exc))
+    run_stage(cfg, None if stage == "pipeline" else stage)
+    if stage != "prepare":
+        _print_report(cfg, "table")
 
 
 def _use_servers(cfg: PipelineConfig) -> None:
@@ -77,13 +99,26 @@ def _use_servers(cfg: PipelineConfig) -> None:
         err.print(f"using `adapterflow up`'s server: {var}={url}", highlight=False)
 
 
-def _check_data_folder(cfg: PipelineConfig) -> None:
+def _check_inputs(cfg: PipelineConfig) -> None:
+    """What can be checked before any server starts: the data folder and the backbone folder."""
+    from peft_core.backbones import resolve_backbone_path
+
     path = cfg.data.resolved_path()
     if path is not None and not path.is_dir():
-        raise AdapterflowError(
+        raise ConfigError(
             f"data folder {path} does not exist; pass --data-dir PATH, set ${DATA_DIR_ENV}, "
             "or use data.source: hub in the config"
         )
+    resolve_backbone_path(cfg.backbone)
+
+
+def _check_servers(cfg: PipelineConfig) -> None:
+    """A tracking or Prefect server that does not answer fails the run now, in seconds, in one line."""
+    from flows.servers import check_prefect_api
+    from tasks.tracking import Tracking, check_tracking_server
+
+    check_tracking_server(Tracking.from_config(cfg).uri)
+    check_prefect_api()
 
 
 @app.command("tasks")
@@ -100,35 +135,39 @@ def list_tasks_command() -> None:
 
 @app.command()
 def report(
-    config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
+    config: Optional[Path] = typer.Option(None, "--config", help="the config you ran: its home, tracking and "
+                                          "experiment (default: the demo's home, every experiment in it)"),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="pipeline run id (default: the latest finished run)"),
     format: str = typer.Option("table", "--format", help="table, csv or markdown"),
 ) -> None:
-    """Print the comparison of the latest pipeline run, read back from MLflow."""
+    """Print the comparison of a pipeline run (the latest finished one), read back from MLflow."""
     if format not in ("table", "csv", "markdown"):
-        _fail(f"unknown format '{format}'; use table, csv or markdown")
-    try:
-        cfg = load_config(config, **{"tracking.experiment": experiment})
-        _use_servers(cfg)
-        _quiet_libraries()
-        _print_report(cfg, format)
-    except AdapterflowError as exc:
-        _fail(str(exc))
+        raise ConfigError(f"unknown format '{format}'; use table, csv or markdown")
+    cfg = load_config(config, **{"tracking.experiment": experiment})
+    _use_servers(cfg)
+    _quiet_libraries()
+    _print_report(cfg, format, run_id, all_experiments=config is None and experiment is None)
 
 
-def _print_report(cfg: PipelineConfig, fmt: str) -> None:
-    from tasks.reporting import comparison_table, to_markdown, transfer_summary
+def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_experiments: bool = False) -> None:
+    from tasks.reporting import choose_pipeline_run, comparison_table, to_markdown, transfer_summary
     from tasks.tracking import Tracking
 
     tracking = Tracking.from_config(cfg)
-    table = comparison_table(tracking)
+    chosen = choose_pipeline_run(tracking, run_id, all_experiments)
+    if chosen.note:
+        err.print(f"note: {chosen.note}", highlight=False, soft_wrap=True)
+    table = comparison_table(tracking, chosen.run.info.run_id)
     if fmt == "csv":
         table.to_csv(sys.stdout, index=False)
         return
     if fmt == "markdown":
         print(to_markdown(table))
         return
-    console.print(_rich_table(table, f"adapterflow — experiment '{tracking.experiment}'"))
+    console.print(_rich_table(table, f"adapterflow — run {chosen.describe()}"))
+    if table.empty:
+        console.print("This run has no finished units yet.")
     for line in transfer_summary(table):
         console.print(line, highlight=False)
     console.print(f"MLflow store: {tracking.uri}")
@@ -148,12 +187,9 @@ def up(
     mlflow_port: int = typer.Option(5000, help="MLflow server port on 127.0.0.1"),
 ) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 for the project's home; Ctrl-C stops both."""
-    try:
-        from flows.servers import run_servers
+    from flows.servers import run_servers
 
-        run_servers(load_config(config).home_dir(), prefect_port, mlflow_port, console.print)
-    except AdapterflowError as exc:
-        _fail(str(exc))
+    run_servers(load_config(config).home_dir(), prefect_port, mlflow_port, console.print)
 
 
 @app.command()
@@ -162,15 +198,15 @@ def serve(
     prefect_file: Optional[Path] = typer.Option(None, help="default: the project's deployments/prefect.yaml"),
 ) -> None:
     """Serve the deployments of deployments/prefect.yaml from this process, no work pool needed; Ctrl-C stops."""
-    try:
-        cfg = load_config(config)
-        _use_servers(cfg)
-        _quiet_libraries()
-        from flows.deployments import PREFECT_FILE, serve_deployments
+    from flows.servers import check_prefect_api
 
-        serve_deployments(prefect_file or PREFECT_FILE, config)
-    except AdapterflowError as exc:
-        _fail(str(exc))
+    cfg = load_config(config)
+    _use_servers(cfg)
+    check_prefect_api()
+    _quiet_libraries()
+    from flows.deployments import PREFECT_FILE, serve_deployments
+
+    serve_deployments(prefect_file or PREFECT_FILE, config)
 
 
 def _metrics_cell(row, prefix: str) -> str:

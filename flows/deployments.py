@@ -21,10 +21,12 @@ from prefect.exceptions import ObjectNotFound
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Schedule
 from prefect.settings import get_current_settings
+from prefect.states import Failed
 
+from flows import logging_filters
 from flows.config import PipelineConfig, load_config
 from flows.stages import run_stage
-from peft_core.errors import ConfigError
+from peft_core.errors import AdapterflowError, ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"
@@ -40,7 +42,11 @@ def load_deployed_config(config: str, overrides: Overrides) -> PipelineConfig:
 def _deployable(stage: str, doc: str):
     """The flow named `stage` that loads a config file and runs that stage (or the pipeline)."""
     def run(config: str = DEMO, overrides: Overrides = None):
-        return run_stage(load_deployed_config(config, overrides), None if stage == "pipeline" else stage)
+        logging_filters.install()
+        try:
+            return run_stage(load_deployed_config(config, overrides), None if stage == "pipeline" else stage)
+        except AdapterflowError as exc:  # the flow run's state message: the error's one line, nothing else
+            return Failed(message=str(exc))
 
     run.__name__ = run.__qualname__ = stage
     run.__doc__ = doc

@@ -1,8 +1,12 @@
-"""Keep user errors to one line in Prefect's logs.
+"""Keep user errors to one line in Prefect's logs, and out of them where the CLI prints them last.
 
-Prefect logs a failing task or flow with its traceback. For an `AdapterflowError` (bad config,
-data or artifact) the message already says what is wrong and how to fix it, so the traceback is
-noise; bugs keep their tracebacks.
+Prefect logs a failing task or flow with its traceback, and every enclosing flow logs the same
+exception again. For an `AdapterflowError` (bad config, data or artifact) the message already says
+what is wrong and how to fix it, so the traceback is noise; bugs keep their tracebacks.
+
+In a deployment's flow run the log is all a user sees, so each such record becomes one line. Under
+the CLI, which prints the error itself as its last line, the records that carry it are dropped
+(kept in `errors`, in order, for the CLI to print), and lines that quote it say "see below" instead.
 """
 
 from __future__ import annotations
@@ -11,26 +15,59 @@ import logging
 
 from peft_core.errors import AdapterflowError
 
+RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+TEMPORARY_SERVER_LOGGER = "prefect"  # logs "Stopping temporary server" at exit, after the CLI's error line
+
 
 class UserErrorWithoutTraceback(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown_by_cli = False
+        self.errors: list[str] = []
+
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, AdapterflowError):
+            if self.shown_by_cli:
+                if str(error) not in self.errors:
+                    self.errors.append(str(error))
+                return False
             record.exc_info = None
             record.exc_text = None
             record.msg, record.args = f"{type(error).__name__}: {error}", None
+        elif self.shown_by_cli and self.errors:
+            message = record.getMessage()
+            for text in self.errors:
+                message = message.replace(text, "see below")
+            record.msg, record.args = message, None
         return True
 
 
-RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+class TemporaryServerStopQuiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Stopping temporary server")
 
 
-def install() -> None:
-    """Attach the filter to the loggers Prefect reports failed runs with.
+_user_errors = UserErrorWithoutTraceback()
+
+
+def install(shown_by_cli: bool = False) -> None:
+    """Attach the filter to the loggers Prefect reports failed runs with; `shown_by_cli`: this
+    process is the CLI, which prints user errors last (see `logged_user_errors`).
 
     Logger-level filters survive Prefect re-configuring its handlers when a flow starts.
     """
+    _user_errors.shown_by_cli = _user_errors.shown_by_cli or shown_by_cli
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, UserErrorWithoutTraceback) for f in logger.filters):
-            logger.addFilter(UserErrorWithoutTraceback())
+        if _user_errors not in logger.filters:
+            logger.addFilter(_user_errors)
+    if shown_by_cli:
+        server_logger = logging.getLogger(TEMPORARY_SERVER_LOGGER)
+        if not any(isinstance(f, TemporaryServerStopQuiet) for f in server_logger.filters):
+            server_logger.addFilter(TemporaryServerStopQuiet())
+
+
+def logged_user_errors() -> list[str]:
+    """The user errors Prefect reported in this process while the CLI holds them back, in order."""
+    return list(_user_errors.errors)

@@ -5,7 +5,7 @@ commands find them.
 home's own store (`mlflow.db`, artifacts in `mlartifacts/`, so runs logged without a server stay
 readable), both on 127.0.0.1. Once both answer, it writes `<home>/servers.json`; `run`, `report`
 and `serve` then point PREFECT_API_URL and MLFLOW_TRACKING_URI at them, unless those are set.
-No Prefect or MLflow import here: Prefect reads its settings when first imported.
+No Prefect or MLflow import at module level: Prefect reads its settings when first imported.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ HOST = "127.0.0.1"
 SERVERS_FILE = "servers.json"
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
+PROBE_TIMEOUT_S = 5
 
 
 @dataclass
@@ -90,6 +92,47 @@ def use_running_servers(home: Path) -> dict[str, str]:
     chosen = {var: url for var, url in (info or {}).get("env", {}).items() if var not in os.environ}
     os.environ.update(chosen)
     return chosen
+
+
+def check_prefect_api() -> None:
+    """One AdapterflowError within PROBE_TIMEOUT_S, naming the URL and what to check, when the Prefect
+    API this process is set to use does not answer (without one, Prefect starts a temporary server).
+
+    Prefect's client retries connection timeouts for minutes, so its health check runs in a daemon
+    thread that is given up on after the timeout."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return
+    outcome: list = []
+
+    def healthcheck() -> None:
+        with get_client(sync_client=True) as client:
+            outcome.append(client.api_healthcheck())
+
+    probe = threading.Thread(target=healthcheck, daemon=True)
+    probe.start()
+    probe.join(PROBE_TIMEOUT_S)
+    error = outcome[0] if outcome else TimeoutError()
+    if error is not None:
+        raise AdapterflowError(f"Prefect server {url} is not reachable ({_prefect_failure(error)}); start one with "
+                               "`adapterflow up`, or fix PREFECT_API_URL (unset, each run starts a temporary server)")
+
+
+def _prefect_failure(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code} from {response.request.url}"
+    text = str(error)
+    if isinstance(error, TimeoutError) or "timed out" in text:
+        return f"no answer within {PROBE_TIMEOUT_S} s"
+    if "refused" in text:
+        return "connection refused"
+    if "not known" in text or "resolve" in text:
+        return "host name not found"
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _interrupt(signum, frame) -> None:

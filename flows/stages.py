@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from prefect import flow, unmapped
+from prefect.futures import wait
 
 from flows.config import (
     BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig,
@@ -34,6 +35,9 @@ def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
 
 
 def _wait(futures) -> list:
+    """Results in order once every unit has ended: a failing unit does not cancel the others, whose
+    finished results stay reusable by the next run."""
+    wait(futures)
     return [f.result() for f in futures]
 
 

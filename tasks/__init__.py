@@ -15,3 +15,8 @@ os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")  # no network calls fr
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" line per unit against a server
+# MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) keep a command silent for minutes
+# when a tracking server stops answering mid-run; these bound that to well under a minute.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")

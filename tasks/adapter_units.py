@@ -16,7 +16,7 @@ from tasks.common import unit_logger
 from tasks.units import run_training_unit
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
-from tasks.tracking import Tracking, UnitRun, find_finished_unit, unit_lock
+from tasks.tracking import Tracking, UnitRun, find_finished_unit, record_reuse, unit_lock
 
 
 def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: str) -> str:
@@ -54,12 +54,14 @@ def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, pare
     key = unit_key("evaluate", adapter=unit["unit_key"], data=prepared["digest"])
     with unit_lock(cfg.home_dir(), key):  # a second pipeline evaluating the same adapter waits, then reuses
         cached = None if "evaluate" in cfg.force_stages else find_finished_unit(tracking, key)
+        run_args = dict(stage="evaluate", task=unit["task"], method=unit["method"], unit_key=key,
+                        extra_tags={"evaluated_run_id": unit["run_id"]})
+        label = f"evaluate/{unit['task']}/{unit['method']}"
         if cached is not None:
+            record_reuse(tracking, parent_run_id, cached, label, **run_args)
             return {**unit, "evaluation": dict(cached.data.metrics)}
         spec = get_task(unit["task"])
-        with UnitRun(tracking, parent_run_id, f"evaluate/{unit['task']}/{unit['method']}", stage="evaluate",
-                     task=unit["task"], method=unit["method"], unit_key=key,
-                     extra_tags={"evaluated_run_id": unit["run_id"]}) as run:
+        with UnitRun(tracking, parent_run_id, label, **run_args) as run:
             metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), spec,
                                        load_splits(prepared["folder"]))
             run.log_metrics(metrics)

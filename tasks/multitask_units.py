@@ -11,6 +11,7 @@ from flows.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.multitask import train_multitask
 from peft_core.task_specs import get_task
+from tasks.common import UnitResult
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking, UnitRun
@@ -38,20 +39,21 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
               "training": train_cfg.to_dict(), "adapter": adapter.model_dump()}
     unit = run_training_unit(cfg, parent_run_id, stage="multitask-joint", task="+".join(names), method=method,
                              unit_key=key, params=params, train=train, seed=seed,
-                             datasets=list(prepared.values()))
+                             datasets=list(prepared.values()), flow_stage="multitask")
     if task_rows:
-        _log_task_rows(cfg, parent_run_id, unit.metrics, names, method, key)
+        _log_task_rows(cfg, parent_run_id, unit, names)
     return unit.to_dict()
 
 
-def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, metrics: dict, names: list[str], method: str,
-                   key: str) -> None:
+def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, unit: UnitResult, names: list[str]) -> None:
     """Per-task child runs (`validation_*`, `test_*`) so joint models sit in the same table as the rest."""
     tracking = Tracking.from_config(cfg)
+    metrics, key = unit.metrics, unit.unit_key
     share = {k: v for k, v in metrics.items() if k in ("wall_time_s", "peak_memory_mb", "trainable_params", "head_params")}
+    tags = {"joint_unit_key": key, **({"reused": "true"} if unit.reused else {})}
     for name in names:
         prefix = f"{name}_"
         own = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-        with UnitRun(tracking, parent_run_id, f"multitask/{name}/{method}", stage="multitask", task=name,
-                     method=method, unit_key=f"{key}/{name}", extra_tags={"joint_unit_key": key}) as run:
+        with UnitRun(tracking, parent_run_id, f"multitask/{name}/{unit.method}", stage="multitask", task=name,
+                     method=unit.method, unit_key=f"{key}/{name}", extra_tags=tags) as run:
             run.log_metrics(own | share)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,29 +16,102 @@ from prefect.exceptions import MissingContextError
 
 from peft_core.errors import ConfigError
 from peft_core.task_specs import get_task
-from tasks.tracking import KIND_TAG, PARENT_TAG, Tracking
+from tasks.tracking import FINISHED, KIND_TAG, PARENT_TAG, Tracking
 
 REPORTED_STAGES = ("sources", "transfer", "multitask")
 COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_mb"]
 
 
-def latest_pipeline_run(tracking: Tracking):
+@dataclass(frozen=True)
+class ChosenRun:
+    """The pipeline run a report shows, and what to tell the user about that choice."""
+
+    run: Run
+    experiment: str
+    note: str | None = None
+
+    def describe(self) -> str:
+        return f"{_describe(self.run)} of experiment '{self.experiment}'"
+
+
+def _describe(run: Run) -> str:
+    return f"'{run.info.run_name}' ({run.info.run_id})"
+
+
+def _state(run: Run) -> str:
+    return "is still running" if run.info.status == "RUNNING" else "failed"
+
+
+def choose_pipeline_run(tracking: Tracking, run_id: str | None = None, all_experiments: bool = False) -> ChosenRun:
+    """`run_id`'s pipeline run, else the latest finished one of the experiment (or of every experiment),
+    with a note when a later run failed or is still running, so its finished units are not missed."""
+    if run_id:
+        return _named_run(tracking, run_id)
+    exp_ids = _experiment_ids(tracking, all_experiments)
+    latest = _pipeline_runs(tracking, exp_ids)
+    if not latest:
+        where = f"experiment '{tracking.experiment}'" if not all_experiments else tracking.uri
+        raise ConfigError(f"{where} has no pipeline runs yet; run `adapterflow run CONFIG` first, or pass "
+                          "`--config CONFIG` with the config you ran (its home and tracking settings say where)")
+    if latest[0].info.status == FINISHED:
+        return _chosen(tracking, latest[0])
+    finished = _pipeline_runs(tracking, exp_ids, f" and attributes.status = '{FINISHED}'")
+    if not finished:
+        return _chosen(tracking, latest[0], f"the latest pipeline run {_describe(latest[0])} {_state(latest[0])} and "
+                                            "none has finished; showing the units it finished")
+    return _chosen(tracking, finished[0], f"the latest pipeline run {_describe(latest[0])} {_state(latest[0])}; "
+                                          "showing the latest finished one; `adapterflow report --run "
+                                          f"{latest[0].info.run_id}` shows the units that run finished")
+
+
+def _chosen(tracking: Tracking, run: Run, note: str | None = None) -> ChosenRun:
+    return ChosenRun(run, tracking.client().get_experiment(run.info.experiment_id).name, note)
+
+
+def latest_pipeline_run(tracking: Tracking) -> Run:
+    """The pipeline run `adapterflow report` shows by default (see `choose_pipeline_run`)."""
+    return choose_pipeline_run(tracking).run
+
+
+def _experiment_ids(tracking: Tracking, all_experiments: bool) -> list[str]:
+    if all_experiments:
+        return [e.experiment_id for e in tracking.client().search_experiments()]
     exp_id = tracking.experiment_id(create=False)
     if exp_id is None:
-        raise ConfigError(f"no MLflow experiment '{tracking.experiment}' at {tracking.uri}; run `adapterflow run` first "
-                          "or pass --experiment NAME")
-    runs = tracking.client().search_runs([exp_id], f"tags.`{KIND_TAG}` = 'pipeline'",
+        raise ConfigError(f"no MLflow experiment '{tracking.experiment}' at {tracking.uri}; run `adapterflow run "
+                          "CONFIG` first, or pass `--config CONFIG` with the config you ran (or --experiment NAME)")
+    return [exp_id]
+
+
+def _pipeline_runs(tracking: Tracking, exp_ids: list[str], also: str = "") -> list[Run]:
+    if not exp_ids:
+        return []
+    return tracking.client().search_runs(exp_ids, f"tags.`{KIND_TAG}` = 'pipeline'{also}",
                                          order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        raise ConfigError(f"experiment '{tracking.experiment}' has no pipeline runs yet; run `adapterflow run` first")
-    return runs[0]
+
+
+def _named_run(tracking: Tracking, run_id: str) -> ChosenRun:
+    try:
+        run = tracking.client().get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"--run {run_id}: no such run at {tracking.uri}; pass a pipeline run id "
+                          "(omit --run for the latest finished one)") from None
+    tags = run.data.tags
+    if tags.get(KIND_TAG) != "pipeline":
+        parent = f"; its pipeline run is {tags[PARENT_TAG]}" if PARENT_TAG in tags else ""
+        raise ConfigError(f"--run {run_id} is not a pipeline run ({tags.get('stage', '?')}/{tags.get('task', '?')}/"
+                          f"{tags.get('method', '?')}){parent}; pass a pipeline run id")
+    if run.info.status == FINISHED:
+        return _chosen(tracking, run)
+    return _chosen(tracking, run, f"pipeline run {_describe(run)} {_state(run)}; showing the units it finished")
 
 
 def comparison_table(tracking: Tracking, parent_run_id: str | None = None) -> pd.DataFrame:
     """Methods × tasks with each task's metrics, transfer parameters (head apart), time and memory."""
     parent_run_id = parent_run_id or latest_pipeline_run(tracking).info.run_id
-    exp_id = tracking.experiment_id(create=False)
-    runs = tracking.client().search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000)
+    client = tracking.client()
+    exp_id = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000)
     rows = []
     for run in runs:
         tags = run.data.tags

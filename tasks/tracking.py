@@ -18,16 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import requests
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
 
 from flows.config import PipelineConfig
+from peft_core.errors import ConfigError
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
 PARENT_TAG = "mlflow.parentRunId"
 PID_TAG = "adapterflow.pid"  # the process that owns a RUNNING run; a dead owner means it was killed
 HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liveness be checked
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+
+PROBE_TIMEOUT_S = 5
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -52,6 +59,7 @@ class Tracking:
         return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)
 
     def client(self) -> MlflowClient:
+        check_tracking_server(self.uri)
         _create_sqlite_store_once(self.uri)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
@@ -67,6 +75,35 @@ class Tracking:
             return client.create_experiment(self.experiment, artifact_location=root)
         except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel unit
             return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+@functools.cache
+def check_tracking_server(uri: str) -> None:
+    """For an http(s) tracking URI: one ConfigError within seconds, naming the URI and what to check,
+    when the server does not answer its health check (checked once per process)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    fix = "check that the server runs (`adapterflow up` starts one) and that tracking.uri / MLFLOW_TRACKING_URI is right"
+    try:
+        response = http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0,
+                                timeout=PROBE_TIMEOUT_S, raise_on_status=False)
+    except MlflowException as exc:
+        raise ConfigError(f"MLflow tracking server {uri} is not reachable ({_unreachable_reason(exc)}); {fix}") from None
+    if response.status_code != 200:
+        raise ConfigError(f"MLflow tracking server {uri} answered HTTP {response.status_code} to /health "
+                          f"(is it an MLflow server? do MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN hold?); {fix}")
+
+
+def _unreachable_reason(error: MlflowException) -> str:
+    cause = error.__cause__ or error.__context__ or error  # MLflow wraps the requests error
+    text = str(cause)
+    if isinstance(cause, requests.exceptions.Timeout) or "timed out" in text:
+        return f"no answer within {PROBE_TIMEOUT_S} s"
+    if "refused" in text:
+        return "connection refused"
+    if "resolve" in text or "not known" in text:
+        return "host name not found"
+    return text.splitlines()[0][:200]
 
 
 @functools.cache
@@ -185,6 +222,18 @@ class UnitRun:
 
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
+
+
+def record_reuse(tracking: Tracking, parent_run_id: str | None, cached, name: str, *, stage: str, task: str,
+                 method: str, unit_key: str, extra_tags: dict | None = None) -> str:
+    """A child run of this pipeline run for a unit found finished in `cached`, with its metrics and
+    tags `reused` and `artifact_run_id` (the run holding the result), so the run's record is complete.
+    Returns the new run's id."""
+    source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
+    with UnitRun(tracking, parent_run_id, name, stage=stage, task=task, method=method, unit_key=unit_key,
+                 extra_tags={"artifact_run_id": source_run_id, "reused": "true", **(extra_tags or {})}) as run:
+        run.log_metrics(dict(cached.data.metrics))
+    return run.run_id
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
