@@ -245,20 +245,21 @@ def write_outputs(profile: str, cfg: PipelineConfig, tracking, parent_run_id: st
         "",
     ])
     (RESULTS / f"{stem}.md").write_text(body)
-    update_benchmarks_md(profile, body)
+    update_benchmarks_md(stem, body)
     return body
 
 
-def update_benchmarks_md(profile: str, body: str) -> None:
-    """Replace this profile's generated block in BENCHMARKS.md (between its two marker comments)."""
-    start, end = f"<!-- glue-mini-{profile}:start -->", f"<!-- glue-mini-{profile}:end -->"
+def update_benchmarks_md(block_name: str, body: str) -> None:
+    """Replace a generated block of BENCHMARKS.md (between its two marker comments) with `body`,
+    whose images are files in benchmarks/results/ named `<block_name>-...`."""
+    start, end = f"<!-- {block_name}:start -->", f"<!-- {block_name}:end -->"
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
     if start not in text or end not in text:
         raise AdapterflowError(f"{BENCHMARKS_MD} has no '{start}' ... '{end}' block; add those two lines where the "
-                               f"{profile} results belong")
+                               f"{block_name} results belong")
     # Headings move down two levels and image links point into benchmarks/results/.
-    block = body.replace("\n## ", "\n#### ").replace("# glue-mini", "### glue-mini", 1)
-    block = block.replace("](glue-mini-", "](benchmarks/results/glue-mini-")
+    block = body.replace("\n## ", "\n#### ").replace("# ", "### ", 1)
+    block = block.replace(f"]({block_name}-", f"](benchmarks/results/{block_name}-")
     before, rest = text.split(start, 1)
     BENCHMARKS_MD.write_text(f"{before}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
 

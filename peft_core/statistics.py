@@ -12,7 +12,7 @@ baseline beyond both; one that straddles 0 says the data cannot tell them apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -72,6 +72,16 @@ def metric_on_resamples(metric: str, predictions: np.ndarray, labels: np.ndarray
     return ROW_METRICS[metric](np.asarray(predictions)[indices], np.asarray(labels)[indices])
 
 
+def _resampled_seed_means(per_seed: Callable[[np.ndarray], np.ndarray], seeds: int, n: int, replicates: int,
+                          seed: int) -> np.ndarray:
+    """One mean per replicate: test examples resampled (`per_seed(indices)` -> (seeds, replicates)
+    values), then the seeds resampled and averaged."""
+    rng = np.random.default_rng(seed)
+    values = per_seed(rng.integers(0, n, size=(replicates, n)))
+    drawn = rng.integers(0, seeds, size=(replicates, seeds))
+    return values[drawn, np.arange(replicates)[:, None]].mean(1)
+
+
 def paired_bootstrap_gain(metric: str, method: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]],
                           labels: Sequence[float], *, replicates: int = 2000, seed: int = 0) -> Gain:
     """The gain of `method` over `baseline` (test predictions per seed, paired by position)."""
@@ -80,17 +90,26 @@ def paired_bootstrap_gain(metric: str, method: Sequence[Sequence[float]], baseli
         raise ValueError(f"need (seeds, examples) predictions of equal shape for both and {labels.shape[0]} labels, "
                          f"got {method.shape} and {baseline.shape}")
     seeds, n = method.shape
-    rng = np.random.default_rng(seed)
-    everything = np.arange(n)[None, :]
-    point = np.mean([metric_on_resamples(metric, m, labels, everything)[0] - metric_on_resamples(metric, b, labels, everything)[0]
-                     for m, b in zip(method, baseline)])
-    examples = rng.integers(0, n, size=(replicates, n))
-    per_seed = np.stack([metric_on_resamples(metric, m, labels, examples) - metric_on_resamples(metric, b, labels, examples)
-                         for m, b in zip(method, baseline)])  # (seeds, replicates)
-    drawn = rng.integers(0, seeds, size=(replicates, seeds))
-    gains = per_seed[drawn, np.arange(replicates)[:, None]].mean(1)
-    low, high = np.percentile(gains, [2.5, 97.5])
-    return Gain(float(point), float(low), float(high), seeds, n, replicates)
+
+    def gains(indices: np.ndarray) -> np.ndarray:
+        return np.stack([metric_on_resamples(metric, m, labels, indices) - metric_on_resamples(metric, b, labels, indices)
+                         for m, b in zip(method, baseline)])
+
+    point = float(gains(np.arange(n)[None, :]).mean())
+    low, high = np.percentile(_resampled_seed_means(gains, seeds, n, replicates, seed), [2.5, 97.5])
+    return Gain(point, float(low), float(high), seeds, n, replicates)
+
+
+def bootstrap_interval(metric: str, predictions: Sequence[Sequence[float]], labels: Sequence[float], *,
+                       replicates: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean over seeds of `metric`, resampling seeds and test examples."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+
+    def values(indices: np.ndarray) -> np.ndarray:
+        return np.stack([metric_on_resamples(metric, p, labels, indices) for p in predictions])
+
+    low, high = np.percentile(_resampled_seed_means(values, *predictions.shape, replicates, seed), [2.5, 97.5])
+    return float(low), float(high)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

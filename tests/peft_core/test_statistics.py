@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from peft_core.metrics import _METRIC_FUNCTIONS
-from peft_core.statistics import ROW_METRICS, mean_std, metric_on_resamples, paired_bootstrap_gain
+from peft_core.statistics import ROW_METRICS, bootstrap_interval, mean_std, metric_on_resamples, paired_bootstrap_gain
 
 
 @pytest.mark.parametrize("metric", list(ROW_METRICS))
@@ -52,3 +52,14 @@ def test_mismatched_shapes_are_refused_and_mean_std():
         paired_bootstrap_gain("accuracy", [[0, 1]], [[0, 1, 1]], [0, 1])
     assert mean_std([1.0]) == (1.0, 0.0)
     assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2 ** 0.5))
+
+
+def test_the_interval_of_a_mean_covers_it_and_narrows_with_more_examples():
+    rng = np.random.default_rng(3)
+    def interval(n):
+        labels = rng.integers(0, 2, n)
+        preds = [np.where(rng.random(n) < 0.7, labels, 1 - labels) for _ in range(3)]
+        return bootstrap_interval("accuracy", preds, labels, replicates=400)
+    small, large = interval(100), interval(2000)
+    assert small[0] < 0.7 < small[1] and large[0] < 0.7 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]

@@ -1,0 +1,337 @@
+"""Benchmark B1 "glue-lowres" (../shared/BENCHMARK.md): transfer on low-resource targets, with seeds.
+
+    .venv/bin/python benchmarks/glue_lowres.py --profile cpu     # 2-core CPU budget (k and seeds below)
+    .venv/bin/python benchmarks/glue_lowres.py --profile full    # more k, 5 seeds, the papers' 1,000 steps
+    .venv/bin/python benchmarks/glue_lowres.py --report-only     # rewrite the results from MLflow
+
+Runs `configs/glue-lowres.yaml` through the real pipeline once per k of the profile (the source
+adapters train once, on all their data, and every later run reuses them from MLflow), then the
+recovery check (the target's own full-data source adapter among ScaLearn's sources). It reads every
+fit's test predictions back from MLflow and writes `benchmarks/results/glue-lowres-<profile>.{md,csv}`,
+a learning-curve PNG per target, the ω / gate heatmaps, and the generated block of BENCHMARKS.md.
+
+Statistics: per (target, k, method) the mean ± std over seeds of the main test metric, and the paired
+gain over the no-transfer adapter (same seed, same sample, same test examples) with a 95 % bootstrap
+interval that resamples seeds and test examples together (peft_core/statistics.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import pandas as pd  # noqa: E402
+
+from flows.config import PipelineConfig, load_config  # noqa: E402
+from glue_mini import environment, plot_target_heatmaps, update_benchmarks_md  # noqa: E402
+from peft_core.errors import AdapterflowError  # noqa: E402
+from peft_core.statistics import bootstrap_interval, mean_std, paired_bootstrap_gain  # noqa: E402
+from peft_core.task_specs import get_task  # noqa: E402
+
+CONFIG = REPO / "configs" / "glue-lowres.yaml"
+RESULTS = REPO / "benchmarks" / "results"
+BASELINE = "adapter"
+RECOVERY_METHODS = ["scalearn"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    ks: tuple[int, ...]
+    seeds: tuple[int, ...]
+    max_steps: int  # per fit
+    note: str
+
+
+PROFILES = {
+    "cpu": Profile((32, 256), (1, 2, 3), 200, "sized for 2 CPU cores: 3 seeds, 200 steps of batch 16 per fit"),
+    "full": Profile((16, 32, 100, 1000), (1, 2, 3, 4, 5), 1000, "for a GPU or a night: ScaLearn's 1,000 steps, 5 seeds"),
+}
+
+
+def profile_config(profile: Profile, k: int, data_dir: str | None, **extra) -> PipelineConfig:
+    return load_config(CONFIG, **{"data.path": data_dir, "data.few_shot.k": k, "seeds": list(profile.seeds),
+                                  "training.targets.max_steps": profile.max_steps, **extra})
+
+
+def recovery_config(profile: Profile, data_dir: str | None) -> PipelineConfig:
+    """ScaLearn over every source including the target's own full-data source adapter."""
+    return profile_config(profile, profile.ks[0], data_dir, methods=RECOVERY_METHODS,
+                          **{"transfer.source_set": {"default": "all"}})
+
+
+# -- reading back ------------------------------------------------------------------------------
+def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
+    """One row per finished unit of a pipeline run: stage, task, method, seed, metrics, and the run
+    that holds its artifacts (itself, or the earlier run it reused)."""
+    from tasks.tracking import PARENT_TAG
+
+    client = tracking.client()
+    rows = []
+    for run in client.search_runs([tracking.experiment_id(create=False)], f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=5000):
+        tags = run.data.tags
+        if run.info.status != "FINISHED" or tags.get("stage") not in ("sources", "transfer"):
+            continue
+        source_run = tags.get("artifact_run_id", run.info.run_id)
+        params = client.get_run(source_run).data.params if source_run != run.info.run_id else run.data.params
+        rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
+                     "seed": int(params.get("seed", -1)), "artifact_run_id": source_run, **run.data.metrics})
+    return pd.DataFrame(rows)
+
+
+def load_predictions(tracking, run_id: str) -> dict | None:
+    from tasks.units import PREDICTIONS_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(tracking.client().download_artifacts(run_id, PREDICTIONS_FILE, tmp)).read_text())["test"]
+        except Exception:  # a unit logged before predictions were kept
+            return None
+
+
+def summarise(tracking, units: pd.DataFrame, k: int, reference: dict[str, dict] | None = None) -> list[dict]:
+    """Per (target, method): mean ± std over seeds, the paired gain over the adapter with its interval.
+
+    With `reference` ({target: the full-data adapter's test predictions}), the gain is against that
+    adapter instead (the recovery check)."""
+    out = []
+    fits = units[units["stage"] == "transfer"]
+    for target, rows in fits.groupby("task"):
+        spec = get_task(target)
+        main = f"test_{spec.main_metric}"
+        preds = {(r.method, r.seed): load_predictions(tracking, r.artifact_run_id) for r in rows.itertuples()}
+        base_seeds = sorted(s for m, s in preds if m == BASELINE and preds[(m, s)])
+        for method, group in rows.groupby("method"):
+            seeds = sorted(group["seed"])
+            mean, std = mean_std(group[main])
+            row = {"target": target, "k": k, "method": method, "metric": spec.main_metric, "seeds": len(seeds),
+                   "mean": mean, "std": std,
+                   **{c: group[c].mean() for c in ("trainable_params", "head_params", "wall_time_s", "peak_memory_mb")
+                      if c in group}}
+            mine = [preds[(method, s)] for s in seeds if preds[(method, s)]]
+            if len(mine) == len(seeds):
+                labels = mine[0]["labels"]
+                row["low"], row["high"] = bootstrap_interval(spec.main_metric, [p["predictions"] for p in mine], labels)
+                if reference is not None:
+                    base = [reference[target]["predictions"]] * len(seeds)
+                elif method != BASELINE and base_seeds == seeds:
+                    base = [preds[(BASELINE, s)]["predictions"] for s in seeds]
+                else:
+                    base = None
+                if base is not None:
+                    gain = paired_bootstrap_gain(spec.main_metric, [p["predictions"] for p in mine], base, labels)
+                    row |= {"gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high}
+            out.append(row)
+    return out
+
+
+def source_scores(units: pd.DataFrame) -> pd.DataFrame:
+    sources = units[(units["stage"] == "sources")]
+    cols = ["task", "method"] + sorted(c for c in sources.columns if c.startswith(("validation_", "test_")))
+    return sources[cols + [c for c in ("best_epoch", "wall_time_s") if c in sources]].sort_values(["method", "task"])
+
+
+# -- writing -----------------------------------------------------------------------------------
+def learning_curves(results: pd.DataFrame, target: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results[(results["target"] == target) & results["recovery"].eq(False)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, group in rows.groupby("method"):
+        group = group.sort_values("k")
+        line, = ax.plot(group["k"], group["mean"] * 100, marker="o", label=method, lw=2.5 if method == BASELINE else 1.4)
+        if "low" in group:
+            ax.fill_between(group["k"], group["low"] * 100, group["high"] * 100, alpha=0.12, color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(rows["k"].unique()), labels=[str(k) for k in sorted(rows["k"].unique())])
+    ax.set_xlabel("k training examples")
+    ax.set_ylabel(f"test {rows['metric'].iloc[0]} ×100")
+    ax.set_title(f"{target}: mean over seeds, 95 % bootstrap band (seeds × test examples)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pct(value) -> str:
+    return "–" if value is None or value != value else f"{value * 100:.1f}"
+
+
+def _interval(row) -> str:
+    if row.get("gain") is None or row.get("gain") != row.get("gain"):
+        return "–"
+    mark = " **↑**" if row["gain_low"] > 0 else (" **↓**" if row["gain_high"] < 0 else "")
+    return f"{row['gain'] * 100:+.1f} [{row['gain_low'] * 100:+.1f}, {row['gain_high'] * 100:+.1f}]{mark}"
+
+
+def results_table(results: pd.DataFrame) -> str:
+    lines = ["| target | k | method | test ×100 (mean ± std) | 95 % band | gain over adapter [95 % CI] | transfer params "
+             "| wall s |", "|" + "---|" * 8]
+    for (target, k), rows in results[~results["recovery"]].groupby(["target", "k"]):
+        for _, r in rows.sort_values("mean", ascending=False).iterrows():
+            band = f"[{_pct(r.get('low'))}, {_pct(r.get('high'))}]"
+            params = "–" if r.get("trainable_params") != r.get("trainable_params") else f"{int(r['trainable_params']):,}"
+            lines.append(f"| {target} | {k} | {r['method']} | {r['metric']} {_pct(r['mean'])} ± {_pct(r['std'])} | {band} | "
+                         f"{_interval(r)} | {params} | {r.get('wall_time_s', float('nan')):.0f} |")
+    return "\n".join(lines)
+
+
+def recovery_table(results: pd.DataFrame, sources: pd.DataFrame) -> str:
+    rows = results[results["recovery"]]
+    if rows.empty:
+        return "Not run."
+    lines = ["| target | k | method | test ×100 | full-data own adapter ×100 | difference [95 % CI] |", "|" + "---|" * 6]
+    for _, r in rows.iterrows():
+        own = sources[(sources["task"] == r["target"]) & (sources["method"] == "adapter")]
+        own_score = own[f"test_{r['metric']}"].iloc[0] if not own.empty else float("nan")
+        lines.append(f"| {r['target']} | {r['k']} | {r['method']} | {_pct(r['mean'])} ± {_pct(r['std'])} | "
+                     f"{_pct(own_score)} | {_interval(r)} |")
+    return "\n".join(lines)
+
+
+def findings(results: pd.DataFrame) -> list[str]:
+    lines = []
+    main = results[~results["recovery"] & results["method"].ne(BASELINE)]
+    for (target, k), rows in main.groupby(["target", "k"]):
+        up = rows[rows["gain_low"] > 0]["method"].tolist() if "gain_low" in rows else []
+        down = rows[rows["gain_high"] < 0]["method"].tolist() if "gain_high" in rows else []
+        lines.append(f"- **{target}, k = {k}**: above the adapter with the interval above 0: {', '.join(up) or 'none'}; "
+                     f"below it with the interval below 0: {', '.join(down) or 'none'}; the rest cannot be told apart.")
+    return lines
+
+
+def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, results: pd.DataFrame,
+                  sources: pd.DataFrame, heatmaps: dict[str, Path | None], seconds: dict[str, float]) -> str:
+    stem = f"glue-lowres-{profile_name}"
+    results.to_csv(RESULTS / f"{stem}.csv", index=False)
+    sources.to_csv(RESULTS / f"{stem}-sources.csv", index=False)
+    curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets}
+    t = cfg.training.targets
+    body = "\n".join([
+        f"# glue-lowres, {profile_name} profile",
+        "",
+        f"Written by `benchmarks/glue_lowres.py --profile {profile_name}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"(experiment `{cfg.experiment_name()}`).",
+        "",
+        *(f"- {key}: {value}" for key, value in environment(cfg).items()),
+        f"- profile: {profile.note}; k = {list(profile.ks)} training examples per target (label-balanced, drawn per "
+        f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set",
+        f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
+        f"the last kept; learning rates: adapter {t.learning_rate}, transfer methods "
+        f"{dict(cfg.transfer.learning_rate)} (published: ScaLearn 6e-3, AdapterFusion 5e-5, PEMT 3e-4); precision "
+        f"{t.precision}; sources: {dict(cfg.transfer.source_set)}",
+        "- time: " + ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items()),
+        "",
+        "## Sources (trained once, all their data; SST-2 capped at 20,000)",
+        "",
+        sources.to_markdown(index=False, floatfmt=".4f"),
+        "",
+        "## Targets",
+        "Gain = method − adapter on the same seed and sample, mean over seeds; the 95 % interval resamples seeds and "
+        "test examples together. **↑** / **↓**: the interval excludes 0, so the difference is more than the seeds "
+        "and the test set's chance; without a mark the data cannot tell the method from the adapter.",
+        "",
+        results_table(results),
+        "",
+        *findings(results),
+        "",
+        "## Recovery check (the target's own full-data adapter among the sources)",
+        "",
+        recovery_table(results, sources),
+        "",
+        "## Learning curves and weights",
+        *(f"![{t}]({p.name})" for t, p in curves.items()),
+        *(f"![{t} weights]({p.name})" for t, p in heatmaps.items() if p),
+        "",
+    ])
+    (RESULTS / f"{stem}.md").write_text(body)
+    update_benchmarks_md(stem, body)
+    return body
+
+
+# -- running -----------------------------------------------------------------------------------
+def run(profile_name: str, data_dir: str | None, report_only: bool) -> str:
+    from flows.stages import run_stage
+    from tasks.reporting import latest_pipeline_run
+    from tasks.tracking import Tracking
+
+    profile = PROFILES[profile_name]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summaries, seconds, heatmaps = [], {}, {}
+    runs = [(f"k={k}", profile_config(profile, k, data_dir), k, False) for k in profile.ks]
+    runs.append(("recovery", recovery_config(profile, data_dir), profile.ks[0], True))
+    sources = pd.DataFrame()
+    for label, cfg, k, recovery in runs:
+        tracking = Tracking.from_config(cfg)
+        if report_only:
+            parent = _latest_run_of(tracking, cfg)
+        else:
+            print(f"glue-lowres {profile_name}: {label}", flush=True)
+            started = time.perf_counter()
+            parent = run_stage(cfg, None)
+            seconds[label] = time.perf_counter() - started
+        if parent is None:
+            continue
+        units = unit_rows(tracking, parent)
+        if sources.empty:
+            sources = source_scores(units)
+        reference = None
+        if recovery:
+            full = units[(units["stage"] == "sources") & (units["method"] == "adapter")]
+            reference = {r.task: load_predictions(tracking, r.artifact_run_id) for r in full.itertuples()}
+        summaries += [row | {"recovery": recovery} for row in summarise(tracking, units, k, reference)]
+        if not recovery and k == profile.ks[0]:
+            from glue_mini import weights_reports
+
+            table = units.rename(columns={"artifact_run_id": "run_id"})
+            heatmaps = {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
+                                                RESULTS / f"glue-lowres-{profile_name}-{t}-weights.png")
+                        for t in cfg.targets}
+    return write_outputs(profile_name, profile, runs[0][1], pd.DataFrame(summaries), sources, heatmaps, seconds)
+
+
+def _latest_run_of(tracking, cfg: PipelineConfig) -> str | None:
+    """The newest finished pipeline run whose config matches `cfg` (k, methods, source sets)."""
+    from tasks.tracking import KIND_TAG
+
+    wanted = cfg.model_dump(mode="json")
+    client = tracking.client()
+    for run in client.search_runs([tracking.experiment_id(create=False)], f"tags.`{KIND_TAG}` = 'pipeline' and "
+                                  "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]):
+        with tempfile.TemporaryDirectory() as tmp:
+            logged = json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", tmp)).read_text())
+        if all(logged.get(key) == wanted[key] for key in ("data", "methods", "transfer", "seeds", "training")):
+            return run.info.run_id
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--data-dir", help="GLUE folder (default: the config's, ../shared/data/glue)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the results from MLflow without training")
+    args = parser.parse_args(argv)
+    try:
+        print(run(args.profile, args.data_dir, args.report_only))
+    except AdapterflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

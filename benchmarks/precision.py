@@ -1,0 +1,244 @@
+"""B5: what bf16 autocast buys on this machine, and how two units should share its cores.
+
+    python benchmarks/precision.py                # everything below (about 15 min on 2 cores)
+    python benchmarks/precision.py --quick        # fewer repeats, no real unit, no parity fits
+
+1. Training step time (forward + backward + AdamW, batch 32, length 128, MiniLM) of a single
+   trainable adapter and of ScaLearn over K = 8 frozen adapters, fp32 against bf16 autocast, each
+   with PyTorch's fused attention (sdpa) and the plain one (eager); interleaved in a shuffled order,
+   median of repeats, in one process.
+2. Useful GFLOP/s of those steps (the FLOP count of benchmarks/k_adapters.py, all tokens real)
+   beside the machine's measured fp32 and bf16 matmul peaks.
+3. Examples/s of one real unit both ways: an RTE adapter, one epoch on its 2,241 training pairs.
+4. Quality parity: the same few-shot RTE fits (same seeds) in fp32 and in bf16; the test accuracies
+   must differ by less than the seed-to-seed spread.
+5. Two units on two cores: one after another (2 torch threads), in two threads of one process, and
+   in two processes of one torch thread each; total steps per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import torch  # noqa: E402
+
+from k_adapters import ADAPTER, Bench, Candidate, adapter_step_flops, backbone_step_flops, machine, random_batch  # noqa: E402
+from peft_core.backbones import load_backbone  # noqa: E402
+from peft_core.configs import AdapterConfig, TrainConfig  # noqa: E402
+from peft_core.data import few_shot, load_task_data  # noqa: E402
+from peft_core.precision import autocast, native_bf16  # noqa: E402
+from peft_core.recipes import train_adapter  # noqa: E402
+from peft_core.statistics import mean_std  # noqa: E402
+from peft_core.task_specs import get_task  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+GLUE = REPO.parent / "shared" / "data" / "glue"
+GOAL_SPEEDUP = 1.8
+CANDIDATES = [Candidate("single", 1), Candidate("scalearn", 8)]
+PRECISIONS = ("fp32", "bf16")
+ATTENTION = ("sdpa", "eager")
+
+
+def step_times(repeats: int, warmup: int, batch_size: int, length: int) -> dict[str, float]:
+    """Median wall seconds per training step, by 'candidate/precision/attention'."""
+    backbone = load_backbone("minilm")
+    bench = Bench(backbone, CANDIDATES)
+    batch = random_batch(backbone, batch_size, length)
+    settings = [(c, p, a) for c in CANDIDATES for p in PRECISIONS for a in ATTENTION]
+    times: dict[tuple, list[float]] = {s: [] for s in settings}
+    try:
+        for repeat in range(warmup + repeats):
+            order = list(settings)
+            random.Random(repeat).shuffle(order)
+            for candidate, precision, attention in order:
+                backbone.model.set_attn_implementation(attention)
+                with autocast(precision, "cpu"):
+                    seconds = bench.step_seconds(candidate, batch)["wall"]
+                if repeat >= warmup:
+                    times[(candidate, precision, attention)].append(seconds)
+            print(f"step timing repeat {repeat + 1}/{warmup + repeats}", flush=True)
+    finally:
+        bench.model.detach()
+    return {f"{c.label}/{p}/{a}": statistics.median(t) for (c, p, a), t in times.items()}
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def useful_gflops(config, candidate: Candidate, seconds: float, batch_size: int, length: int) -> float:
+    tokens = batch_size * length
+    flops = backbone_step_flops(config, tokens, length)
+    flops += adapter_step_flops(config, tokens, candidate.k, trainable=candidate.method == "single")
+    return flops / seconds / 1e9
+
+
+def real_unit(precision: str) -> float:
+    """Examples/s of one epoch of an RTE adapter on all its training data."""
+    spec = get_task("rte")
+    splits = load_task_data(spec, "local", GLUE)
+    cfg = TrainConfig(epochs=1, batch_size=32, max_length=128, learning_rate=1e-3, precision=precision)
+    result = train_adapter(load_backbone("minilm"), spec, splits, AdapterConfig(reduction_factor=4), cfg,
+                           Path("/tmp/adapterflow-b5") / precision)
+    return result.history[0]["examples_per_second"]
+
+
+def parity(seeds: tuple[int, ...], k: int, steps: int) -> dict:
+    """Test accuracy of the same few-shot RTE adapter fits in fp32 and bf16."""
+    spec = get_task("rte")
+    base = load_task_data(spec, "local", GLUE)
+    scores: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    for seed in seeds:
+        splits = few_shot(spec, base, k, seed)
+        for precision in PRECISIONS:
+            cfg = TrainConfig(epochs=4, max_steps=steps, batch_size=16, learning_rate=1e-3, seed=seed, precision=precision)
+            result = train_adapter(load_backbone("minilm"), spec, splits, AdapterConfig(reduction_factor=4), cfg,
+                                   Path("/tmp/adapterflow-b5") / f"parity-{precision}-{seed}")
+            scores[precision].append(result.metrics["test_accuracy"])
+            print(f"parity seed {seed} {precision}: test accuracy {scores[precision][-1]:.4f}", flush=True)
+    differences = [b - f for b, f in zip(scores["bf16"], scores["fp32"])]
+    spread = max(mean_std(scores[p])[1] for p in PRECISIONS)
+    return {"k": k, "steps": steps, "seeds": list(seeds), "test_accuracy": scores, "bf16_minus_fp32": differences,
+            "seed_std": spread, "holds": abs(statistics.mean(differences)) <= spread}
+
+
+def _steps_worker(steps: int, threads: int, batch_size: int, length: int) -> None:
+    """Subprocess entry point: train `steps` steps of a single adapter in bf16 on `threads` threads."""
+    torch.set_num_threads(threads)
+    backbone = load_backbone("minilm")
+    bench = Bench(backbone, [CANDIDATES[0]])
+    batch = random_batch(backbone, batch_size, length)
+    for _ in range(steps):
+        with autocast("bf16", "cpu"):
+            bench.step_seconds(CANDIDATES[0], batch)
+
+
+def sharing(steps: int, batch_size: int, length: int) -> dict[str, float]:
+    """Steps/s of two units: sequential, two threads of one process, two 1-thread processes."""
+    def in_process(concurrent: bool) -> float:
+        benches = []
+        for _ in range(2):
+            backbone = load_backbone("minilm")
+            benches.append((Bench(backbone, [CANDIDATES[0]]), random_batch(backbone, batch_size, length)))
+
+        def train(bench, batch):
+            for _ in range(steps):
+                with autocast("bf16", "cpu"):
+                    bench.step_seconds(CANDIDATES[0], batch)
+
+        started = time.perf_counter()
+        if concurrent:
+            workers = [threading.Thread(target=train, args=pair) for pair in benches]
+            [w.start() for w in workers]
+            [w.join() for w in workers]
+        else:
+            [train(*pair) for pair in benches]
+        return 2 * steps / (time.perf_counter() - started)
+
+    results = {"one after another (2 threads)": in_process(False), "two threads of one process": in_process(True)}
+    command = [sys.executable, __file__, "--steps-probe", str(steps), "--batch-size", str(batch_size), "--length", str(length)]
+    started = time.perf_counter()
+    processes = [subprocess.Popen(command) for _ in range(2)]
+    [p.wait() for p in processes]
+    # Each process also loads the model (a few seconds): subtract one measured load.
+    load = _timed(lambda: load_backbone("minilm"))
+    results["two processes of 1 thread"] = 2 * steps / (time.perf_counter() - started - load)
+    return results
+
+
+def markdown(result: dict) -> str:
+    m, cfg, steps = result["machine"], result["config"], result["step_s"]
+    lines = ["# B5: precision and core sharing", "",
+             f"Machine: {m['cpu']}, {m['cpu_count']} cores, native bf16: {result['native_bf16']}; torch {m['torch']}, "
+             f"transformers {m['transformers']}; load average {m['load_average'][0]:.1f} at start, "
+             f"{result['load_average_end'][0]:.1f} at end. Batch {cfg['batch_size']} × length {cfg['length']}, MiniLM, "
+             f"pfeiffer r = {ADAPTER.reduction_factor}; median of {cfg['repeats']} interleaved repeats.", "",
+             f"Matmul peaks ({cfg['matmul']}²): fp32 {result['peak_gflops']['fp32']:.0f} GFLOP/s, "
+             f"bf16 {result['peak_gflops']['bf16']:.0f} GFLOP/s.", "",
+             "| step | fp32 sdpa s | fp32 eager s | bf16 sdpa s | bf16 eager s | fp32 (sdpa) / bf16 (eager) | useful GFLOP/s fp32 → bf16 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in CANDIDATES:
+        cells = [steps[f"{c.label}/{p}/{a}"] for p in PRECISIONS for a in ATTENTION]
+        g = result["useful_gflops"][c.label]
+        lines.append(f"| {c.label} | " + " | ".join(f"{x:.3f}" for x in cells) +
+                     f" | **{result['speedup'][c.label]:.2f}×** | {g['fp32']:.0f} → {g['bf16']:.0f} |")
+    if result.get("real_unit"):
+        r = result["real_unit"]
+        lines += ["", f"Real unit (RTE adapter, one epoch, 2,241 pairs): fp32 {r['fp32']:.1f} ex/s, bf16 {r['bf16']:.1f} "
+                      f"ex/s: **{r['bf16'] / r['fp32']:.2f}×**."]
+    if result.get("parity"):
+        p = result["parity"]
+        lines += ["", f"Parity (RTE, k = {p['k']}, {p['steps']} steps, seeds {p['seeds']}): test accuracy fp32 "
+                      f"{[round(x, 4) for x in p['test_accuracy']['fp32']]}, bf16 {[round(x, 4) for x in p['test_accuracy']['bf16']]}; "
+                      f"mean bf16 − fp32 {statistics.mean(p['bf16_minus_fp32']):+.4f} against a seed std of "
+                      f"{p['seed_std']:.4f}: parity {'holds' if p['holds'] else 'does NOT hold'}."]
+    if result.get("sharing"):
+        lines += ["", "| two units on two cores (bf16 steps) | steps/s | vs one after another |", "|---|---:|---:|"]
+        base = result["sharing"]["one after another (2 threads)"]
+        lines += [f"| {name} | {v:.2f} | {v / base:.2f}× |" for name, v in result["sharing"].items()]
+    lines += ["", "Goal: ≥ 1.8× step throughput from bf16: " + ("met" if result["goal_met"] else "NOT met") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps-probe", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps_probe:
+        _steps_worker(args.steps_probe, 1, args.batch_size, args.length)
+        return 0
+    repeats = 2 if args.quick else args.repeats
+    info = machine()
+    backbone_config = load_backbone("minilm").model.config
+    steps = step_times(repeats, 1, args.batch_size, args.length)
+    speedup = {c.label: steps[f"{c.label}/fp32/sdpa"] / steps[f"{c.label}/bf16/eager"] for c in CANDIDATES}
+    result = {
+        "machine": info, "native_bf16": native_bf16("cpu"),
+        "config": {"batch_size": args.batch_size, "length": args.length, "repeats": repeats, "matmul": 2048},
+        "step_s": steps, "speedup": speedup,
+        "peak_gflops": {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)},
+        "useful_gflops": {c.label: {p: useful_gflops(backbone_config, c, steps[f"{c.label}/{p}/{'sdpa' if p == 'fp32' else 'eager'}"],
+                                                     args.batch_size, args.length) for p in PRECISIONS} for c in CANDIDATES},
+        "goal_met": min(speedup.values()) >= GOAL_SPEEDUP,
+    }
+    if not args.quick:
+        result["real_unit"] = {p: real_unit(p) for p in PRECISIONS}
+        result["parity"] = parity((1, 2, 3), 256, 150)
+        result["sharing"] = sharing(6, args.batch_size, args.length)
+    result["load_average_end"] = list(os.getloadavg())
+    table = markdown(result)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "precision.json").write_text(json.dumps(result, indent=2, default=str))
+    (RESULTS / "precision.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
