@@ -1,0 +1,49 @@
+"""The B1 low-resource tables: gains carry their interval, and the findings say what it allows."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def glue_lowres():
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("glue_lowres", BENCHMARKS / "glue_lowres.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["glue_lowres"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _results() -> pd.DataFrame:
+    common = {"target": "rte", "k": 32, "metric": "accuracy", "seeds": 3, "std": 0.02, "low": 0.5, "high": 0.6,
+              "trainable_params": 10.0, "wall_time_s": 30.0, "recovery": False}
+    return pd.DataFrame([
+        {**common, "method": "adapter", "mean": 0.52},
+        {**common, "method": "scalearn", "mean": 0.60, "gain": 0.08, "gain_low": 0.03, "gain_high": 0.12},
+        {**common, "method": "adapterfusion", "mean": 0.45, "gain": -0.07, "gain_low": -0.10, "gain_high": -0.02},
+        {**common, "method": "average", "mean": 0.53, "gain": 0.01, "gain_low": -0.02, "gain_high": 0.04},
+    ])
+
+
+def test_findings_name_what_the_intervals_allow(glue_lowres):
+    [line] = glue_lowres.findings(_results())
+    assert "rte, k = 32" in line
+    assert "interval above 0: scalearn;" in line and "interval below 0: adapterfusion;" in line
+    assert "average" not in line  # straddles 0: cannot be told apart
+
+
+def test_the_table_marks_only_intervals_that_exclude_zero(glue_lowres):
+    table = glue_lowres.results_table(_results())
+    rows = {line.split(" | ")[2]: line for line in table.splitlines()[2:]}
+    assert "+8.0 [+3.0, +12.0] **↑**" in rows["scalearn"]
+    assert "-7.0 [-10.0, -2.0] **↓**" in rows["adapterfusion"]
+    assert "**" not in rows["average"] and "–" in rows["adapter"].split(" | ")[5]
+    assert list(rows) == ["scalearn", "average", "adapter", "adapterfusion"]  # best first
