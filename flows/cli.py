@@ -1,5 +1,6 @@
 """`adapterflow`: run the pipeline or one stage, list tasks, print the comparison report, start
-local Prefect and MLflow servers, serve the Prefect deployments.
+local Prefect and MLflow servers, serve the Prefect deployments, predict with fitted units, export
+finished units to a folder and import them into another store.
 
 Every command ends a user error (an `AdapterflowError`) the same way: exit code 2, no traceback,
 and the message as the last line printed (see `logging_filters` for Prefect's own log lines).
@@ -208,6 +209,67 @@ def serve(
 
     serve_deployments(prefect_file or PREFECT_FILE, config)
 
+
+UNIT_HELP = ("TARGET/METHOD of the latest pipeline run, NAME@ALIAS, models:/NAME/VERSION or an MLflow run id; "
+             "several joined by commas, picked per row by a `model` column")
+
+
+@app.command()
+def predict(
+    unit: str = typer.Argument(..., help=UNIT_HELP),
+    input_file: Path = typer.Argument(..., metavar="INPUT", help=".jsonl, .tsv or .csv with the task's input fields"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help=".jsonl, .csv or .tsv (default: JSON lines on stdout)"),
+    metrics: bool = typer.Option(False, "--metrics", help="also score against the input's `label` column (stderr)"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="default: the batch size the unit was evaluated with"),
+    config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+) -> None:
+    """Predict with a fitted unit: label, probabilities or a regression value per input row."""
+    cfg = load_config(config, **{"tracking.experiment": experiment})
+    _use_servers(cfg)
+    _quiet_libraries()
+    from flows.predictions import predict_file
+
+    scores = predict_file(cfg, unit, input_file, output, batch_size=batch_size, score=metrics, console=err)
+    if scores is not None:
+        err.print(", ".join(f"{name} {value:.4f}" for name, value in scores.items()), highlight=False)
+
+
+@app.command("export")
+def export_command(
+    folder: Path = typer.Argument(..., help="folder to write (replaced if it exists)"),
+    stage: list[str] = typer.Option([], "--stage", help="only this stage's units (repeatable), e.g. --stage sources"),
+    config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+) -> None:
+    """Write every finished unit (adapter folders as safetensors + JSON, keys, tags, params, metrics) to a folder."""
+    cfg = load_config(config, **{"tracking.experiment": experiment})
+    _use_servers(cfg)
+    _quiet_libraries()
+    from tasks.exchange import export_units
+    from tasks.tracking import Tracking
+
+    keys = export_units(Tracking.from_config(cfg), folder, cfg.home_dir() / "artifact-cache", stage)
+    console.print(f"exported {len(keys)} unit(s) to {folder}", highlight=False)
+
+
+@app.command("import")
+def import_command(
+    folder: Path = typer.Argument(..., help="a folder `adapterflow export` wrote"),
+    config: Optional[Path] = typer.Option(None, "--config", help="config whose store and experiment receive the units"),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+) -> None:
+    """Add exported units to this MLflow store, so runs of the same config reuse them instead of training."""
+    cfg = load_config(config, **{"tracking.experiment": experiment})
+    _use_servers(cfg)
+    _quiet_libraries()
+    from tasks.exchange import import_units
+    from tasks.tracking import Tracking
+    from tasks.units import registry_name
+
+    done = import_units(Tracking.from_config(cfg), folder, lambda task, method: registry_name(cfg, task, method))
+    console.print(f"imported {len(done['imported'])} unit(s); {len(done['present'])} already in the store",
+                  highlight=False)
 
 def _metrics_cell(row, prefix: str) -> str:
     return ", ".join(f"{name[len(prefix):]} {value:.4f}" for name, value in row.items()
