@@ -35,12 +35,10 @@ import pandas as pd  # noqa: E402
 from flows.config import PipelineConfig, load_config  # noqa: E402
 from glue_mini import environment, plot_target_heatmaps, update_benchmarks_md  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
-from peft_core.statistics import bootstrap_interval, mean_std, paired_bootstrap_gain  # noqa: E402
-from peft_core.task_specs import get_task  # noqa: E402
+from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, summarise_fits  # noqa: E402
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
 RESULTS = REPO / "benchmarks" / "results"
-BASELINE = "adapter"
 RECOVERY_METHODS = ["scalearn"]
 
 
@@ -89,50 +87,10 @@ def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_predictions(tracking, run_id: str) -> dict | None:
-    from tasks.units import PREDICTIONS_FILE
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            return json.loads(Path(tracking.client().download_artifacts(run_id, PREDICTIONS_FILE, tmp)).read_text())["test"]
-        except Exception:  # a unit logged before predictions were kept
-            return None
-
-
 def summarise(tracking, units: pd.DataFrame, k: int, reference: dict[str, dict] | None = None) -> list[dict]:
-    """Per (target, method): mean ± std over seeds, the paired gain over the adapter with its interval.
-
-    With `reference` ({target: the full-data adapter's test predictions}), the gain is against that
-    adapter instead (the recovery check)."""
-    out = []
+    """Per (target, method) of one run's transfer fits: the seed statistics of tasks/seed_comparison.py."""
     fits = units[units["stage"] == "transfer"]
-    for target, rows in fits.groupby("task"):
-        spec = get_task(target)
-        main = f"test_{spec.main_metric}"
-        preds = {(r.method, r.seed): load_predictions(tracking, r.artifact_run_id) for r in rows.itertuples()}
-        base_seeds = sorted(s for m, s in preds if m == BASELINE and preds[(m, s)])
-        for method, group in rows.groupby("method"):
-            seeds = sorted(group["seed"])
-            mean, std = mean_std(group[main])
-            row = {"target": target, "k": k, "method": method, "metric": spec.main_metric, "seeds": len(seeds),
-                   "mean": mean, "std": std,
-                   **{c: group[c].mean() for c in ("trainable_params", "head_params", "wall_time_s", "peak_memory_mb")
-                      if c in group}}
-            mine = [preds[(method, s)] for s in seeds if preds[(method, s)]]
-            if len(mine) == len(seeds):
-                labels = mine[0]["labels"]
-                row["low"], row["high"] = bootstrap_interval(spec.main_metric, [p["predictions"] for p in mine], labels)
-                if reference is not None:
-                    base = [reference[target]["predictions"]] * len(seeds)
-                elif method != BASELINE and base_seeds == seeds:
-                    base = [preds[(BASELINE, s)]["predictions"] for s in seeds]
-                else:
-                    base = None
-                if base is not None:
-                    gain = paired_bootstrap_gain(spec.main_metric, [p["predictions"] for p in mine], base, labels)
-                    row |= {"gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high}
-            out.append(row)
-    return out
+    return [row | {"target": row.pop("task"), "k": k} for row in summarise_fits(tracking, fits, reference)]
 
 
 def source_scores(units: pd.DataFrame) -> pd.DataFrame:
@@ -172,10 +130,7 @@ def _pct(value) -> str:
 
 
 def _interval(row) -> str:
-    if row.get("gain") is None or row.get("gain") != row.get("gain"):
-        return "–"
-    mark = " **↑**" if row["gain_low"] > 0 else (" **↓**" if row["gain_high"] < 0 else "")
-    return f"{row['gain'] * 100:+.1f} [{row['gain_low'] * 100:+.1f}, {row['gain_high'] * 100:+.1f}]{mark}"
+    return describe_gain(row).replace(" ↑", " **↑**").replace(" ↓", " **↓**")
 
 
 def results_table(results: pd.DataFrame) -> str:

@@ -169,7 +169,7 @@ def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_
     console.print(_rich_table(table, f"adapterflow — run {chosen.describe()}"))
     if table.empty:
         console.print("This run has no finished units yet.")
-    for line in transfer_summary(table):
+    for line in transfer_summary(table, tracking):
         console.print(line, highlight=False)
     console.print(f"MLflow store: {tracking.uri}")
     if tracking.uri.startswith("sqlite:"):
@@ -285,7 +285,8 @@ def _rich_table(table, title: str) -> Table:
     out = Table("task", "method", "stage", "test", "validation", "params (head)", "time s", "peak MB", title=title)
     for _, row in table.iterrows():
         params = f"{_count(row.get('trainable_params'))} ({_count(row.get('head_params'))})"
-        out.add_row(row["task"], row["method"] + (" (reused)" if row.get("reused") else ""), row["stage"],
+        seed = f" (seed {int(row['seed'])})" if row.get("seed") == row.get("seed") and row.get("seed") is not None else ""
+        out.add_row(row["task"], row["method"] + seed + (" (reused)" if row.get("reused") else ""), row["stage"],
                     _metrics_cell(row, "test_"), _metrics_cell(row, "validation_"), params,
                     f"{row.get('wall_time_s', float('nan')):.1f}", f"{row.get('peak_memory_mb', float('nan')):.0f}")
     return out

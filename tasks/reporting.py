@@ -16,6 +16,7 @@ from prefect.exceptions import MissingContextError
 
 from peft_core.errors import ConfigError
 from peft_core.task_specs import get_task
+from tasks.seed_comparison import describe_gain, summarise_fits
 from tasks.tracking import FINISHED, KIND_TAG, PARENT_TAG, Tracking
 
 REPORTED_STAGES = ("sources", "transfer", "multitask")
@@ -118,21 +119,29 @@ def comparison_table(tracking: Tracking, parent_run_id: str | None = None) -> pd
         if tags.get("stage") not in REPORTED_STAGES or run.info.status != "FINISHED":
             continue
         metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("validation_", "test_")) or k in COST_COLUMNS}
-        rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"], **metrics,
-                     "reused": tags.get("reused") == "true", "run_id": run.info.run_id})
+        artifact_run_id = tags.get("artifact_run_id", run.info.run_id)
+        params = run.data.params if artifact_run_id == run.info.run_id else client.get_run(artifact_run_id).data.params
+        rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
+                     "seed": int(params["seed"]) if "seed" in params else None, **metrics,
+                     "reused": tags.get("reused") == "true", "run_id": run.info.run_id,
+                     "artifact_run_id": artifact_run_id})
     if not rows:
         return pd.DataFrame(columns=["stage", "task", "method"])
     table = pd.DataFrame(rows)
     metric_cols = sorted(c for c in table.columns if c.startswith(("validation_", "test_")))
-    ordered = ["stage", "task", "method", *metric_cols, *[c for c in COST_COLUMNS if c in table.columns], "reused", "run_id"]
+    ordered = ["stage", "task", "method", "seed", *metric_cols, *[c for c in COST_COLUMNS if c in table.columns], "reused",
+               "run_id", "artifact_run_id"]
     stage_order = {s: i for i, s in enumerate(REPORTED_STAGES)}
     table = table[ordered].sort_values(["task", "stage", "method"], key=lambda col: col.map(stage_order) if col.name == "stage" else col)
     return table.reset_index(drop=True)
 
 
-def transfer_summary(table: pd.DataFrame) -> list[str]:
-    """Per target: each transfer method's test score against the no-transfer adapter's."""
+def transfer_summary(table: pd.DataFrame, tracking: Tracking | None = None) -> list[str]:
+    """Per target: each transfer method's test score against the no-transfer adapter's; with
+    several seeds, mean ± std and the paired gain with its 95 % interval (needs `tracking`)."""
     transfer = table[table["stage"] == "transfer"] if not table.empty else table
+    if tracking is not None and not transfer.empty and transfer.groupby(["task", "method"]).size().max() > 1:
+        return _seed_summary(tracking, transfer)
     lines = []
     for task_name, rows in transfer.groupby("task"):
         metric = f"test_{get_task(task_name).main_metric}"
@@ -146,8 +155,20 @@ def transfer_summary(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _seed_summary(tracking: Tracking, transfer: pd.DataFrame) -> list[str]:
+    lines = []
+    rows = pd.DataFrame(summarise_fits(tracking, transfer))
+    for task_name, group in rows.groupby("task"):
+        metric = group["metric"].iloc[0]
+        cells = [f"{r.method} {r['mean']:.4f} ± {r['std']:.4f} (gain {describe_gain(r)})"
+                 for _, r in group.sort_values("mean", ascending=False).iterrows()]
+        lines.append(f"{task_name}, test {metric}, mean ± std over {int(group['seeds'].max())} seeds, gain over the "
+                     f"adapter ×100 [95 % interval over seeds and test examples; ↑/↓ excludes 0]: " + "; ".join(cells))
+    return lines
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["run_id"], errors="ignore")
+    shown = table.drop(columns=["run_id", "artifact_run_id"], errors="ignore")
     return shown.to_markdown(index=False, floatfmt=".4g") if not shown.empty else "_no finished units_"
 
 
@@ -162,7 +183,7 @@ def publish_report(tracking: Tracking, parent_run_id: str) -> str:
         table.to_csv(Path(tmp) / "comparison.csv", index=False)
         client.log_artifacts(parent_run_id, tmp, "report")
     try:
-        records = table.drop(columns=["run_id"], errors="ignore").round(4).to_dict(orient="records")
+        records = table.drop(columns=["run_id", "artifact_run_id"], errors="ignore").round(4).to_dict(orient="records")
         create_table_artifact(records, key="comparison", description="adapterflow comparison of methods × tasks")
         create_markdown_artifact(f"# Comparison\n\nMLflow parent run `{parent_run_id}` at `{tracking.uri}`\n\n{markdown}",
                                  key="comparison-report")
