@@ -57,7 +57,8 @@ def install(shown_by_cli: bool = False) -> None:
 
     Logger-level filters survive Prefect re-configuring its handlers when a flow starts.
     """
-    _user_errors.shown_by_cli = _user_errors.shown_by_cli or shown_by_cli
+    _user_errors.shown_by_cli = shown_by_cli
+    _user_errors.errors.clear()
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
         if _user_errors not in logger.filters:

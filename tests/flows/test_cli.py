@@ -61,7 +61,8 @@ def test_tasks_lists_the_registry():
 
 
 def test_bad_data_row_fails_with_one_line_and_no_traceback(tiny_config, tmp_path):
-    """As a user runs it: a real process, Prefect's own logging, a malformed row in a GLUE file."""
+    """As a user runs it: a real process, Prefect's own logging, the temporary Prefect server it starts
+    and stops, a malformed row in a GLUE file: the error once, as the last line."""
     rte = tmp_path / "glue" / "RTE"
     rte.mkdir(parents=True)
     header = "index\tsentence1\tsentence2\tlabel\n"
@@ -70,10 +71,14 @@ def test_bad_data_row_fails_with_one_line_and_no_traceback(tiny_config, tmp_path
     (rte / "dev.tsv").write_text(header + rows)
     config, _ = tiny_config(data={"source": "local", "path": str(tmp_path / "glue")}, sources=["rte"], targets=[],
                             methods=["adapter"])
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)], capture_output=True, text=True,
-                          env=env, timeout=300)
-    printed = done.stdout + done.stderr
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONUNBUFFERED": "1"}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
+    printed = done.stdout
     assert done.returncode == 2, printed
-    assert "train.tsv:32: 2 tab-separated fields, expected 4" in printed
+    assert "Starting temporary server" in printed
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "train.tsv:32: 2 tab-separated fields, expected 4" in last, printed
+    assert printed.count("tab-separated fields") == 1, printed
     assert "Traceback" not in printed

@@ -105,3 +105,13 @@ def test_deployed_config_path_is_read_from_the_project_with_overrides(tmp_path, 
     cfg = load_deployed_config("configs/demo.yaml", {"training.sources.epochs": 3})
     assert cfg.training.sources.epochs == 3
     assert load_deployed_config(str(PROJECT_DIR / "configs" / "demo.yaml"), None).name == cfg.name
+
+
+def test_a_deployment_run_fails_with_the_error_line_as_its_message(prefect_api, tmp_path):
+    from flows.deployments import prepare
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [rtee]\n")
+    state = prepare(config=str(bad), return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith(f"{bad}: field 'sources': unknown task 'rtee'; use one of:")
