@@ -1,3 +1,5 @@
 """Prefect flows composing tasks into stages and the pipeline; the `adapterflow` CLI."""
 
-import tasks  # noqa: F401  (sets Prefect's home before Prefect is imported)
+from tasks.environment import use_project_defaults
+
+use_project_defaults()  # before any module here imports Prefect, which reads its settings on import

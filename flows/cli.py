@@ -20,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from flows import logging_filters
-from flows.config import DATA_DIR_ENV, PipelineConfig, load_config, parse_overrides
+from tasks.config import DATA_DIR_ENV, PipelineConfig, load_config, parse_overrides
 from peft_core.errors import AdapterflowError, ConfigError
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.errors import ConfigError, DataError
 from peft_core.inference import score_predictions
 from peft_core.inputs import read_rows

@@ -12,7 +12,7 @@ from datetime import datetime
 from prefect import flow, unmapped
 from prefect.futures import wait
 
-from flows.config import (
+from tasks.config import (
     BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig,
 )
 from flows.runners import make_task_runner

@@ -1,22 +1,5 @@
 """Prefect tasks: one unit of pipeline work each; the only package that talks to MLflow."""
 
-import os
-from pathlib import Path
+from tasks.environment import use_project_defaults
 
-# Prefect reads its settings when first imported: keep its database and logs under the
-# project's home folder (not ~/.prefect) unless the user configured Prefect already.
-_home = Path(os.environ.get("ADAPTERFLOW_HOME", ".adapterflow")).resolve()
-if "PREFECT_HOME" not in os.environ:
-    os.environ["PREFECT_HOME"] = str(_home / "prefect")
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")  # no network calls from a local store
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" line per unit against a server
-# MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) keep a command silent for minutes
-# when a tracking server stops answering mid-run; these bound that to well under a minute.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+use_project_defaults()  # before any module here imports Prefect, which reads its settings on import

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.recipes import evaluate_adapter, train_adapter
 from peft_core.task_specs import get_task

@@ -7,7 +7,7 @@ from typing import Literal
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.data import few_shot, load_task_data
 from peft_core.task_specs import get_task
 from tasks.prepared_data import save_splits

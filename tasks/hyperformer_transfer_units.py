@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.configs import TrainConfig
 from peft_core.hyperformer.few_shot import FewShotOptions, fit_hyperformer_transfer

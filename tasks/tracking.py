@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.errors import ConfigError
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.compositions import get_method
 from peft_core.configs import TrainConfig

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flows.config import PipelineConfig
+from tasks.config import PipelineConfig
 from peft_core.recipes import TrainingResult
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets

@@ -1,0 +1,365 @@
+"""The experiment config: YAML validated by pydantic, unknown keys rejected.
+
+It lives in `tasks/` because units and flows both read it (imports point `flows -> tasks -> peft_core`);
+`flows.config` re-exports it for older imports.
+
+Every field has a default, so an empty config is the built-in demo. The models double as the
+Prefect flows' parameters, so the Prefect UI draws a form for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from peft_core.compositions import TRANSFER_METHODS as TRANSFER_REGISTRY
+from peft_core.configs import AdapterConfig, TrainConfig
+from peft_core.errors import ConfigError, UnknownTaskError
+from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as HYPERFORMER_TRANSFER_REGISTRY
+from peft_core.hyperformer.few_shot import MEAN, FewShotOptions
+from peft_core.multitask import MULTITASK_METHODS
+from peft_core.task_specs import get_task
+
+DEFAULT_GLUE_DIR = "../shared/data/glue"
+DATA_DIR_ENV = "ADAPTERFLOW_DATA_DIR"
+HOME_ENV = "ADAPTERFLOW_HOME"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+TRANSFER_METHODS: tuple[str, ...] = tuple(TRANSFER_REGISTRY)
+# few-shot transfer over a joint HyperFormer(++) of the sources (METHODS §2a): transfer-stage units
+HYPERFORMER_TRANSFER_METHODS: tuple[str, ...] = tuple(HYPERFORMER_TRANSFER_REGISTRY)
+BASELINE_METHODS = ("adapter", "full_finetune")
+ALL_METHODS = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FewShotSettings(Strict):
+    """k training examples per target, drawn afresh for every seed (the low-resource protocols)."""
+
+    k: int = Field(..., gt=0, description="training examples in total, or per label with per_label")
+    per_label: bool = Field(False, description="k per label (PEMT's protocol) instead of k in total, label-balanced")
+    validation_k: int | None = Field(None, gt=0, description="validation examples drawn the same way from the rest "
+                                     "of train; default: as many as the training sample")
+
+
+class DataSettings(Strict):
+    source: Literal["demo", "hub", "local"] = "demo"
+    path: str | None = Field(None, description=f"data folder for source 'local' (default {DEFAULT_GLUE_DIR}, or ${DATA_DIR_ENV})")
+    split: Literal["scalearn", "hyperformer"] = "scalearn"
+    seed: int = 42
+    max_train: int | None = Field(None, gt=0, description="cap on training examples per task")
+    max_eval: int | None = Field(None, gt=0, description="cap on validation and test examples per task")
+    max_train_per_task: dict[str, int] = Field(default_factory=dict, description="per-task training caps")
+    max_train_targets: int | None = Field(None, gt=0, description="cap on a target's training examples in the transfer stage")
+    few_shot: FewShotSettings | None = Field(None, description="sample each target's train/validation per seed "
+                                             "(sources keep all their data); test stays the whole test set")
+
+    def resolved_path(self) -> Path | None:
+        if self.source != "local":
+            return None
+        return Path(os.environ.get(DATA_DIR_ENV) or self.path or DEFAULT_GLUE_DIR)
+
+    def train_cap(self, task: str) -> int | None:
+        return self.max_train_per_task.get(task, self.max_train)
+
+
+def _fields_of(core: type, bounds: dict[str, dict], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pydantic fields for a peft_core settings dataclass: its types and defaults, plus bounds."""
+    hints = get_type_hints(core)
+    return {f.name: (hints[f.name], Field(f.default, **bounds.get(f.name, {})))
+            for f in dataclasses.fields(core) if f.name not in exclude}
+
+
+class _AdapterBase(Strict):
+    def to_core(self) -> AdapterConfig:
+        return AdapterConfig(**self.model_dump())
+
+
+class _TrainBase(Strict):
+    def to_core(self, seed: int) -> TrainConfig:
+        return TrainConfig(seed=seed, **self.model_dump())
+
+
+# One source of truth for each setting's type and default: peft_core's dataclasses.
+AdapterSettings = create_model("AdapterSettings", __base__=_AdapterBase, **_fields_of(AdapterConfig, {
+    "reduction_factor": {"gt": 0}, "init_std": {"gt": 0}}))
+TrainSettings = create_model("TrainSettings", __base__=_TrainBase, **_fields_of(TrainConfig, {
+    "learning_rate": {"gt": 0}, "batch_size": {"gt": 0}, "eval_batch_size": {"gt": 0}, "epochs": {"gt": 0},
+    "max_length": {"gt": 8}, "weight_decay": {"ge": 0}, "warmup_ratio": {"ge": 0, "lt": 1}, "max_grad_norm": {"ge": 0},
+    "patience": {"gt": 0}, "max_steps_per_epoch": {"gt": 0},
+    "max_steps": {"gt": 0, "description": "a fixed step budget per fit (few-shot): the last of `epochs` rounds is "
+                  "kept, no early stopping"},
+    "precision": {"description": "auto: bf16 autocast where the device computes it natively, else fp32"},
+}, exclude=("seed",)))
+
+
+class TrainingSettings(Strict):
+    sources: TrainSettings = TrainSettings()
+    targets: TrainSettings = TrainSettings()
+    multitask: TrainSettings = TrainSettings()
+    full_finetune_learning_rate: float = Field(2e-5, gt=0)
+
+    def for_role(self, role: Literal["source", "target"]) -> TrainSettings:
+        return self.sources if role == "source" else self.targets
+
+
+SourceSetRule = Literal["others+own", "others", "all"]
+OWN_ADAPTER = "own"  # the target's own no-transfer adapter in a source list
+
+
+def _method_keys(mapping: dict, field: str, methods: tuple[str, ...] = TRANSFER_METHODS) -> dict:
+    unknown = [k for k in mapping if k != "default" and k not in methods]
+    if unknown:
+        raise ValueError(f"{field} has unknown method(s) {unknown}; use 'default' or one of: {', '.join(methods)}")
+    return mapping
+
+
+class TransferSettings(Strict):
+    source_set: dict[str, SourceSetRule] = Field(
+        default_factory=lambda: {"default": "others+own", "pemt": "others"},
+        description="per method (or 'default'): 'others+own' = the other source tasks plus the target's own "
+                    "no-transfer adapter (ScaLearn's setting); 'others' = the other source tasks (PEMT's); "
+                    "'all' = every source task as trained in the sources stage, the target's included",
+    )
+    learning_rate: dict[str, float | Literal["published"]] = Field(
+        default_factory=lambda: {"default": "published"},
+        description="per method (or 'default'): the rate everything in a fit trains at, the new head included; "
+                    "'published' = the paper's (training.targets.learning_rate for methods without one)",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per method, its builder's options, e.g. {scalearn: {omega_dropout: 0.1}}")
+    temperature: float = Field(10.0, gt=0, description="multitask task-sampling temperature T")
+
+    @field_validator("source_set", "learning_rate")
+    @classmethod
+    def _known_methods(cls, mapping: dict, info) -> dict:
+        methods = TRANSFER_METHODS + (HYPERFORMER_TRANSFER_METHODS if info.field_name == "learning_rate" else ())
+        return _method_keys(mapping, f"transfer.{info.field_name}", methods)
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict) -> dict:
+        for method, values in _method_keys(options, "transfer.options", TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS).items():
+            if method in HYPERFORMER_TRANSFER_METHODS:
+                try:
+                    FewShotOptions.from_options(values)
+                except ConfigError as exc:
+                    raise ValueError(f"transfer.options.{method}: {exc}") from None
+                continue
+            allowed = TRANSFER_REGISTRY[method].options
+            unknown = sorted(set(values) - set(allowed))
+            if unknown:
+                raise ValueError(f"transfer.options.{method} has unknown option(s) {unknown}; "
+                                 f"{method}'s options: {', '.join(allowed) or 'none'}")
+        return options
+
+    def _for(self, mapping: dict, method: str, fallback):
+        return mapping.get(method, mapping.get("default", fallback))
+
+    def sources_for(self, method: str, target: str, sources: list[str]) -> list[str]:
+        """Source task names for a fit of `method` on `target`; `OWN_ADAPTER` marks the target's own adapter."""
+        rule = self._for(self.source_set, method, "others+own")
+        chosen = [s for s in sources if rule == "all" or s != target]
+        return chosen + [OWN_ADAPTER] if rule == "others+own" else chosen
+
+    def learning_rate_for(self, method: str) -> float | Literal["published"]:
+        return self._for(self.learning_rate, method, "published")
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        return dict(self.options.get(method, {}))
+
+
+class TrackingSettings(Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or SQLite under home")
+    experiment: str | None = Field(None, description="MLflow experiment; default: the config's name")
+
+
+class RunnerSettings(Strict):
+    kind: Literal["threads", "dask"] = "threads"
+    workers: int = Field(2, gt=0, description="parallel units: threads, or local Dask worker processes")
+    address: str | None = Field(None, description="an existing Dask scheduler (kind: dask; its workers need "
+                                "PREFECT_API_URL); default a local cluster of `workers` processes")
+
+    @model_validator(mode="after")
+    def _address_is_for_dask(self) -> "RunnerSettings":
+        if self.address and self.kind != "dask":
+            raise ValueError("runner.address needs runner.kind: dask; set it or remove runner.address")
+        return self
+
+
+class PipelineConfig(Strict):
+    name: str = "demo"
+    backbone: str = "minilm"
+    home: str = Field(".adapterflow", description=f"where stores and artifacts live (or ${HOME_ENV})")
+    data: DataSettings = DataSettings()
+    sources: list[str] = ["demo_sentiment", "demo_nli", "demo_similarity", "demo_lowres"]
+    targets: list[str] = ["demo_lowres"]
+    methods: list[str] = ["adapter", "scalearn", "scalearn_plus_plus", "average"]
+    adapter: AdapterSettings = AdapterSettings()
+    training: TrainingSettings = TrainingSettings()
+    transfer: TransferSettings = TransferSettings()
+    seeds: list[int] = [42]
+    source_seeds: list[int] | None = Field(None, description="seeds the source adapters train with (default: "
+                                           "`seeds`); a target seed not among them uses the first")
+    tracking: TrackingSettings = TrackingSettings()
+    runner: RunnerSettings = RunnerSettings()
+    force_stages: list[Literal["sources", "transfer", "multitask", "evaluate"]] = Field(
+        default_factory=list,
+        description="stages whose units retrain even when MLflow has them finished (CLI: --force, --force-stage)",
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        unknown = [m for m in methods if m not in ALL_METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(ALL_METHODS)}")
+        return methods
+
+    @field_validator("sources", "targets")
+    @classmethod
+    def _canonical_task_names(cls, names: list[str]) -> list[str]:
+        try:
+            return [get_task(n).name for n in names]
+        except UnknownTaskError as exc:  # as a ValueError, so the message names the file and field
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _has_seeds(self) -> "PipelineConfig":
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one seed, e.g. seeds: [42]")
+        return self
+
+    @model_validator(mode="after")
+    def _hyperformer_transfer_has_sources(self) -> "PipelineConfig":
+        joint = self.hyperformer_transfer_tasks()
+        for method in self.methods_in(HYPERFORMER_TRANSFER_METHODS):
+            if not joint:
+                raise ValueError(f"method {method} needs source tasks that are not targets (its hypernetwork is "
+                                 "trained on them); add some to `sources`")
+            init_from = self.transfer.options_for(method).get("init_from", MEAN)
+            if init_from != MEAN and init_from not in joint:
+                raise ValueError(f"transfer.options.{method}.init_from {init_from!r} is not a source task of its "
+                                 f"joint model; use '{MEAN}' or one of: {', '.join(joint)}")
+        return self
+
+    def home_dir(self) -> Path:
+        return Path(os.environ.get(HOME_ENV) or self.home).resolve()
+
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def source_seed_list(self) -> list[int]:
+        return self.source_seeds or self.seeds
+
+    def source_seed_for(self, seed: int) -> int:
+        """The seed of the source adapters a target fit with `seed` combines."""
+        seeds = self.source_seed_list()
+        return seed if seed in seeds else seeds[0]
+
+    def prompt_methods(self) -> list[str]:
+        return [m for m in self.methods_in(TRANSFER_METHODS) if TRANSFER_REGISTRY[m].uses_prompts]
+
+    def needs_prompts(self) -> bool:
+        return bool(self.prompt_methods())
+
+    def needs_target_adapters(self) -> bool:
+        """The target's no-transfer adapter is trained when asked for or when a fit uses it as a source."""
+        return "adapter" in self.methods or any(
+            OWN_ADAPTER in self.transfer.sources_for(m, "", []) for m in self.methods_in(TRANSFER_METHODS))
+
+    def hyperformer_transfer_tasks(self) -> list[str]:
+        """The tasks of the joint HyperFormer a few-shot fit adapts: the sources that are not targets,
+        so every target is new to the hypernetwork."""
+        return [s for s in self.sources if s not in self.targets]
+
+    def methods_in(self, group: tuple[str, ...]) -> list[str]:
+        return [m for m in self.methods if m in group]
+
+
+def _format_validation_error(exc: ValidationError, where: str, overrides: dict) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check its spelling against configs/demo.yaml"
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    overridden = [k for k, v in overrides.items() if v is not None and _within(loc, k)]
+    if overridden:
+        where = f"override {overridden[0]}={overrides[overridden[0]]!r}"
+    return f"{where}: field '{loc}': {msg}{more}"
+
+
+def _within(loc: str, key: str) -> bool:
+    """Whether a validation error at `loc` concerns the override of dotted `key` (or the reverse)."""
+    return loc == key or loc.startswith(f"{key}.") or key.startswith(f"{loc}.")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+def load_config(path: Path | str | None = None, **overrides) -> PipelineConfig:
+    """Read and validate a YAML config; no path gives the built-in demo config. `overrides`: dotted
+    keys (see `parse_overrides`), validated with the file; None values are ignored."""
+    path = Path(path) if path is not None else DEMO_CONFIG
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a YAML file such as configs/demo.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file; pass a YAML config such as configs/demo.yaml") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}; fix the syntax there") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must contain a mapping of settings (like configs/demo.yaml)")
+    raw = _apply_overrides(raw, overrides)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, where, overrides)) from None
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, object]:
+    """`KEY=VALUE` strings (the CLI's --set) as dotted overrides; VALUE is read as YAML: 3, [1, 2], text."""
+    overrides = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set training.sources.epochs=3")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+    return overrides
+
+
+def _apply_overrides(raw: dict, overrides: dict) -> dict:
+    """Dotted keys from the command line, e.g. {"data.path": "/data/glue"}."""
+    raw = dict(raw)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for depth, key in enumerate(parents):
+            section = node.get(key) or {}
+            if not isinstance(section, dict):
+                whole = ".".join(parents[:depth + 1])
+                raise ConfigError(f"override {dotted}: '{whole}' is {section!r}, not a section with keys; "
+                                  f"set it as a whole: {whole}=VALUE")
+            node[key] = dict(section)
+            node = node[key]
+        node[leaf] = value
+    return raw
