@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from flows import logging_filters
 from tasks.config import DATA_DIR_ENV, PipelineConfig, load_config, parse_overrides
+from tasks.stage_table import FORCEABLE_STAGES, RUNNABLE as STAGE_NAMES
 from peft_core.errors import AdapterflowError, ConfigError
 
 
@@ -39,10 +40,6 @@ app = typer.Typer(cls=_UserErrorsEndTheCommand, add_completion=False, no_args_is
 # Logs and CI have no terminal: give the results table room instead of rich's 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=170)
 err = Console(stderr=True)
-
-STAGE_NAMES = ("pipeline", "prepare", "sources", "transfer", "multitask", "evaluate")
-FORCEABLE_STAGES = ("sources", "transfer", "multitask", "evaluate")
-
 
 def _fail(message: str) -> None:
     """Print the error last (after any other unit's error that Prefect's logs held back) and exit 2."""

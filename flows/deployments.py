@@ -25,6 +25,7 @@ from prefect.states import Failed
 
 from flows import logging_filters
 from tasks.config import PipelineConfig, load_config
+from tasks.stage_table import PIPELINE, RUNNABLE, get_stage
 from flows.stages import run_stage
 from peft_core.errors import AdapterflowError, ConfigError
 
@@ -39,28 +40,43 @@ def load_deployed_config(config: str, overrides: Overrides) -> PipelineConfig:
     return load_config(path if path.is_absolute() else PROJECT_DIR / path, **(overrides or {}))
 
 
-def _deployable(stage: str, doc: str):
-    """The flow named `stage` that loads a config file and runs that stage (or the pipeline)."""
+def _deployable(stage: str):
+    """The flow named `stage` (a row of `tasks.stage_table`) that loads a config file and runs that
+    stage (or the pipeline); its description is the table's."""
     def run(config: str = DEMO, overrides: Overrides = None):
         logging_filters.install()
         try:
-            return run_stage(load_deployed_config(config, overrides), None if stage == "pipeline" else stage)
+            return run_stage(load_deployed_config(config, overrides), None if stage == PIPELINE.name else stage)
         except AdapterflowError as exc:  # the flow run's state message: the error's one line, nothing else
             return Failed(message=str(exc))
 
     run.__name__ = run.__qualname__ = stage
-    run.__doc__ = doc
+    run.__doc__ = get_stage(stage).description
     return flow(name=stage, log_prints=True)(run)
 
 
-pipeline = _deployable("pipeline", "prepare -> sources -> transfer -> multitask -> evaluate for a config file; "
-                                   "returns the MLflow parent run id.")
-prepare = _deployable("prepare", "Prepare (and cache) the data splits of a config file's sources and targets.")
-sources = _deployable("sources", "Train the source adapters of a config file (finished ones are reused from MLflow).")
-transfer = _deployable("transfer", "Fit every (target, method) of a config file on the source adapters already trained.")
-multitask = _deployable("multitask", "Train the joint multi-task models (HyperFormer, shared adapter, full multi-task) "
-                                     "of a config file.")
-evaluate = _deployable("evaluate", "Re-evaluate a config file's saved source adapters from their artifacts.")
+# Module attributes, because deployments/prefect.yaml names them as entrypoints; checked against the table.
+pipeline = _deployable("pipeline")
+prepare = _deployable("prepare")
+sources = _deployable("sources")
+transfer = _deployable("transfer")
+multitask = _deployable("multitask")
+evaluate = _deployable("evaluate")
+DEPLOYABLE = {name: globals()[name] for name in RUNNABLE}  # a KeyError here: a stage without its flow above
+
+
+def check_prefect_file(entries: list[dict], where: Path, complete: bool = False) -> None:
+    """Every deployment of a prefect.yaml runs a stage of the table (or the pipeline) from this module;
+    `complete`: and every one has a deployment (the project's deployments/prefect.yaml). Otherwise one
+    error naming the file and what to fix."""
+    module = f"{Path(__file__).relative_to(PROJECT_DIR).as_posix()}:"
+    named = [entry.get("entrypoint", "") for entry in entries]
+    unknown = [e for e in named if not e.startswith(module) or e.removeprefix(module) not in DEPLOYABLE]
+    missing = [f"{module}{s}" for s in RUNNABLE if f"{module}{s}" not in named] if complete else []
+    if unknown or missing:
+        problem = f"unknown entrypoint(s) {', '.join(unknown)}" if unknown else f"no deployment for {', '.join(missing)}"
+        raise ConfigError(f"{where}: {problem}; deployments run a stage of tasks/stage_table.py "
+                          f"({', '.join(RUNNABLE)}) with entrypoint {module}STAGE")
 
 
 def serve_deployments(prefect_file: Path, config: Path | None) -> None:
@@ -74,6 +90,7 @@ def serve_deployments(prefect_file: Path, config: Path | None) -> None:
     entries = (yaml.safe_load(prefect_file.read_text()) or {}).get("deployments") or []
     if not entries:
         raise ConfigError(f"{prefect_file} lists no deployments; see deployments/README.md")
+    check_prefect_file(entries, prefect_file)
     deployments = [_to_deployment(entry, config) for entry in entries]
     try:
         _refuse_work_pool_deployments(deployments)

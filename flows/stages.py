@@ -17,15 +17,16 @@ from tasks.config import (
 )
 from flows.runners import make_task_runner
 from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as JOINT_MODEL_OF  # method -> joint method
-from tasks.adapter_units import evaluate_saved_adapter, train_source_adapter
+from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
 from tasks.data_units import prepare_task_data
 from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
 from tasks.transfer_units import find_source_units, fit_transfer_unit, full_finetune_unit
 from tasks.reporting import publish_report
+from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
 
-STAGES = ("prepare", "sources", "transfer", "multitask", "evaluate")
+STAGES = STAGE_NAMES  # tasks.stage_table is the table; the flows below are its stages, in order
 
 
 def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
@@ -87,9 +88,9 @@ def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: 
     with _parent_run(config, parent_run_id, "sources") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
         jobs = _source_jobs(config)
-        return _wait(train_source_adapter.map(
+        return _wait(train_adapter_unit.map(
             unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
-            unmapped(parent_run_id), [p for _, _, p in jobs],
+            unmapped(parent_run_id), with_prompt=[p for _, _, p in jobs],
         ))
 
 
@@ -112,7 +113,7 @@ def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared:
     with _parent_run(config, parent_run_id, "transfer") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
         pairs = [(target, seed) for seed in config.seeds for target in config.targets]
-        own = {(t, s): train_source_adapter.submit(config, prepared["target"][t][s], s, parent_run_id, False, "target")
+        own = {(t, s): train_adapter_unit.submit(config, prepared["target"][t][s], s, parent_run_id, role="target")
                for t, s in pairs} if config.needs_target_adapters() else {}
         futures = list(own.values())
         futures += [full_finetune_unit.submit(config, prepared["target"][t][s], s, parent_run_id)
@@ -198,6 +199,8 @@ def _with_runner(stage_flow, config: PipelineConfig):
 
 def run_stage(config: PipelineConfig, stage: str | None):
     """Run one stage flow (or the whole pipeline) with the config's task runner."""
-    flows = {"pipeline": pipeline, "prepare": prepare, "sources": sources, "transfer": transfer,
-             "multitask": multitask, "evaluate": evaluate}
-    return _with_runner(flows[stage or "pipeline"], config)(config)
+    return _with_runner(STAGE_FLOWS[stage or "pipeline"], config)(config)
+
+
+STAGE_FLOWS = {f.name: f for f in (pipeline, prepare, sources, transfer, multitask, evaluate)}
+assert tuple(STAGE_FLOWS) == RUNNABLE, f"flows {tuple(STAGE_FLOWS)} do not match the stage table {RUNNABLE}"

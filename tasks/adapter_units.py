@@ -4,6 +4,7 @@ and evaluate a saved one from its artifact."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,17 +19,21 @@ from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking, UnitRun, find_finished_unit, record_reuse, unit_lock
 
+Role = Literal["source", "target"]
 
-def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: str) -> str:
+
+def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: Role) -> str:
     train = cfg.training.for_role(role).to_core(seed)
     return unit_key("adapter", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
                     adapter=cfg.adapter.model_dump(), train=train.to_dict(), prompt=with_prompt)
 
 
-@task(name="train_source_adapter", cache_policy=NO_CACHE)
-def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None,
-                         with_prompt: bool = False, role: str = "source") -> dict:
-    """Train (or reuse) one adapter on a prepared task; returns a `UnitResult` as a dict."""
+@task(name="train_adapter", cache_policy=NO_CACHE)
+def train_adapter_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None, *,
+                       with_prompt: bool = False, role: Role = "source") -> dict:
+    """Train (or reuse) one adapter on a prepared task: a source's (`role` "source", sources stage) or a
+    target's no-transfer baseline (`role` "target", transfer stage; also the own adapter that fits
+    combine); `with_prompt` adds a task prompt (PEMT's sources). Returns a `UnitResult` as a dict."""
     spec = get_task(prepared["task"])
     train_cfg = cfg.training.for_role(role).to_core(seed)
     method = "prompt_adapter" if with_prompt else "adapter"
@@ -47,11 +52,15 @@ def train_source_adapter(cfg: PipelineConfig, prepared: dict, seed: int, parent_
                              params=params, train=train, seed=seed, datasets=[prepared]).to_dict()
 
 
+def evaluate_unit_key(adapter_key: str, prepared: dict) -> str:
+    return unit_key("evaluate", adapter=adapter_key, data=prepared["digest"])
+
+
 @task(name="evaluate_adapter", cache_policy=NO_CACHE)
 def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, parent_run_id: str | None) -> dict:
     """Recompute an adapter's validation/test metrics from its artifact and log them as a run."""
     tracking = Tracking.from_config(cfg)
-    key = unit_key("evaluate", adapter=unit["unit_key"], data=prepared["digest"])
+    key = evaluate_unit_key(unit["unit_key"], prepared)
     with unit_lock(cfg.home_dir(), key):  # a second pipeline evaluating the same adapter waits, then reuses
         cached = None if "evaluate" in cfg.force_stages else find_finished_unit(tracking, key)
         run_args = dict(stage="evaluate", task=unit["task"], method=unit["method"], unit_key=key,

@@ -24,6 +24,7 @@ from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as HYPER
 from peft_core.hyperformer.few_shot import MEAN, FewShotOptions
 from peft_core.multitask import MULTITASK_METHODS
 from peft_core.task_specs import get_task
+from tasks.stage_table import FORCEABLE_STAGES
 
 DEFAULT_GLUE_DIR = "../shared/data/glue"
 DATA_DIR_ENV = "ADAPTERFLOW_DATA_DIR"
@@ -211,7 +212,7 @@ class PipelineConfig(Strict):
                                            "`seeds`); a target seed not among them uses the first")
     tracking: TrackingSettings = TrackingSettings()
     runner: RunnerSettings = RunnerSettings()
-    force_stages: list[Literal["sources", "transfer", "multitask", "evaluate"]] = Field(
+    force_stages: list[Literal[FORCEABLE_STAGES]] = Field(
         default_factory=list,
         description="stages whose units retrain even when MLflow has them finished (CLI: --force, --force-stage)",
     )

@@ -20,13 +20,14 @@ from peft_core.checkpoints import atomic_directory_write
 from peft_core.errors import DataError
 from peft_core.inference import bundle_fitted_model
 from tasks.models import log_fitted_model, model_example_rows, register_model, run_model_id, unit_targets
-from tasks.tracking import KIND_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit
+from tasks.tracking import (KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun, download_unit_artifact,
+                            find_finished_unit, unit_key_of)
 from tasks.units import ARTIFACT_PATH
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 UNIT_FILE = "unit.json"
-UNIT_TAGS = ("stage", "task", "method", "adapter_key")  # what UnitRun sets from its arguments
+UNIT_TAGS = ("stage", "task", "method", UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG)  # what UnitRun sets from its arguments
 PRIVATE_TAG_PREFIXES = ("mlflow.", "adapterflow.")  # run bookkeeping of the exporting store
 
 
@@ -43,8 +44,8 @@ def finished_units(tracking: Tracking, stages: Sequence[str] = ()) -> list:
         tags = run.data.tags
         if tags.get("reused") == "true" or (stages and tags.get("stage") not in stages):
             continue
-        if tags["adapter_key"] not in newest and client.list_artifacts(run.info.run_id, ARTIFACT_PATH):
-            newest[tags["adapter_key"]] = run
+        if unit_key_of(run) not in newest and client.list_artifacts(run.info.run_id, ARTIFACT_PATH):
+            newest[unit_key_of(run)] = run
     return list(newest.values())
 
 
@@ -58,7 +59,7 @@ def export_units(tracking: Tracking, destination: Path, cache_dir: Path, stages:
 
     def write(tmp: Path) -> None:
         for run in runs:
-            unit = tmp / "units" / run.data.tags["adapter_key"]
+            unit = tmp / "units" / unit_key_of(run)
             folder = download_unit_artifact(tracking, run.info.run_id, ARTIFACT_PATH, cache_dir)
             bundle_fitted_model(folder, unit / ARTIFACT_PATH)
             tags = {k: v for k, v in run.data.tags.items() if not k.startswith(PRIVATE_TAG_PREFIXES)}
@@ -68,11 +69,11 @@ def export_units(tracking: Tracking, destination: Path, cache_dir: Path, stages:
                       "example_rows": model_example_rows(tracking, model_id) if model_id else []}
             (unit / UNIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
         manifest = {"format": FORMAT, "experiment": tracking.experiment, "exported_from": tracking.uri,
-                    "units": [run.data.tags["adapter_key"] for run in runs]}
+                    "units": [unit_key_of(run) for run in runs]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
     atomic_directory_write(Path(destination), write)
-    return [run.data.tags["adapter_key"] for run in runs]
+    return [unit_key_of(run) for run in runs]
 
 
 def import_units(tracking: Tracking, source: Path, registry_name: Callable[[str, str], str]) -> dict[str, list[str]]:

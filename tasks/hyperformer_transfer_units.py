@@ -30,6 +30,13 @@ def hyperformer_transfer_train_config(cfg: PipelineConfig, method: str, seed: in
     return train if rate == "published" else dataclasses.replace(train, learning_rate=rate)
 
 
+def hyperformer_transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, joint_key: str, seed: int) -> str:
+    options = FewShotOptions.from_options(cfg.transfer.options_for(method))
+    return unit_key("hyperformer_transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
+                    method=method, joint=joint_key, train=hyperformer_transfer_train_config(cfg, method, seed).to_dict(),
+                    options=options.to_dict())
+
+
 @task(name="fit_hyperformer_transfer", cache_policy=NO_CACHE)
 def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, joint_unit: dict, seed: int,
                                   parent_run_id: str | None) -> dict:
@@ -47,8 +54,7 @@ def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: s
         result.extra["json_artifacts"] = {FEW_SHOT_RECORD: result.extra["few_shot"]}
         return result
 
-    key = unit_key("hyperformer_transfer", backbone=cfg.backbone, task=spec.name, data=prepared["digest"],
-                   method=method, joint=joint_unit["unit_key"], train=train_cfg.to_dict(), options=options.to_dict())
+    key = hyperformer_transfer_unit_key(cfg, prepared, method, joint_unit["unit_key"], seed)
     params = {"method": method, "joint_model": joint_unit["task"], "joint_unit_key": joint_unit["unit_key"],
               "data_digest": prepared["digest"], "seed": seed, "training": train_cfg.to_dict(),
               "options": options.to_dict(), "trained": options.trained(), "sizes": prepared["sizes"]}

@@ -13,9 +13,21 @@ from peft_core.multitask import train_multitask
 from peft_core.task_specs import get_task
 from tasks.common import UnitResult
 from tasks.keys import unit_key
+from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking, UnitRun
 from tasks.units import run_training_unit
+
+
+def _joint_adapter_settings(cfg: PipelineConfig, method: str):
+    return cfg.adapter.model_copy(update={"placement": "houlsby"}) if method.startswith("hyperformer") else cfg.adapter
+
+
+def multitask_unit_key(cfg: PipelineConfig, prepared: dict[str, dict], method: str, seed: int) -> str:
+    return unit_key("multitask", backbone=cfg.backbone, method=method,
+                    data={n: prepared[n]["digest"] for n in sorted(prepared)},
+                    adapter=_joint_adapter_settings(cfg, method).model_dump(),
+                    train=cfg.training.multitask.to_core(seed).to_dict(), temperature=cfg.transfer.temperature)
 
 
 @task(name="train_multitask", cache_policy=NO_CACHE)
@@ -25,7 +37,7 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
     the report (a joint model that is only a source of few-shot transfer fits gets none)."""
     names = sorted(prepared)
     train_cfg = cfg.training.multitask.to_core(seed)
-    adapter = cfg.adapter.model_copy(update={"placement": "houlsby"}) if method.startswith("hyperformer") else cfg.adapter
+    adapter = _joint_adapter_settings(cfg, method)
 
     def train(out: Path, checkpoint: Path, progress):
         return train_multitask(load_backbone(cfg.backbone), [get_task(n) for n in names],
@@ -33,13 +45,12 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
                                train_cfg, out, temperature=cfg.transfer.temperature,
                                checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
 
-    key = unit_key("multitask", backbone=cfg.backbone, method=method, data={n: prepared[n]["digest"] for n in names},
-                   adapter=adapter.model_dump(), train=train_cfg.to_dict(), temperature=cfg.transfer.temperature)
+    key = multitask_unit_key(cfg, prepared, method, seed)
     params = {"method": method, "tasks": names, "seed": seed, "temperature": cfg.transfer.temperature,
               "training": train_cfg.to_dict(), "adapter": adapter.model_dump()}
-    unit = run_training_unit(cfg, parent_run_id, stage="multitask-joint", task="+".join(names), method=method,
+    unit = run_training_unit(cfg, parent_run_id, stage=JOINT_MODEL_TAG, task="+".join(names), method=method,
                              unit_key=key, params=params, train=train, seed=seed,
-                             datasets=list(prepared.values()), flow_stage="multitask")
+                             datasets=list(prepared.values()))
     if task_rows:
         _log_task_rows(cfg, parent_run_id, unit, names)
     return unit.to_dict()

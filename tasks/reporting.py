@@ -17,9 +17,9 @@ from prefect.exceptions import MissingContextError
 from peft_core.errors import ConfigError
 from peft_core.task_specs import get_task
 from tasks.seed_comparison import describe_gain, summarise_fits
+from tasks.stage_table import REPORTED_STAGES
 from tasks.tracking import FINISHED, KIND_TAG, PARENT_TAG, Tracking
 
-REPORTED_STAGES = ("sources", "transfer", "multitask")
 COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_mb"]
 
 

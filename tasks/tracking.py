@@ -1,6 +1,6 @@
 """MLflow, through its client API only (the fluent API's active run is per thread, and units run
 in parallel threads). One parent run per pipeline run; one child run per unit of work, created
-with an explicit parent id and tagged `stage`, `task`, `method`, `adapter_key`.
+with an explicit parent id and tagged `stage`, `task`, `method`, `unit_key`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ PARENT_TAG = "mlflow.parentRunId"
 PID_TAG = "adapterflow.pid"  # the process that owns a RUNNING run; a dead owner means it was killed
 HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liveness be checked
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
+LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
 
 PROBE_TIMEOUT_S = 5
 
@@ -185,7 +187,7 @@ class UnitRun:
     def __init__(self, tracking: Tracking, parent_run_id: str | None, name: str, *, stage: str, task: str,
                  method: str, unit_key: str, extra_tags: dict | None = None):
         self.tracking, self.client = tracking, tracking.client()
-        tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, "adapter_key": unit_key,
+        tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, UNIT_KEY_TAG: unit_key,
                 **_owner_tags(), **(extra_tags or {})}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
@@ -220,9 +222,6 @@ class UnitRun:
     def log_dict(self, data: dict, filename: str) -> None:
         self.client.log_dict(self.run_id, data, filename)
 
-    def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
-
 
 def record_reuse(tracking: Tracking, parent_run_id: str | None, cached, name: str, *, stage: str, task: str,
                  method: str, unit_key: str, extra_tags: dict | None = None) -> str:
@@ -247,16 +246,26 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def unit_key_of(run) -> str:
+    """A unit run's key, under the tag's current name or the one older stores used."""
+    tags = run.data.tags
+    return tags.get(UNIT_KEY_TAG) or tags[LEGACY_UNIT_KEY_TAG]
+
+
 def find_finished_unit(tracking: Tracking, unit_key: str):
-    """The newest FINISHED run carrying `adapter_key = unit_key`, or None (MLflow is the source of truth)."""
+    """The newest FINISHED run tagged with `unit_key` (as `unit_key`, or as `adapter_key` in runs of older
+    stores, so their finished units are reused), or None (MLflow is the source of truth)."""
     exp_id = tracking.experiment_id(create=False)
     if exp_id is None:
         return None
-    runs = tracking.client().search_runs(
-        [exp_id], f"tags.adapter_key = '{unit_key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    return runs[0] if runs else None
+    for tag in (UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG):
+        runs = tracking.client().search_runs(
+            [exp_id], f"tags.`{tag}` = '{unit_key}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        if runs:
+            return runs[0]
+    return None
 
 
 def download_unit_artifact(tracking: Tracking, run_id: str, artifact_path: str, cache_dir: Path) -> Path:

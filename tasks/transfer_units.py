@@ -82,20 +82,29 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
                              params=params, train=train, seed=seed, datasets=[prepared]).to_dict()
 
 
+def full_finetune_train_config(cfg: PipelineConfig, seed: int) -> TrainConfig:
+    """The target settings at `training.full_finetune_learning_rate`."""
+    settings = cfg.training.targets.model_copy(update={"learning_rate": cfg.training.full_finetune_learning_rate})
+    return settings.to_core(seed)
+
+
+def full_finetune_unit_key(cfg: PipelineConfig, prepared: dict, seed: int) -> str:
+    return unit_key("full_finetune", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
+                    train=full_finetune_train_config(cfg, seed).to_dict())
+
+
 @task(name="full_finetune", cache_policy=NO_CACHE)
 def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
     """The full fine-tuning baseline on a target; its artifact is the whole encoder and head."""
     spec = get_task(prepared["task"])
-    settings = cfg.training.targets.model_copy(update={"learning_rate": cfg.training.full_finetune_learning_rate})
-    train_cfg = settings.to_core(seed)
+    train_cfg = full_finetune_train_config(cfg, seed)
 
     def train(out: Path, checkpoint: Path, progress):
         return train_full_finetune(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]),
                                    train_cfg, out, checkpoint_dir=checkpoint,
                                    on_epoch=progress.on_epoch, on_step=progress.on_step)
 
-    key = unit_key("full_finetune", backbone=cfg.backbone, task=spec.name, data=prepared["digest"],
-                   train=train_cfg.to_dict())
+    key = full_finetune_unit_key(cfg, prepared, seed)
     params = {"data_digest": prepared["digest"], "seed": seed, "training": train_cfg.to_dict()}
     return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method="full_finetune",
                              unit_key=key, params=params, train=train, seed=seed, datasets=[prepared]).to_dict()

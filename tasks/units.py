@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tasks.config import PipelineConfig
 from peft_core.recipes import TrainingResult
+from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
 from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, record_reuse, unit_lock
@@ -30,15 +31,16 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
                       unit_key: str, params: dict, train: TrainFn, seed: int | None = None,
-                      datasets: Sequence[dict] = (), flow_stage: str | None = None) -> UnitResult:
-    """`datasets`: the prepared data (`prepare_task_data` results) the unit trains and is evaluated on.
-    `flow_stage`: the stage flow the unit belongs to, which `--force-stage` names (default: `stage`)."""
+                      datasets: Sequence[dict] = ()) -> UnitResult:
+    """`stage`: the run's `stage` tag (`tasks.stage_table`: a stage's name, or a tag of its unit runs such
+    as a joint model's, which `--force-stage` of that stage retrains). `datasets`: the prepared data
+    (`prepare_task_data` results) the unit trains and is evaluated on."""
     # A second pipeline on the same store waits here, then finds the unit finished instead of
     # training it again in the same work folder.
     with unit_lock(cfg.home_dir(), unit_key):
         tracking = Tracking.from_config(cfg)
         label = f"{stage}/{task}/{method}"
-        cached = None if (flow_stage or stage) in cfg.force_stages else find_finished_unit(tracking, unit_key)
+        cached = None if stage_of_tag(stage) in cfg.force_stages else find_finished_unit(tracking, unit_key)
         if cached is not None:
             return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
 

@@ -54,7 +54,7 @@ def test_fits_per_seed_over_one_joint_model_of_the_sources_reused_from_mlflow(pr
     assert joint[0].data.tags["method"] == "hyperformer_plus_plus"
     assert sorted((r.data.tags["task"], r.data.tags["method"], r.data.params["seed"]) for r in fits) == \
         [("demo_lowres", METHOD, "1"), ("demo_lowres", METHOD, "2")]
-    assert all(r.data.params["joint_unit_key"] == joint[0].data.tags["adapter_key"] for r in fits)
+    assert all(r.data.params["joint_unit_key"] == joint[0].data.tags["unit_key"] for r in fits)
     local = tracking.client().download_artifacts(fits[0].info.run_id, "few_shot.json")
     with open(local) as handle:
         record = json.load(handle)

@@ -76,7 +76,7 @@ def test_two_pipelines_on_one_home(tiny_config, tmp_path):
     assert max(r.info.start_time for r in pipelines) < min(r.info.end_time for r in pipelines), "did not overlap"
     units = [r for r in runs if r.data.tags[KIND_TAG] == "unit"]
     trained = {r.info.run_id: r for r in units if r.data.tags.get("reused") != "true"}
-    keys = Counter(r.data.tags["adapter_key"] for r in trained.values() if r.data.tags["stage"] != "evaluate")
+    keys = Counter(r.data.tags["unit_key"] for r in trained.values() if r.data.tags["stage"] != "evaluate")
     assert set(keys.values()) == {1}, f"trained more than once: {[k for k, n in keys.items() if n > 1]}"
     for run in trained.values():
         if tracking.client().list_artifacts(run.info.run_id, "adapter"):
@@ -84,7 +84,7 @@ def test_two_pipelines_on_one_home(tiny_config, tmp_path):
     evaluations = {}  # both pipelines may evaluate a shared source adapter at once: same scores
     for run in trained.values():
         if run.data.tags["stage"] == "evaluate":
-            assert evaluations.setdefault(run.data.tags["adapter_key"], run.data.metrics) == run.data.metrics
+            assert evaluations.setdefault(run.data.tags["unit_key"], run.data.metrics) == run.data.metrics
     reused = [r for r in units if r.data.tags.get("reused") == "true"]
     assert all(r.data.tags["artifact_run_id"] in trained for r in reused)
 

@@ -74,7 +74,7 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     runs = tracking.client().search_runs([tracking.experiment_id()], max_results=1000)
     trained = [r for r in runs if r.data.tags.get(KIND_TAG) == "unit" and r.info.status == "FINISHED"
                and r.data.tags.get("reused") != "true" and r.data.tags["stage"] in ("sources", "transfer")]
-    keys = [r.data.tags["adapter_key"] for r in trained]
+    keys = [r.data.tags["unit_key"] for r in trained]
     assert len(keys) == len(set(keys)), "a finished unit was trained twice"
     parents = [r for r in runs if r.data.tags.get(KIND_TAG) == "pipeline"]
     assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]

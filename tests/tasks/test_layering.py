@@ -1,0 +1,37 @@
+"""Imports run one way, flows -> tasks -> peft_core: a lower package never imports an upper one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"peft_core": {"tasks", "flows", "prefect", "mlflow"}, "tasks": {"flows"}}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_lower_package_imports_no_upper_one(package):
+    offending = {str(p.relative_to(ROOT)): sorted(_imported_packages(p) & FORBIDDEN[package])
+                 for p in sorted((ROOT / package).rglob("*.py"))}
+    assert {p: names for p, names in offending.items() if names} == {}
+
+
+def test_the_config_schema_is_importable_without_flows():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tasks.config import load_config; load_config(); "
+            "assert not [m for m in sys.modules if m == 'flows' or m.startswith('flows.')]")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,0 +1,111 @@
+"""The unit skeleton (tasks/units.py run_training_unit): a finished unit is reused by key, --force-stage
+retrains its stage's units, a failing unit is marked FAILED and never reused, two callers of one key
+train it once, and runs of older stores (tagged `adapter_key`) are still found."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import tasks.units as units
+from peft_core.recipes import TrainingResult
+from tasks.config import PipelineConfig
+from tasks.stage_table import JOINT_MODEL_TAG
+from tasks.tracking import KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, find_finished_unit
+
+
+class _Silent:
+    def __init__(self, label):
+        pass
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("ADAPTERFLOW_HOME", raising=False)
+    monkeypatch.setattr(units, "TrainingProgress", _Silent)  # no Prefect API needed
+    return PipelineConfig(name="units", home=str(tmp_path / "home"))
+
+
+class Trainer:
+    """A train function that records its calls and returns fixed metrics (no artifact)."""
+
+    def __init__(self, fail: bool = False, seconds: float = 0.0):
+        self.calls, self.fail, self.seconds = 0, fail, seconds
+
+    def __call__(self, out, checkpoint, progress) -> TrainingResult:
+        self.calls += 1
+        time.sleep(self.seconds)
+        if self.fail:
+            raise RuntimeError("diverged")
+        return TrainingResult({"validation_accuracy": 0.75, "test_accuracy": 0.5}, [], 1, 0.1, 1.0, 10, 2)
+
+
+def _run(cfg, train, key="adapter-0123", stage="sources"):
+    return units.run_training_unit(cfg, None, stage=stage, task="demo_sentiment", method="adapter", unit_key=key,
+                                   params={"seed": 1}, train=train, seed=1)
+
+
+def _statuses(cfg, key):
+    tracking = Tracking.from_config(cfg)
+    runs = tracking.client().search_runs([tracking.experiment_id()], f"tags.`{UNIT_KEY_TAG}` = '{key}'")
+    return sorted(r.info.status for r in runs)
+
+
+def test_a_finished_unit_is_reused_with_its_metrics_and_a_child_run(cfg):
+    train = Trainer()
+    first = _run(cfg, train)
+    again = _run(cfg, train)
+    assert train.calls == 1 and not first.reused and again.reused
+    assert again.metrics["test_accuracy"] == first.metrics["test_accuracy"] == 0.5
+    assert first.metrics["trainable_params"] == 10 and first.metrics["head_params"] == 2
+    assert again.run_id != first.run_id  # the reuse is recorded as its own run
+    assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123").info.run_id == again.run_id
+
+
+def test_force_stage_retrains_that_stages_units_only(cfg):
+    train = Trainer()
+    _run(cfg, train, stage="sources")
+    _run(cfg, train, key="multitask-0123", stage=JOINT_MODEL_TAG)
+    forced = cfg.model_copy(update={"force_stages": ["transfer"]})
+    assert _run(forced, train).reused and train.calls == 2
+    forced = cfg.model_copy(update={"force_stages": ["sources", "multitask"]})
+    assert not _run(forced, train).reused
+    assert not _run(forced, train, key="multitask-0123", stage=JOINT_MODEL_TAG).reused  # a joint model's own run
+    assert train.calls == 4
+
+
+def test_a_failing_unit_is_marked_failed_and_trained_again_next_time(cfg):
+    with pytest.raises(RuntimeError, match="diverged"):
+        _run(cfg, Trainer(fail=True))
+    assert _statuses(cfg, "adapter-0123") == ["FAILED"]
+    assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123") is None
+    train = Trainer()
+    assert not _run(cfg, train).reused and train.calls == 1
+    assert _statuses(cfg, "adapter-0123") == ["FAILED", "FINISHED"]
+
+
+def test_two_callers_of_one_key_train_it_once(cfg):
+    train = Trainer(seconds=1.0)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_run(cfg, train))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert train.calls == 1 and sorted(r.reused for r in results) == [False, True]
+
+
+def test_runs_of_older_stores_tagged_adapter_key_are_reused(cfg):
+    tracking = Tracking.from_config(cfg)
+    client = tracking.client()
+    old = client.create_run(tracking.experiment_id(), tags={KIND_TAG: "unit", "stage": "sources",
+                                                             LEGACY_UNIT_KEY_TAG: "adapter-0123"})
+    client.log_metric(old.info.run_id, "test_accuracy", 0.625)
+    client.set_terminated(old.info.run_id, "FINISHED")
+    train = Trainer()
+    reused = _run(cfg, train)
+    assert train.calls == 0 and reused.reused and reused.metrics["test_accuracy"] == 0.625
+    assert client.get_run(reused.run_id).data.tags["artifact_run_id"] == old.info.run_id
