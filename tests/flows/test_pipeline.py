@@ -30,14 +30,17 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     children = _children(tracking, parent_id)
     by_stage = {}
     for run in children:
-        assert {"stage", "task", "method", "adapter_key"} <= set(run.data.tags)
+        assert {"stage", "task", "method", "unit_key"} <= set(run.data.tags)
         by_stage.setdefault(run.data.tags["stage"], []).append(run)
     assert {r.data.tags["task"] for r in by_stage["sources"]} == {"demo_sentiment", "demo_nli"}
     assert {r.data.tags["method"] for r in by_stage["transfer"]} == {"adapter", "scalearn", "average"}
     assert len(by_stage["evaluate"]) >= 2
 
     source_run = by_stage["sources"][0]
-    assert source_run.data.metrics["test_accuracy"] >= 0
+    # the unit's test score is what evaluating its saved artifact gives again
+    evaluation = next(r for r in by_stage["evaluate"] if r.data.tags["evaluated_run_id"] == source_run.info.run_id)
+    assert evaluation.data.metrics["test_accuracy"] == pytest.approx(source_run.data.metrics["test_accuracy"], abs=1e-6)
+    assert 0 < source_run.data.metrics["test_accuracy"] <= 1
     history = tracking.client().get_metric_history(source_run.info.run_id, "train_loss")
     assert [m.step for m in history] == [1]
     artifacts = {a.path for a in tracking.client().list_artifacts(source_run.info.run_id, "adapter")}
