@@ -22,7 +22,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,6 +49,7 @@ class Profile:
     seeds: tuple[int, ...]
     max_steps: int  # per fit
     note: str
+    narrowed: dict = field(default_factory=dict)  # --targets / --methods: config overrides for a part of the profile
 
 
 PROFILES = {
@@ -59,12 +60,13 @@ PROFILES = {
 
 def profile_config(profile: Profile, k: int, data_dir: str | None, **extra) -> PipelineConfig:
     return load_config(CONFIG, **{"data.path": data_dir, "data.few_shot.k": k, "seeds": list(profile.seeds),
-                                  "training.targets.max_steps": profile.max_steps, **extra})
+                                  "training.targets.max_steps": profile.max_steps, **profile.narrowed, **extra})
 
 
 def recovery_config(profile: Profile, data_dir: str | None) -> PipelineConfig:
     """ScaLearn over every source including the target's own full-data source adapter."""
-    return profile_config(profile, profile.ks[0], data_dir, methods=RECOVERY_METHODS,
+    return profile_config(replace(profile, narrowed={k: v for k, v in profile.narrowed.items() if k != "methods"}),
+                          profile.ks[0], data_dir, methods=RECOVERY_METHODS,
                           **{"transfer.source_set": {"default": "all"}})
 
 
@@ -220,12 +222,11 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
 
 
 # -- running -----------------------------------------------------------------------------------
-def run(profile_name: str, data_dir: str | None, report_only: bool) -> str:
+def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: dict | None = None) -> str:
     from flows.stages import run_stage
-    from tasks.reporting import latest_pipeline_run
     from tasks.tracking import Tracking
 
-    profile = PROFILES[profile_name]
+    profile = replace(PROFILES[profile_name], narrowed=narrowed or {})
     RESULTS.mkdir(parents=True, exist_ok=True)
     summaries, seconds, heatmaps = [], {}, {}
     # The smallest k target by target, the recovery check after the first two, the deferred methods,
@@ -295,9 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--data-dir", help="GLUE folder (default: the config's, ../shared/data/glue)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the results from MLflow without training")
+    parser.add_argument("--targets", help="comma-separated: run these targets of the profile only, in this order")
+    parser.add_argument("--methods", help="comma-separated: run these methods of the profile only")
     args = parser.parse_args(argv)
+    narrowed = {key: getattr(args, key).split(",") for key in ("targets", "methods") if getattr(args, key)}
     try:
-        print(run(args.profile, args.data_dir, args.report_only))
+        print(run(args.profile, args.data_dir, args.report_only, narrowed))
     except AdapterflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
