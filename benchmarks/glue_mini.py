@@ -108,7 +108,7 @@ def plot_target_heatmaps(reports: dict[str, dict], target: str, path: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from peft_core.transfer import draw_weights_heatmap, weight_rows
+    from peft_core.weights_plot import draw_weights_heatmap, weight_rows
 
     drawn = {m: r for m, r in reports.items() if weight_rows(r)}
     if not drawn:

@@ -4,7 +4,7 @@
 
 Counts come from the code: every method's compositions are built on the meta device (no memory,
 no weights) for the backbone config's hidden size and depth, and their trainable parameters are
-counted (`peft_core.transfer.transfer_parameter_count`). Heads are not counted. Results go to
+counted (`peft_core.parameter_counts.transfer_parameter_count`). Heads are not counted. Results go to
 benchmarks/results/param_counts.{json,md}.
 """
 
@@ -22,7 +22,7 @@ from transformers import AutoModel, RobertaConfig, T5Config
 
 from peft_core.compositions import TRANSFER_METHODS
 from peft_core.configs import AdapterConfig
-from peft_core.transfer import transfer_parameter_count
+from peft_core.parameter_counts import transfer_parameter_count
 
 NUM_SOURCES = 8
 ROBERTA_BASE = RobertaConfig()  # the defaults are roberta-base: d = 768, 12 layers

@@ -43,9 +43,14 @@ def read_artifact_config(folder: Path) -> dict:
             "re-run the stage that trains it"
         )
     try:
-        return json.loads((folder / CONFIG_FILE).read_text())
+        config = json.loads((folder / CONFIG_FILE).read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{folder / CONFIG_FILE} is not valid JSON ({exc}); re-run the stage that trains it") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{folder} is in artifact format {config.get('format_version')} (library "
+                            f"{config.get('library_version')}), this library reads format {FORMAT_VERSION}; re-run "
+                            "the stage that trains it, or load it with the library version that wrote it")
+    return config
 
 
 def check_compatible(config: dict, folder: Path, backbone: Backbone, placement: str | None = None) -> None:

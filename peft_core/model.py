@@ -22,14 +22,13 @@ class ModelOutput:
 
 
 class AdapterModel(nn.Module):
-    """Backbone + sites. `pooling` is "mean" (sentence-transformers style) or "cls"."""
+    """Backbone + sites; sentence representations are mean-pooled (sentence-transformers style)."""
 
-    def __init__(self, backbone: Backbone, placement: str = "pfeiffer", pooling: str = "mean"):
+    def __init__(self, backbone: Backbone, placement: str = "pfeiffer"):
         super().__init__()
         self.backbone_info = backbone
         self.encoder = backbone.model
         self.placement = placement
-        self.pooling = pooling
         self.context = ForwardContext()
         self.sites: list[AdapterSite] = attach_sites(backbone, placement, self.context)
         self.heads = nn.ModuleDict()
@@ -86,8 +85,6 @@ class AdapterModel(nn.Module):
         return hidden[:, length:], mask
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
@@ -107,8 +104,8 @@ class AdapterModel(nn.Module):
                 param.copy_(tensors[name])
 
     def count_parameters(self) -> dict[str, int]:
-        """Trainable parameters, with the heads counted apart from the transfer/adapter part."""
+        """Trainable parameters: `excluding_heads` (the adapter, transfer or joint part) and `heads`."""
         head_ids = {id(p) for p in self.heads.parameters()}
         trainable = self.trainable_parameters().values()
         heads = sum(p.numel() for p in trainable if id(p) in head_ids)
-        return {"trainable": sum(p.numel() for p in trainable) - heads, "head": heads}
+        return {"excluding_heads": sum(p.numel() for p in trainable) - heads, "heads": heads}

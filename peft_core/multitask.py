@@ -122,7 +122,7 @@ def train_multitask(
         model.detach()
         model.encoder.requires_grad_(False)
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir), extra)
+                          counts["excluding_heads"], counts["heads"], Path(output_dir), extra)
 
 
 def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],

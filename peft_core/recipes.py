@@ -17,8 +17,7 @@ from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.encoding import EncodedSplit
 from .data.types import DatasetSplits
-from .hyperformer.layernorms import PREFIX as BACKBONE_LAYERNORMS
-from .hyperformer.layernorms import LayerNormSnapshot, load_backbone_layernorms
+from .hyperformer.layernorms import load_saved_layernorms_into
 from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
 from .resources import ResourceMeter
@@ -139,7 +138,7 @@ def train_adapter(
     finally:
         model.detach()
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir), predictions=predictions)
+                          counts["excluding_heads"], counts["heads"], Path(output_dir), predictions=predictions)
 
 
 def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
@@ -154,9 +153,7 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
     if model.prompt is not None:
         with torch.no_grad():
             model.prompt.embeddings.copy_(tensors["prompt.embeddings"])
-    if any(k.startswith(BACKBONE_LAYERNORMS) for k in tensors):  # a materialised HyperFormer adapter
-        model.restore_on_detach.append(LayerNormSnapshot(model.encoder).restore)
-        load_backbone_layernorms(model.encoder, tensors)
+    load_saved_layernorms_into(model, tensors)  # backbone tensors an artifact carries (HyperFormer's LayerNorms)
     return model
 
 
@@ -210,7 +207,7 @@ def train_full_finetune(
         save_artifact(output_dir, tensors, artifact_config("full_finetune", backbone, spec, None, train, splits, metrics,
                                                            best_epoch=fitted.best_epoch))
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir) if output_dir else None,
+                          counts["excluding_heads"], counts["heads"], Path(output_dir) if output_dir else None,
                           predictions=predictions)
 
 

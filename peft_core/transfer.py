@@ -25,7 +25,6 @@ from .adapters import AdapterBank
 from .artifacts import WEIGHTS_FILE, load_artifact, read_artifact_config, save_artifact
 from .backbones import Backbone
 from .compositions import TransferMethod, get_method
-from .compositions.pemt import AttentivePrompt
 from .compositions.tracking import TrackedComposition
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
@@ -34,9 +33,9 @@ from .model import AdapterModel
 from .prompts import description_embeddings
 from .recipes import TrainingResult, artifact_config, encode_splits, final_evaluation
 from .resources import ResourceMeter
-from .sites import PLACEMENTS
 from .task_specs import TaskSpec
 from .training import StepCallback, fit_task
+from .weights_plot import plot_weights_heatmap
 
 PROMPT_TENSOR = "prompt.embeddings"
 WEIGHTS_PLOT = "weights.png"
@@ -150,8 +149,8 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
         model.set_compositions(lambda site: compositions[site.key])
         model.add_head(spec)
         if method.uses_prompts:
-            model.prompt = AttentivePrompt(description_embeddings(backbone, spec.description),
-                                           [s.prompt for s in sources])
+            model.prompt = method.target_prompt(description_embeddings(backbone, spec.description),
+                                                [s.prompt for s in sources])
     except Exception:
         model.detach()
         raise
@@ -244,7 +243,7 @@ def fit_transfer(
         model.detach()
     plot = plot_weights_heatmap(report, report["sources"], Path(output_dir) / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir),
+                          counts["excluding_heads"], counts["heads"], Path(output_dir),
                           extra={"method": method, "sources": [s.describe() for s in sources], "weights": report,
                                  "weights_plot": str(plot) if plot else None}, predictions=predictions)
 
@@ -265,67 +264,3 @@ def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,
     model.load_saved_parameters(transfer_parameters(model, spec.name), tensors, artifact_dir,
                                 f"method '{config['method']}' on task {spec.name}: re-run the transfer stage")
     return model
-
-
-# -- explaining and sizing -----------------------------------------------------------------------
-def weight_rows(report: dict) -> list[tuple[str, list[float]]]:
-    """(site, weights per source) for every site that has weights."""
-    return [(site, w) for site, w in zip(report["sites"], report["weights"]) if w is not None]
-
-
-def draw_weights_heatmap(ax, report: dict, sources: Sequence[str], title: str | None = None):
-    """Draw a sites × sources heatmap of `report["weights"]` on matplotlib `ax`; returns the image."""
-    rows = weight_rows(report)
-    matrix = [w for _, w in rows]
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(sources)), labels=list(sources), rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), labels=[site for site, _ in rows])
-    ax.set_xlabel("source")
-    ax.set_ylabel("site (layer.position)")
-    if len(sources) * len(rows) <= 200:
-        low, high = image.get_clim()
-        for i, row in enumerate(matrix):
-            for j, value in enumerate(row):
-                dark_cell = value < (low + high) / 2
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if dark_cell else "black", fontsize=7)
-    if title:
-        ax.set_title(title)
-    ax.figure.colorbar(image, ax=ax)
-    return image
-
-
-def plot_weights_heatmap(report: dict, sources: Sequence[str], path: Path, *, title: str | None = None) -> Path | None:
-    """A sites × sources heatmap of `report["weights"]` as PNG; None when there is nothing to draw."""
-    rows = weight_rows(report)
-    if not rows:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(sources), 1.0 + 0.45 * len(rows)))
-    draw_weights_heatmap(ax, report, sources, title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
-
-
-def transfer_parameter_count(method: str, hidden_size: int, num_layers: int, num_sources: int,
-                             adapter_cfg: AdapterConfig, *, method_options: dict | None = None,
-                             prompt_length: int = 0) -> int:
-    """Trainable transfer parameters (head excluded), counted from the compositions themselves.
-
-    The compositions are built on the meta device, so no memory is used and the count is
-    whatever the code trains. PEMT adds its target prompt: `prompt_length × hidden_size`.
-    """
-    transfer_method = get_method(method)
-    num_sites = num_layers * len(PLACEMENTS[adapter_cfg.placement])
-    with torch.device("meta"):
-        banks = [AdapterBank(num_sources, hidden_size, adapter_cfg).requires_grad_(False) for _ in range(num_sites)]
-        compositions = transfer_method.compositions(banks, adapter_cfg, method_options)
-    unique = {id(p): p for c in compositions for p in c.parameters() if p.requires_grad}
-    prompt = prompt_length * hidden_size if transfer_method.uses_prompts else 0
-    return sum(p.numel() for p in unique.values()) + prompt

@@ -16,6 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+from torch import nn
+
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig, TrainConfig
 from ..errors import ConfigError
@@ -31,8 +34,14 @@ from .single import SingleAdapter
 class TransferMethod:
     name: str
     build: Callable[..., list[Composition]]
-    uses_prompts: bool = False  # PEMT: sources must carry task prompts, the target gets an AttentivePrompt
     learning_rate: float | None = None  # the paper's rate for everything that trains, the new head included
+    # PEMT: the target's prompt module, built from the target's description embeddings and the sources'
+    # task prompts (which the sources must then carry); None: the method uses no prompts
+    target_prompt: Callable[[torch.Tensor, Sequence[torch.Tensor]], nn.Module] | None = None
+
+    @property
+    def uses_prompts(self) -> bool:
+        return self.target_prompt is not None
 
     def train_config(self, train: TrainConfig, learning_rate: float | Literal["published"] = "published") -> TrainConfig:
         """What a fit of this method runs with: `learning_rate` as given, or for "published" the
@@ -61,7 +70,7 @@ TRANSFER_METHODS: dict[str, TransferMethod] = {
     "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
     **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
        for name, variant in SCALEARN_VARIANTS.items()},
-    "pemt": TransferMethod("pemt", build_pemt, uses_prompts=True, learning_rate=PEMT_LEARNING_RATE),
+    "pemt": TransferMethod("pemt", build_pemt, learning_rate=PEMT_LEARNING_RATE, target_prompt=AttentivePrompt),
 }
 
 

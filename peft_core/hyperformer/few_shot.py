@@ -193,7 +193,7 @@ def fit_hyperformer_transfer(
     finally:
         model.detach()
     return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["trainable"], counts["head"], Path(output_dir), {"few_shot": record},
+                          counts["excluding_heads"], counts["heads"], Path(output_dir), {"few_shot": record},
                           predictions=predictions)
 
 

@@ -62,5 +62,13 @@ class LayerNormSnapshot:
             params[name].requires_grad_(False)
 
 
+def load_saved_layernorms_into(model, tensors: dict[str, torch.Tensor]) -> None:
+    """For an artifact that carries backbone LayerNorms (a materialised HyperFormer adapter): load them
+    into `model`'s shared encoder, put back when the model detaches. Other artifacts: nothing."""
+    if any(k.startswith(PREFIX) for k in tensors):
+        model.restore_on_detach.append(LayerNormSnapshot(model.encoder).restore)
+        load_backbone_layernorms(model.encoder, tensors)
+
+
 def layernorm_parameter_count(encoder: nn.Module) -> int:
     return sum(p.numel() for p in layernorm_parameters(encoder).values())

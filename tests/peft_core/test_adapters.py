@@ -151,10 +151,12 @@ def _with_params(params: dict[str, torch.Tensor]) -> AdapterBank:
     return bank
 
 
-def test_load_adapter_state_does_not_track_gradients():
-    bank = random_bank()
-    bank.load_adapter_state(0, random_bank(seed=5).adapter_state(0))
-    assert all(p.is_leaf and p.requires_grad for p in bank.parameters())
+def test_load_adapter_state_copies_the_values_and_the_bank_still_trains():
+    bank, source = random_bank(), random_bank(seed=5)
+    bank.load_adapter_state(0, source.adapter_state(0))
+    assert all(torch.equal(value, source.adapter_state(0)[key]) for key, value in bank.adapter_state(0).items())
+    bank(torch.randn(2, 5, D)).sum().backward()
+    assert all(p.grad is not None for p in bank.parameters())
 
 
 @pytest.mark.parametrize("activation, act", [("relu", nn.ReLU()), ("gelu", nn.GELU()), ("tanh", nn.Tanh()),

@@ -197,6 +197,16 @@ def test_missing_folder_and_bad_json_raise_artifact_error(trained, tmp_path):
         recipes.load_adapter_model(folder, trained["backbone"], SPEC)
 
 
+def test_an_artifact_of_another_format_is_refused_naming_the_folder_and_the_fix(trained, tmp_path):
+    folder = tmp_path / "adapter"
+    shutil.copytree(trained["dir"], folder)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, "format_version": 2}))
+    with pytest.raises(ArtifactError, match=rf"{folder} is in artifact format 2 .*reads format 1; re-run the stage"):
+        recipes.load_adapter_model(folder, trained["backbone"], SPEC)
+    assert_no_sites(trained["backbone"])
+
+
 def test_prompt_variant_round_trips_prompt_embeddings(trained_with_prompt):
     t = trained_with_prompt
     backbone, folder = t["backbone"], t["dir"]

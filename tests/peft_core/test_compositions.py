@@ -14,7 +14,7 @@ from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
 from peft_core.sites import ForwardContext
 from peft_core.task_specs import get_task
-from peft_core.transfer import transfer_parameter_count
+from peft_core.parameter_counts import transfer_parameter_count
 
 from .conftest import HIDDEN as D
 

@@ -118,7 +118,7 @@ def test_training_the_hypernetwork_too_and_reloading_predicts_what_evaluation_co
 
     fitted = load_fitted_model(tmp_path / "fit", backbone)
     try:
-        assert fitted.model.count_parameters() == {"trainable": result.trainable_params, "head": result.head_params}
+        assert fitted.model.count_parameters() == {"excluding_heads": result.trainable_params, "heads": result.head_params}
         assert_equals_evaluation(fitted, result.metrics)
     finally:
         fitted.close()

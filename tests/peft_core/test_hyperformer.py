@@ -92,9 +92,9 @@ def test_only_hypernetwork_embeddings_layernorms_and_heads_get_gradients(model):
 def test_closed_form_parameter_count_equals_module_count(model):
     counts = model.count_parameters()
     closed = model.closed_form_parameter_count()
-    assert closed["total"] == counts["trainable"]
+    assert closed["total"] == counts["excluding_heads"]
     assert closed["backbone_layernorms"] == (2 * 2 + 1) * 2 * 32  # embeddings + 2 per layer, weight and bias
-    assert counts["head"] == sum(p.numel() for p in model.heads.parameters())
+    assert counts["heads"] == sum(p.numel() for p in model.heads.parameters())
 
 
 def test_t5_base_hyperformer_plus_plus_has_the_published_size():

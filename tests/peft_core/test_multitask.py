@@ -85,7 +85,7 @@ def test_train_multitask_end_to_end_and_reload(method, tokenizer, tmp_path):
     assert config["method"] == method and [t["spec"]["name"] for t in config["tasks"]] == [s.name for s in SPECS]
     model = load_multitask_model(tmp_path / "model", backbone)
     try:
-        assert model.count_parameters() == {"trainable": result.trainable_params, "head": result.head_params}
+        assert model.count_parameters() == {"excluding_heads": result.trainable_params, "heads": result.head_params}
         data = encode_splits(SAME_THING, SPLITS["toy_same_thing"], backbone, TRAIN.max_length)
         reloaded = evaluate(model, SAME_THING, data.test, 16)
         assert reloaded == pytest.approx({m: result.metrics[f"toy_same_thing_test_{m}"] for m in SAME_THING.metrics})

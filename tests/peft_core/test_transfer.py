@@ -15,10 +15,9 @@ from peft_core.prompts import description_embeddings
 from peft_core.recipes import encode_splits, final_metrics, train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
-from peft_core.transfer import (
-    build_transfer_model, fit_transfer, load_sources, load_transfer_model, plot_weights_heatmap,
-    transfer_parameter_count, transfer_parameters,
-)
+from peft_core.parameter_counts import transfer_parameter_count
+from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters
+from peft_core.weights_plot import plot_weights_heatmap
 
 from .conftest import HIDDEN as D
 from .conftest import VOCAB_SIZE, sentiment_splits
