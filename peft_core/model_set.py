@@ -24,6 +24,7 @@ from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
 from .errors import ConfigError
 from .inference import FittedModel, bundle_fitted_model, load_fitted_model, predict
+from .precision import default_device
 from .sites import AdapterSite, detach_sites, reattach_sites
 
 KEY_FIELDS = ("model", "task")  # the row field that names its target, in order of preference
@@ -48,8 +49,8 @@ class FittedModelSet:
         if not isinstance(backbone, Backbone):
             first_folder = next(iter(folders.values()))[0]
             backbone = load_backbone(backbone or read_artifact_config(first_folder)["backbone"]["name"])
-        if device is not None:
-            backbone.model.to(device)
+        device = device or default_device()
+        backbone.model.to(device)  # before the snapshot the loaded models are compared with
         self.backbone = backbone
         self._params = list(backbone.model.parameters())  # taken while no sites wrap the backbone
         pristine = [p.detach().clone() for p in self._params]

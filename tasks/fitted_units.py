@@ -20,11 +20,12 @@ from peft_core.errors import ConfigError
 from peft_core.artifacts import read_artifact_config
 from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
-from tasks.reporting import REPORTED_STAGES, latest_pipeline_run
+from tasks.reporting import latest_pipeline_run
 from tasks.tracking import PARENT_TAG, Tracking, download_unit_artifact
 from tasks.units import ARTIFACT_PATH
 
 JOINT_STAGE = "multitask-joint"  # the run of a joint model; its per-task rows carry no artifact
+FITTED_STAGES = ("sources", "transfer", JOINT_STAGE)
 RUN_ID = re.compile(r"(runs:/)?([0-9a-f]{32})/?")
 REGISTERED = re.compile(r"(models:/)?(?P<name>[^@/]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))")
 
@@ -92,8 +93,7 @@ def _latest_run_targets(tracking: Tracking, target: str, method: str, cache_dir:
     children = tracking.client().search_runs([tracking.experiment_id(create=False)],
                                              f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and "
                                              "attributes.status = 'FINISHED'", max_results=5000)
-    fitted = [r for r in children if r.data.tags.get("stage") in (*REPORTED_STAGES, JOINT_STAGE)
-              and r.data.tags.get("stage") != "multitask"]
+    fitted = [r for r in children if r.data.tags.get("stage") in FITTED_STAGES]
     matches = [r for r in fitted if r.data.tags.get("method") == method
                and target in r.data.tags.get("task", "").split("+")]
     if not matches:

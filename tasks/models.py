@@ -67,10 +67,11 @@ def _target_task(target: Target) -> str:
 
 
 def signature(targets: Mapping[str, Target]) -> ModelSignature:
-    """Every target's input fields as strings; with several targets, each optional plus `model`."""
+    """Every target's input fields as strings; with several targets each is optional, beside the
+    `model` and `task` columns that pick a row's target (MLflow drops columns a signature lacks)."""
     several = len(targets) > 1
     fields = dict.fromkeys(f for t in targets.values() for f in input_fields(get_task(_target_task(t))))
-    columns = [ColSpec("string", KEY_FIELDS[0])] if several else []
+    columns = [ColSpec("string", key, required=False) for key in KEY_FIELDS] if several else []
     columns += [ColSpec("string", field, required=not several) for field in fields]
     return ModelSignature(inputs=Schema(columns))
 

@@ -20,7 +20,7 @@ from tasks.tracking import PARENT_TAG, Tracking
 from tests.conftest import write_tiny_config
 
 TARGET = get_task("demo_lowres")
-SETTINGS = {"sources": ["demo_sentiment", "demo_similarity"], "methods": ["adapter", "scalearn"]}
+SETTINGS = {"sources": ["demo_sentiment", "demo_similarity"], "methods": ["adapter", "scalearn", "hyperformer_plus_plus"]}
 
 
 def _invoke(*args):
@@ -30,7 +30,8 @@ def _invoke(*args):
 
 @pytest.fixture(scope="module")
 def fitted(prefect_api, tmp_path_factory, tiny_backbone_dir):
-    """(config path, config) of a finished tiny pipeline run: sources, a target adapter and ScaLearn."""
+    """(config path, config) of a finished tiny pipeline run: sources, a target adapter, ScaLearn and a
+    joint HyperFormer++ over the three tasks."""
     path, _ = write_tiny_config(tmp_path_factory.mktemp("fitted"), tiny_backbone_dir, **SETTINGS)
     cfg = load_config(path)
     run_stage(cfg, None)
@@ -95,8 +96,31 @@ def test_rows_for_several_units_go_to_their_own_model(fitted, tmp_path):
     assert lines[0].split("\t") == ["label", "score", "probabilities", "value"] and len(lines) == 3
 
 
+def test_a_joint_model_predicts_each_of_its_tasks(fitted, tmp_path):
+    path, cfg = fitted
+    rows = _rows_file(cfg, "demo_similarity", tmp_path)
+    tracking = Tracking.from_config(cfg)
+    (row_run,) = tracking.client().search_runs([tracking.experiment_id()], "tags.stage = 'multitask' and "
+                                               "tags.task = 'demo_similarity'")
+    scores = predict_file(cfg, "demo_similarity/hyperformer_plus_plus", rows, None, batch_size=None, score=True,
+                          console=None)
+    # Regression values pass through Python floats (float64), evaluation kept float32 arrays: last digits differ.
+    assert scores == pytest.approx({m: row_run.data.metrics[f"test_{m}"] for m in ("pearson", "spearman")}, abs=1e-6)
+
+    # The registered joint model answers every task, a row's `task` picking it.
+    mixed = tmp_path / "tasks.jsonl"
+    mixed.write_text(json.dumps({"task": "demo_sentiment", "sentence": "the film was good"}) + "\n"
+                     + json.dumps({"task": "demo_similarity", "sentence1": "a film", "sentence2": "a movie"}) + "\n")
+    name = "flowtest.demo_lowres-demo_sentiment-demo_similarity.hyperformer_plus_plus@current"
+    code, stdout, stderr = _invoke("predict", name, mixed, "--config", path)
+    assert code == 0, stderr
+    first, second = (json.loads(line) for line in stdout.splitlines())
+    assert first["label"] in ("negative", "positive") and isinstance(second["value"], float)
+
+
 @pytest.mark.parametrize("case, expected", [
-    ("unknown unit", "has no fitted unit demo_lowres/pemt; its units: demo_lowres/adapter, demo_lowres/scalearn"),
+    ("unknown unit", "has no fitted unit demo_lowres/pemt; its units: "
+                     "demo_lowres+demo_sentiment+demo_similarity/hyperformer_plus_plus, demo_lowres/adapter, "),
     ("unknown registered model", "no registered model 'flowtest.nope' with alias 'current'"),
     ("missing field", "row 1: no value for 'sentence' (found: text); task demo_lowres needs sentence"),
     ("empty file", "file has no rows"),
