@@ -195,7 +195,7 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
         f"{t.precision}; sources: {dict(cfg.transfer.source_set)}",
         "- time: " + ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items()),
         "",
-        "## Sources (trained once, all their data; SST-2 capped at 20,000)",
+        "## Sources (trained once, all their data but MNLI, QQP and SST-2, capped at 10,000)",
         "",
         sources.to_markdown(index=False, floatfmt=".4f"),
         "",
