@@ -32,7 +32,7 @@ def assert_one_line_error(error: BaseException):
     message = str(error)
     assert message and "\n" not in message
     assert "Traceback" not in message
-    assert error.__cause__ is None and error.__suppress_context__  # raised `from None`
+    assert error.__cause__ is None and (error.__suppress_context__ or error.__context__ is None)  # nothing chained
 
 
 # -- resolving names ---------------------------------------------------------------------------
