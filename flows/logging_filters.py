@@ -16,7 +16,10 @@ import logging
 from peft_core.errors import AdapterflowError
 
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
-TEMPORARY_SERVER_LOGGER = "prefect"  # logs "Stopping temporary server" at exit, after the CLI's error line
+# What Prefect logs while the process exits, after the CLI's last line: the temporary server
+# stopping ("prefect") and its event and log workers draining (loggers named after their class).
+EXIT_LOGGERS = ("prefect", "EventsWorker", "APILogWorker")
+EXIT_MESSAGES = ("Stopping temporary server", "Still processing items")
 
 
 class UserErrorWithoutTraceback(logging.Filter):
@@ -43,9 +46,9 @@ class UserErrorWithoutTraceback(logging.Filter):
         return True
 
 
-class TemporaryServerStopQuiet(logging.Filter):
+class ExitNoiseQuiet(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Stopping temporary server")
+        return not record.getMessage().startswith(EXIT_MESSAGES)
 
 
 _user_errors = UserErrorWithoutTraceback()
@@ -64,9 +67,10 @@ def install(shown_by_cli: bool = False) -> None:
         if _user_errors not in logger.filters:
             logger.addFilter(_user_errors)
     if shown_by_cli:
-        server_logger = logging.getLogger(TEMPORARY_SERVER_LOGGER)
-        if not any(isinstance(f, TemporaryServerStopQuiet) for f in server_logger.filters):
-            server_logger.addFilter(TemporaryServerStopQuiet())
+        for name in EXIT_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, ExitNoiseQuiet) for f in logger.filters):
+                logger.addFilter(ExitNoiseQuiet())
 
 
 def logged_user_errors() -> list[str]:

@@ -106,15 +106,15 @@ def check_prefect_api() -> None:
     url = PREFECT_API_URL.value()
     if not url:
         return
+    # Made here, so the timeout counts only the wait for the server (not imports on a busy machine);
+    # not closed while a hung request may still hold it.
+    client = get_client(sync_client=True).__enter__()
     outcome: list = []
-
-    def healthcheck() -> None:
-        with get_client(sync_client=True) as client:
-            outcome.append(client.api_healthcheck())
-
-    probe = threading.Thread(target=healthcheck, daemon=True)
+    probe = threading.Thread(target=lambda: outcome.append(client.api_healthcheck()), daemon=True)
     probe.start()
     probe.join(PROBE_TIMEOUT_S)
+    if outcome:
+        client.__exit__(None, None, None)
     error = outcome[0] if outcome else TimeoutError()
     if error is not None:
         raise AdapterflowError(f"Prefect server {url} is not reachable ({_prefect_failure(error)}); start one with "
