@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.config import load_config
+from tasks.config import load_config
 from tasks.tracking import Tracking, UnitRun, end_run, start_pipeline_run
 
 SERVER_LIMIT_S = 15  # a server that does not answer must fail a command within this, once it has started

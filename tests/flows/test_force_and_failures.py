@@ -8,16 +8,15 @@ import pytest
 import yaml
 
 import tasks.adapter_units as adapter_units
-from flows.cli import FORCEABLE_STAGES
-from flows.config import load_config
 from flows.stages import run_stage
 from peft_core.errors import DataError
+from tasks.config import load_config
 from tasks.reporting import choose_pipeline_run
+from tasks.stage_table import FORCEABLE_STAGES, STAGES
 from tasks.tracking import PARENT_TAG, Tracking
 
-# The MLflow stage tags of each stage flow's units.
-STAGE_TAGS = {"sources": {"sources"}, "transfer": {"transfer"}, "multitask": {"multitask-joint", "multitask"},
-              "evaluate": {"evaluate"}}
+# The MLflow `stage` tags of each forceable stage's unit runs.
+STAGE_TAGS = {s.name: {s.name, *s.run_tags} for s in STAGES if s.has_units}
 TRAIN = {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001}
 
 
