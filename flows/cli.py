@@ -89,6 +89,14 @@ def run(
         _print_report(cfg, "table")
 
 
+def _tracked_config(config: Path | None, experiment: str | None) -> PipelineConfig:
+    """The config of a command that reads MLflow: its experiment, the running servers, quiet libraries."""
+    cfg = load_config(config, **{"tracking.experiment": experiment})
+    _use_servers(cfg)
+    _quiet_libraries()
+    return cfg
+
+
 def _use_servers(cfg: PipelineConfig) -> None:
     """Use the servers `adapterflow up` keeps for this config's home (before Prefect is imported)."""
     from flows.servers import use_running_servers
@@ -142,9 +150,7 @@ def report(
     """Print the comparison of a pipeline run (the latest finished one), read back from MLflow."""
     if format not in ("table", "csv", "markdown"):
         raise ConfigError(f"unknown format '{format}'; use table, csv or markdown")
-    cfg = load_config(config, **{"tracking.experiment": experiment})
-    _use_servers(cfg)
-    _quiet_libraries()
+    cfg = _tracked_config(config, experiment)
     _print_report(cfg, format, run_id, all_experiments=config is None and experiment is None)
 
 
@@ -222,9 +228,7 @@ def predict(
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
 ) -> None:
     """Predict with a fitted unit: label, probabilities or a regression value per input row."""
-    cfg = load_config(config, **{"tracking.experiment": experiment})
-    _use_servers(cfg)
-    _quiet_libraries()
+    cfg = _tracked_config(config, experiment)
     from flows.predictions import predict_file
 
     scores = predict_file(cfg, unit, input_file, output, batch_size=batch_size, score=metrics, console=err)
@@ -240,9 +244,7 @@ def export_command(
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
 ) -> None:
     """Write every finished unit (adapter folders as safetensors + JSON, keys, tags, params, metrics) to a folder."""
-    cfg = load_config(config, **{"tracking.experiment": experiment})
-    _use_servers(cfg)
-    _quiet_libraries()
+    cfg = _tracked_config(config, experiment)
     from tasks.exchange import export_units
     from tasks.tracking import Tracking
 
@@ -257,9 +259,7 @@ def import_command(
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
 ) -> None:
     """Add exported units to this MLflow store, so runs of the same config reuse them instead of training."""
-    cfg = load_config(config, **{"tracking.experiment": experiment})
-    _use_servers(cfg)
-    _quiet_libraries()
+    cfg = _tracked_config(config, experiment)
     from tasks.exchange import import_units
     from tasks.tracking import Tracking
     from tasks.units import registry_name
