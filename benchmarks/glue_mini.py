@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 from flows.config import PipelineConfig, load_config  # noqa: E402
+from tasks.config import given  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite the results from the latest pipeline run")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(PROFILES[args.profile], **{"data.path": args.data_dir})
+        cfg = load_config(PROFILES[args.profile], **given({"data.path": args.data_dir}))
         from tasks.reporting import latest_pipeline_run
         from tasks.tracking import Tracking
 

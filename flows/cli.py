@@ -20,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from flows import logging_filters
-from tasks.config import DATA_DIR_ENV, PipelineConfig, load_config, parse_overrides
+from tasks.config import DATA_DIR_ENV, PipelineConfig, given, load_config, parse_overrides
 from tasks.stage_table import FORCEABLE_STAGES, RUNNABLE as STAGE_NAMES
 from peft_core.errors import AdapterflowError, ConfigError
 
@@ -77,7 +77,7 @@ def run(
         raise ConfigError(f"unknown --force-stage {unknown[0]!r}; choose from: {', '.join(FORCEABLE_STAGES)}")
     forced = list(FORCEABLE_STAGES) if force else force_stage
     options = {"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None}
-    cfg = load_config(config, **(parse_overrides(set_) | options))
+    cfg = load_config(config, **(parse_overrides(set_) | given(options)))
     _check_inputs(cfg)
     _use_servers(cfg)
     _check_servers(cfg)
@@ -91,7 +91,7 @@ def run(
 
 def _tracked_config(config: Path | None, experiment: str | None) -> PipelineConfig:
     """The config of a command that reads MLflow: its experiment, the running servers, quiet libraries."""
-    cfg = load_config(config, **{"tracking.experiment": experiment})
+    cfg = load_config(config, **given({"tracking.experiment": experiment}))
     _use_servers(cfg)
     _quiet_libraries()
     return cfg

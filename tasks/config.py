@@ -293,9 +293,12 @@ def _format_validation_error(exc: ValidationError, where: str, overrides: dict) 
     if first["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling against configs/demo.yaml"
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    overridden = [k for k, v in overrides.items() if v is not None and _within(loc, k)]
+    overridden = [k for k in overrides if _within(loc, k)]
     if overridden:
-        where = f"override {overridden[0]}={overrides[overridden[0]]!r}"
+        key = overridden[0]
+        where = f"override {key}={overrides[key]!r}"
+        if overrides[key] is None and loc == key:
+            msg += "; this field cannot be null, give it a value"
     return f"{where}: field '{loc}': {msg}{more}"
 
 
@@ -312,7 +315,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def load_config(path: Path | str | None = None, **overrides) -> PipelineConfig:
     """Read and validate a YAML config; no path gives the built-in demo config. `overrides`: dotted
-    keys (see `parse_overrides`), validated with the file; None values are ignored."""
+    keys (see `parse_overrides`), validated with the file; None sets a key to null (pass only the
+    options that were given: see `given`)."""
     path = Path(path) if path is not None else DEMO_CONFIG
     where = str(path)
     if not path.is_file():
@@ -330,6 +334,11 @@ def load_config(path: Path | str | None = None, **overrides) -> PipelineConfig:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, where, overrides)) from None
+
+
+def given(options: dict[str, object]) -> dict[str, object]:
+    """The options a user passed (not None), as overrides: an option left out keeps the file's value."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, object]:
@@ -350,8 +359,6 @@ def _apply_overrides(raw: dict, overrides: dict) -> dict:
     """Dotted keys from the command line, e.g. {"data.path": "/data/glue"}."""
     raw = dict(raw)
     for dotted, value in overrides.items():
-        if value is None:
-            continue
         node = raw
         *parents, leaf = dotted.split(".")
         for depth, key in enumerate(parents):

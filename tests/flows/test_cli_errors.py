@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config import load_config
+from tasks.config import load_config, parse_overrides
 from tasks.tracking import Tracking, UnitRun, end_run, start_pipeline_run
 
 SERVER_LIMIT_S = 15  # a server that does not answer must fail a command within this, once it has started
@@ -102,9 +102,17 @@ def test_unreadable_config_files(tmp_path, text, expected):
                                               "unknown key"),
     (["--set", "seeds=[1,x]"], "override seeds=[1, 'x']: field 'seeds.1': Input should be a valid integer"),
     (["--set", "seeds.first=1"], "override seeds.first: 'seeds' is [42], not a section"),
+    (["--set", "seeds=null"], "override seeds=None: field 'seeds': Input should be a valid list; this field "
+                              "cannot be null"),
 ])
 def test_bad_command_line(tmp_path, write_config, args, expected):
     assert_user_error(run_cli(tmp_path, "run", str(write_config()), *args), expected)
+
+
+def test_set_null_clears_a_field_that_may_be_null(write_config):
+    config = write_config(**{"tracking.uri": "http://127.0.0.1:5000"})
+    cfg = load_config(config, **parse_overrides(["data.max_train=null", "tracking.uri=~"]))
+    assert cfg.data.max_train is None and cfg.tracking.uri is None and cfg.data.max_eval == 16
 
 
 # --- data files: found in the prepare stage, under Prefect --------------------------------------
