@@ -77,7 +77,7 @@ def run(
         raise ConfigError(f"unknown --force-stage {unknown[0]!r}; choose from: {', '.join(FORCEABLE_STAGES)}")
     forced = list(FORCEABLE_STAGES) if force else force_stage
     options = {"data.path": str(data_dir) if data_dir else None, "force_stages": forced or None}
-    cfg = load_config(config, **(parse_overrides(set_) | given(options)))
+    cfg = _config(config, **(parse_overrides(set_) | given(options)))
     _check_inputs(cfg)
     _use_servers(cfg)
     _check_servers(cfg)
@@ -89,9 +89,16 @@ def run(
         _print_report(cfg, "table")
 
 
+def _config(path: Path | None, **overrides) -> PipelineConfig:
+    """The command's config, its home folder created before Prefect (whose own home is in it) starts."""
+    cfg = load_config(path, **overrides)
+    cfg.ensure_home()
+    return cfg
+
+
 def _tracked_config(config: Path | None, experiment: str | None) -> PipelineConfig:
     """The config of a command that reads MLflow: its experiment, the running servers, quiet libraries."""
-    cfg = load_config(config, **given({"tracking.experiment": experiment}))
+    cfg = _config(config, **given({"tracking.experiment": experiment}))
     _use_servers(cfg)
     _quiet_libraries()
     return cfg
@@ -193,7 +200,7 @@ def up(
     """Start a Prefect server and an MLflow server on 127.0.0.1 for the project's home; Ctrl-C stops both."""
     from flows.servers import run_servers
 
-    run_servers(load_config(config).home_dir(), prefect_port, mlflow_port, console.print)
+    run_servers(_config(config).home_dir(), prefect_port, mlflow_port, console.print)
 
 
 @app.command()
@@ -204,7 +211,7 @@ def serve(
     """Serve the deployments of deployments/prefect.yaml from this process, no work pool needed; Ctrl-C stops."""
     from flows.servers import check_prefect_api
 
-    cfg = load_config(config)
+    cfg = _config(config)
     _use_servers(cfg)
     check_prefect_api()
     _quiet_libraries()

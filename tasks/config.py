@@ -10,7 +10,9 @@ Prefect flows' parameters, so the Prefect UI draws a form for them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
@@ -255,6 +257,10 @@ class PipelineConfig(Strict):
     def home_dir(self) -> Path:
         return Path(os.environ.get(HOME_ENV) or self.home).resolve()
 
+    def ensure_home(self) -> Path:
+        """The home folder, created; a ConfigError naming it and the fix when it cannot be written."""
+        return _writable_folder(self.home_dir(), f"${HOME_ENV}" if os.environ.get(HOME_ENV) else "`home` in the config")
+
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.name
 
@@ -284,6 +290,17 @@ class PipelineConfig(Strict):
 
     def methods_in(self, group: tuple[str, ...]) -> list[str]:
         return [m for m in self.methods if m in group]
+
+
+@functools.cache
+def _writable_folder(folder: Path, setting: str) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # permissions alone miss read-only file systems and root
+    except OSError as exc:
+        raise ConfigError(f"home folder {folder} (from {setting}) cannot be written ({exc.strerror}: {exc.filename}); "
+                          f"set {setting} to a folder you can write") from None
+    return folder
 
 
 def _format_validation_error(exc: ValidationError, where: str, overrides: dict) -> str:

@@ -6,6 +6,7 @@ thing (both packages' modules import Prefect). Values the user set are left as t
 """
 
 import os
+from contextlib import suppress
 from pathlib import Path
 
 
@@ -16,7 +17,8 @@ def use_project_defaults() -> None:
     home = Path(os.environ.get("ADAPTERFLOW_HOME", ".adapterflow")).resolve()
     if "PREFECT_HOME" not in os.environ:
         os.environ["PREFECT_HOME"] = str(home / "prefect")
-        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+        with suppress(OSError):  # an unwritable home is one error line from the command (PipelineConfig.ensure_home)
+            Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")

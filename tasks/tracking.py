@@ -51,11 +51,10 @@ class Tracking:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> "Tracking":
-        home = cfg.home_dir()
         uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
         artifact_root = None
         if not uri:
-            home.mkdir(parents=True, exist_ok=True)
+            home = cfg.ensure_home()
             uri = f"sqlite:///{home / 'mlflow.db'}"
             artifact_root = (home / "mlartifacts").as_uri()
         return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)

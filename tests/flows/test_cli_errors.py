@@ -109,6 +109,18 @@ def test_bad_command_line(tmp_path, write_config, args, expected):
     assert_user_error(run_cli(tmp_path, "run", str(write_config()), *args), expected)
 
 
+@pytest.mark.parametrize(("command", "setting"), [("run", "$ADAPTERFLOW_HOME"), ("report", "`home` in the config")])
+def test_a_home_that_cannot_be_written(tmp_path, write_config, command, setting):
+    (tmp_path / "a-file").write_text("")
+    home = tmp_path / "a-file" / "home"  # a file where a folder should be
+    if setting == "$ADAPTERFLOW_HOME":
+        outcome = run_cli(tmp_path, command, str(write_config()), ADAPTERFLOW_HOME=str(home))
+    else:
+        outcome = run_cli(tmp_path, command, "--config", str(write_config(home=str(home))))
+    assert_user_error(outcome, f"home folder {home} (from {setting}) cannot be written (Not a directory: {home}); "
+                               f"set {setting} to a folder you can write")
+
+
 def test_set_null_clears_a_field_that_may_be_null(write_config):
     config = write_config(**{"tracking.uri": "http://127.0.0.1:5000"})
     cfg = load_config(config, **parse_overrides(["data.max_train=null", "tracking.uri=~"]))
