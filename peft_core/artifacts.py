@@ -15,12 +15,29 @@ from safetensors.torch import load_file, save_file
 
 from .backbones import Backbone
 from .checkpoints import atomic_directory_write
+from .configs import AdapterConfig
 from .errors import ArtifactError
+from .task_specs import TaskSpec
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
 FORMAT_VERSION = 1
 LIBRARY_VERSION = "0.1.0"
+
+
+def artifact_config(method: str, backbone: Backbone, adapter: AdapterConfig | None, training: dict | None,
+                    metrics: dict, **entries) -> dict:
+    """An artifact's config: what every artifact records, plus the job's own `entries` (its task or
+    tasks, the data digest, the sources, the selected epoch...)."""
+    return {"method": method, "adapter": adapter.to_dict() if adapter else None, "backbone": backbone.describe(),
+            "training": training, "metrics": metrics, **entries}
+
+
+def task_entries(spec: TaskSpec, data_digest: str | None) -> dict:
+    """The `artifact_config` entries of a single-task artifact: its task and the digest of its data."""
+    return {"task": {"name": spec.name, "problem": spec.problem, "label_names": spec.label_names,
+                     "description": spec.description},
+            "data_digest": data_digest}
 
 
 def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:

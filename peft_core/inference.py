@@ -28,13 +28,14 @@ from .compositions import TRANSFER_METHODS
 from .data.encoding import EncodedSplit, collate, make_batches
 from .data.types import Example
 from .errors import ArtifactError, ConfigError
+from .full_finetune import load_full_finetune_model
 from .hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS, load_hyperformer_transfer
 from .inputs import rows_to_examples
 from .metrics import compute_metrics
 from .model import AdapterModel
 from .multitask import MULTITASK_METHODS, load_multitask_model
 from .precision import autocast, default_device, native_bf16
-from .recipes import load_adapter_model, load_full_finetune_model
+from .recipes import load_adapter_model
 from .task_specs import TaskSpec, get_task
 from .transfer import load_transfer_model
 

@@ -18,10 +18,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Literal
 
-import torch
-
-
-from .artifacts import load_artifact, read_artifact_config, save_artifact
+from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
@@ -29,8 +26,7 @@ from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
 from .hyperformer import VARIANTS, HyperFormerModel, HyperNetConfig
 from .model import AdapterModel
-from .recipes import EncodedTaskData, TrainingResult, encode_splits, final_metrics
-from .resources import ResourceMeter
+from .jobs import EncodedTaskData, TrainingResult, encode_splits, final_metrics, fit_and_evaluate, job_model
 from .sampling import TemperatureSampler
 from .task_specs import TaskSpec
 from .training import StepCallback, evaluate, fit
@@ -84,45 +80,35 @@ def train_multitask(
     if no_validation:
         raise ConfigError(f"task(s) {', '.join(no_validation)} have no validation examples; model selection needs them")
 
-    torch.manual_seed(train.seed)  # the hypernetwork, adapters and heads initialise from the seed alone
-    model = build_multitask_model(backbone, specs, method, adapter, hypernetwork)
-    steps_per_epoch = sum(d.train.num_batches(train.batch_size) for d in data.values())
-    train_splits = {name: d.train for name, d in data.items()}
-    try:
-        with ResourceMeter() as meter:
-            fitted = fit(
+    with job_model(train, lambda: build_multitask_model(backbone, specs, method, adapter, hypernetwork)) as model:
+        steps_per_epoch = sum(d.train.num_batches(train.batch_size) for d in data.values())
+        train_splits = {name: d.train for name, d in data.items()}
+        run = fit_and_evaluate(
+            model,
+            lambda: fit(
                 model, train,
                 train_batches=lambda epoch: sampler.batches(train_splits, train.batch_size, epoch, steps_per_epoch),
                 steps_per_epoch=steps_per_epoch,
                 validate=lambda: validation_scores(model, specs, data, train.eval_batch_size, train.precision),
                 main_metric="average",
                 checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step,
-            )
-        metrics = multitask_metrics(model, specs, data, train.eval_batch_size, train.precision)
-        counts = model.count_parameters()
+            ),
+            lambda: (multitask_metrics(model, specs, data, train.eval_batch_size, train.precision), None),
+        )
+        hyperformer = isinstance(model, HyperFormerModel)
         extra = {"sampling_probabilities": sampler.probabilities}
-        if isinstance(model, HyperFormerModel):
+        if hyperformer:
             extra["parameter_breakdown"] = model.closed_form_parameter_count()
-        config = {
-            "method": method,
-            "adapter": (model.adapter_config if isinstance(model, HyperFormerModel) else adapter).to_dict(),
-            "hypernetwork": model.hypernetwork.config.to_dict() if isinstance(model, HyperFormerModel) else None,
-            "backbone": backbone.describe(),
-            "tasks": [{"spec": dataclasses.asdict(s), "train_examples": len(splits[s.name].train),
-                       "data_digest": splits[s.name].digest()} for s in specs],
-            "training": train.to_dict(),
-            "temperature": temperature if math.isfinite(temperature) else "inf",
-            "sampling_probabilities": sampler.probabilities,
-            "metrics": metrics,
-            "best_epoch": fitted.best_epoch,
-            "parameters": counts,
-        }
+        config = artifact_config(
+            method, backbone, model.adapter_config if hyperformer else adapter, train.to_dict(), run.metrics,
+            hypernetwork=model.hypernetwork.config.to_dict() if hyperformer else None,
+            tasks=[{"spec": dataclasses.asdict(s), "train_examples": len(splits[s.name].train),
+                    "data_digest": splits[s.name].digest()} for s in specs],
+            temperature=temperature if math.isfinite(temperature) else "inf",
+            sampling_probabilities=sampler.probabilities, best_epoch=run.fit.best_epoch, parameters=run.parameters,
+        )
         save_artifact(output_dir, model.trainable_parameters(), config)
-    finally:
-        model.detach()
-        model.encoder.requires_grad_(False)
-    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["excluding_heads"], counts["heads"], Path(output_dir), extra)
+    return run.result(output_dir, extra)
 
 
 def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
@@ -190,20 +176,15 @@ def materialise_adapter(source: Path | HyperFormerModel, backbone: Backbone, tas
         model.hypernetwork.task_embeddings.index(task)  # a ConfigError naming the known tasks
         spec = model.task_specs[task]
         entry = next((e for e in saved.get("tasks", []) if e["spec"]["name"] == task), {})
-        metrics = saved.get("metrics", {})
-        config = {
-            "method": "hyperformer_adapter",
-            "adapter": model.adapter_config.to_dict(),
-            "backbone": backbone.describe(),
-            "task": {"name": spec.name, "problem": spec.problem, "label_names": spec.label_names,
-                     "description": spec.description},
-            "training": saved.get("training"),
-            "data_digest": entry.get("data_digest"),
-            "metrics": {f"{split}_{m}": metrics[f"{task}_{split}_{m}"] for split in ("validation", "test")
-                        for m in spec.metrics if f"{task}_{split}_{m}" in metrics},
-            "materialised_from": {"method": model.hypernetwork.config.variant,
-                                  "folder": str(source) if from_folder else None},
-        }
+        joint_metrics = saved.get("metrics", {})
+        metrics = {f"{split}_{m}": joint_metrics[f"{task}_{split}_{m}"] for split in ("validation", "test")
+                   for m in spec.metrics if f"{task}_{split}_{m}" in joint_metrics}
+        config = artifact_config(
+            "hyperformer_adapter", backbone, model.adapter_config, saved.get("training"), metrics,
+            **task_entries(spec, entry.get("data_digest")),
+            materialised_from={"method": model.hypernetwork.config.variant,
+                               "folder": str(source) if from_folder else None},
+        )
         return save_artifact(output_dir, model.materialised_tensors(task), config)
     finally:
         if from_folder:

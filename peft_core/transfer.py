@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .adapters import AdapterBank
-from .artifacts import WEIGHTS_FILE, load_artifact, read_artifact_config, save_artifact
+from .artifacts import WEIGHTS_FILE, artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions import TransferMethod, get_method
 from .compositions.tracking import TrackedComposition
@@ -31,10 +31,9 @@ from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
 from .model import AdapterModel
 from .prompts import description_embeddings
-from .recipes import TrainingResult, artifact_config, encode_splits, final_evaluation
-from .resources import ResourceMeter
+from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .task_specs import TaskSpec
-from .training import StepCallback, fit_task
+from .training import StepCallback
 from .weights_plot import plot_weights_heatmap
 
 PROMPT_TENSOR = "prompt.embeddings"
@@ -222,30 +221,21 @@ def fit_transfer(
     transfer_method = get_method(method)
     train = transfer_method.train_config(train, learning_rate)
     sources = load_sources(source_dirs, backbone, spec.name)
-    torch.manual_seed(train.seed)
-    model = build_transfer_model(backbone, spec, sources, transfer_method, method_options)
-    try:
+    with job_model(train, lambda: build_transfer_model(backbone, spec, sources, transfer_method,
+                                                       method_options)) as model:
         data = encode_splits(spec, splits, backbone, train.max_length)
-        with ResourceMeter() as meter:
-            fitted = fit_task(model, spec, data.train, data.validation, train,
+        run = fit_single_task(model, spec, data, train, before_evaluation=reset_weight_statistics,
                               checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-        reset_weight_statistics(model)
-        metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
         report = weights_report(model, [s.name for s in sources])
-        counts = model.count_parameters()
-        config = artifact_config(method, backbone, spec, sources[0].adapter_config, train, splits, metrics,
-                                 best_epoch=fitted.best_epoch, sources=[s.describe() for s in sources],
-                                 method_options=method_options or {},
+        config = artifact_config(method, backbone, sources[0].adapter_config, train.to_dict(), run.metrics,
+                                 **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch,
+                                 sources=[s.describe() for s in sources], method_options=method_options or {},
                                  weights={k: report[k] for k in ("sources", "sites", "weights")})
         tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
         save_artifact(output_dir, tensors, config)
-    finally:
-        model.detach()
     plot = plot_weights_heatmap(report, report["sources"], Path(output_dir) / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
-    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["excluding_heads"], counts["heads"], Path(output_dir),
-                          extra={"method": method, "sources": [s.describe() for s in sources], "weights": report,
-                                 "weights_plot": str(plot) if plot else None}, predictions=predictions)
+    return run.result(output_dir, {"method": method, "sources": [s.describe() for s in sources], "weights": report,
+                                   "weights_plot": str(plot) if plot else None})
 
 
 def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,

@@ -13,7 +13,7 @@ from peft_core.backbones import load_backbone
 from peft_core.compositions import get_method
 from peft_core.configs import TrainConfig
 from peft_core.errors import ConfigError
-from peft_core.recipes import train_full_finetune
+from peft_core.full_finetune import train_full_finetune
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 from tasks.adapter_units import adapter_unit_key

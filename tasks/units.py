@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tasks.config import PipelineConfig
-from peft_core.recipes import TrainingResult
+from peft_core.jobs import TrainingResult
 from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets

@@ -22,16 +22,15 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import load_artifact, read_artifact_config, save_artifact
+from ..artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from ..backbones import Backbone
 from ..configs import AdapterConfig, TrainConfig
 from ..data.types import DatasetSplits
 from ..errors import ArtifactError, ConfigError
 from ..multitask import load_hyperformer
-from ..recipes import TrainingResult, artifact_config, encode_splits, final_evaluation
-from ..resources import ResourceMeter
+from ..jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from ..task_specs import TaskSpec
-from ..training import StepCallback, fit_task
+from ..training import StepCallback
 from ..transfer import weights_fingerprint
 from .hypernetwork import VARIANTS, HyperNetConfig
 from .layernorms import layernorm_parameters, layernorm_tensors, load_backbone_layernorms
@@ -176,25 +175,16 @@ def fit_hyperformer_transfer(
         raise ConfigError(f"task {spec.name} needs training and validation examples for a few-shot fit")
     joint = read_joint_hyperformer(joint_model_dir, backbone)
     method = f"{joint.method}{FEW_SHOT_SUFFIX}"
-    torch.manual_seed(train.seed)  # the new head initialises from the seed alone
-    model = build_hyperformer_transfer_model(backbone, spec, joint, options)
-    try:
-        with ResourceMeter() as meter:
-            fitted = fit_task(model, spec, data.train, data.validation, train,
-                              checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-        metrics, predictions = final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
-        counts = model.count_parameters()
+    with job_model(train, lambda: build_hyperformer_transfer_model(backbone, spec, joint, options)) as model:
+        run = fit_single_task(model, spec, data, train, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                              on_step=on_step)
         record = {**options.to_dict(), "trained": options.trained(), "joint_model": joint.described,
                   "target_in_joint_model": spec.name in joint.tasks}
-        config = artifact_config(method, backbone, spec, model.adapter_config, train, splits, metrics,
-                                 hypernetwork=joint.hypernetwork.to_dict(), few_shot=record,
-                                 best_epoch=fitted.best_epoch, parameters=counts)
+        config = artifact_config(method, backbone, model.adapter_config, train.to_dict(), run.metrics,
+                                 **task_entries(spec, splits.digest()), hypernetwork=joint.hypernetwork.to_dict(),
+                                 few_shot=record, best_epoch=run.fit.best_epoch, parameters=run.parameters)
         save_artifact(output_dir, target_tensors(model, spec.name), config)
-    finally:
-        model.detach()
-    return TrainingResult(metrics, fitted.history_dicts(), fitted.best_epoch, meter.seconds, meter.peak_memory_mb,
-                          counts["excluding_heads"], counts["heads"], Path(output_dir), {"few_shot": record},
-                          predictions=predictions)
+    return run.result(output_dir, {"few_shot": record})
 
 
 def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) -> HyperFormerModel:

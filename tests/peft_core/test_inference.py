@@ -16,7 +16,8 @@ from peft_core.inference import bundle_fitted_model, load_fitted_model, predict,
 from peft_core.inputs import input_fields
 from peft_core.model_set import FittedModelSet, model_set_targets, save_model_set
 from peft_core.multitask import materialise_adapter, train_multitask
-from peft_core.recipes import train_adapter, train_full_finetune
+from peft_core.full_finetune import train_full_finetune
+from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from peft_core.training import predict as evaluation_predictions

@@ -13,8 +13,9 @@ from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.hyperformer import HyperFormerModel, HyperNetConfig
+from peft_core.jobs import encode_splits
 from peft_core.multitask import load_hyperformer, load_multitask_model, materialise_adapter, train_multitask
-from peft_core.recipes import encode_splits, load_adapter_model
+from peft_core.recipes import load_adapter_model
 from peft_core.task_specs import TaskSpec
 from peft_core.training import evaluate
 from tests.peft_core.test_hyperformer import random_batch, single_thread, tiny_backbone  # noqa: F401

@@ -11,6 +11,7 @@ from peft_core import recipes
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.data.encoding import EncodedSplit, collate
+from peft_core.full_finetune import train_full_finetune
 from peft_core.model import AdapterModel
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
@@ -234,7 +235,7 @@ def test_full_finetune_changes_backbone_and_trains_more_parameters(tiny_backbone
 
     backbone = tiny_backbone("bert")
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
-    result = recipes.train_full_finetune(backbone, SPEC, splits, CFG, tmp_path / "full")
+    result = train_full_finetune(backbone, SPEC, splits, CFG, tmp_path / "full")
 
     changed = [k for k, v in backbone.model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("encoder.layer.") for k in changed)
@@ -246,3 +247,14 @@ def test_full_finetune_changes_backbone_and_trains_more_parameters(tiny_backbone
     assert not any(p.requires_grad for p in backbone.model.parameters())
     assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
     assert (tmp_path / "full" / "adapter.safetensors").is_file()
+
+
+def test_full_finetune_that_fails_hands_the_backbone_back_frozen_and_without_sites(tiny_backbone):
+    def fail(step, total, loss):
+        raise RuntimeError("stopped in the middle of training")
+
+    backbone = tiny_backbone("bert")
+    with pytest.raises(RuntimeError, match="stopped in the middle"):
+        train_full_finetune(backbone, SPEC, sentiment_splits(n_train=16, n_eval=8), CFG, on_step=fail)
+    assert not any(p.requires_grad for p in backbone.model.parameters())
+    assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())

@@ -11,8 +11,9 @@ from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, save_artifact
 from peft_core.compositions import TRANSFER_METHODS, get_method
 from peft_core.configs import TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
+from peft_core.jobs import encode_splits, final_metrics
 from peft_core.prompts import description_embeddings
-from peft_core.recipes import encode_splits, final_metrics, train_adapter
+from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from peft_core.parameter_counts import transfer_parameter_count

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import tasks.units as units
-from peft_core.recipes import TrainingResult
+from peft_core.jobs import TrainingResult
 from tasks.config import PipelineConfig
 from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.tracking import KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, find_finished_unit
