@@ -185,7 +185,7 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
     results.to_csv(RESULTS / f"{stem}.csv", index=False)
     sources.to_csv(RESULTS / f"{stem}-sources.csv", index=False)
     curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets
-              if not results.empty and (results["target"] == t).any()}
+              if not results.empty and (results["target"].eq(t) & ~results["recovery"]).any()}
     t = cfg.training.targets
     body = "\n".join([
         f"# glue-lowres, {profile_name} profile",
