@@ -156,6 +156,21 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
     return model
 
 
+def start_head_from(model: AdapterModel, spec: TaskSpec, sources: Sequence[SourceAdapter], name: str) -> None:
+    """Copy source `name`'s task head into the target's new head."""
+    source = next((s for s in sources if s.name == name), None)
+    if source is None:
+        raise ConfigError(f"head_from names source '{name}', which is not among the sources "
+                          f"({', '.join(s.name for s in sources)}); name one of them or start a new head")
+    saved = {k[len("head."):]: v for k, v in source.tensors.items() if k.startswith("head.")}
+    head = model.heads[spec.name]
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in saved.items()} != shapes:
+        raise ArtifactError(f"source '{name}' ({source.directory}) has a head for another label set than task "
+                            f"{spec.name}'s; start a new head or name the target's own adapter")
+    head.load_state_dict(saved)
+
+
 def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Parameter]:
     """Every trainable tensor under its artifact name: `sites.{layer}.{position}.{name}`,
     `head.{name}`, `prompt.embeddings`. A Parameter shared by several sites (ScaLearn++'s ω)
@@ -205,11 +220,16 @@ def fit_transfer(
     *,
     method_options: dict | None = None,
     learning_rate: float | Literal["published"] = "published",
+    head_from: str | None = None,
     checkpoint_dir: Path | None = None,
     on_epoch=None,
     on_step: StepCallback | None = None,
 ) -> TrainingResult:
     """Train `method`'s combination of the frozen sources (and a new head) on the target `spec`.
+
+    `head_from` names a source whose task head (same task, same labels) the target head starts
+    from, instead of a new random one: in ScaLearn's setting the target's own adapter, trained
+    on the same examples.
 
     Everything trains at one rate, the new head included, as one optimizer does in the papers'
     code: `learning_rate`, or for "published" the method's own (ScaLearn 6e-3, AdapterFusion
@@ -223,6 +243,8 @@ def fit_transfer(
     sources = load_sources(source_dirs, backbone, spec.name)
     with job_model(train, lambda: build_transfer_model(backbone, spec, sources, transfer_method,
                                                        method_options)) as model:
+        if head_from is not None:
+            start_head_from(model, spec, sources, head_from)
         data = encode_splits(spec, splits, backbone, train.max_length)
         run = fit_single_task(model, spec, data, train, before_evaluation=reset_weight_statistics,
                               checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
@@ -230,6 +252,7 @@ def fit_transfer(
         config = artifact_config(method, backbone, sources[0].adapter_config, train.to_dict(), run.metrics,
                                  **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch,
                                  sources=[s.describe() for s in sources], method_options=method_options or {},
+                                 **({"head_from": head_from} if head_from is not None else {}),
                                  weights={k: report[k] for k in ("sources", "sites", "weights")})
         tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
         save_artifact(output_dir, tensors, config)

@@ -123,6 +123,27 @@ def test_a_given_rate_replaces_the_published_one(backbone, source_dirs, tmp_path
     assert json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["training"]["learning_rate"] == 1e-3
 
 
+def test_the_head_can_start_from_a_sources_head(backbone, source_dirs, tmp_path):
+    still = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-12)  # the head stays where it started
+    source_head = {k: v for k, v in load_file(source_dirs[0] / WEIGHTS_FILE).items() if k.startswith("head.")}
+    fitted = {}
+    for head_from in ("sst2", None):
+        out = tmp_path / str(head_from)
+        fit_transfer(backbone, TARGET, sentiment_splits(), "scalearn", source_dirs, still, out, learning_rate=1e-12,
+                     head_from=head_from)
+        fitted[head_from] = {k: v for k, v in load_file(out / WEIGHTS_FILE).items() if k.startswith("head.")}
+    assert json.loads((tmp_path / "sst2" / CONFIG_FILE).read_text())["head_from"] == "sst2"
+    assert all(torch.allclose(fitted["sst2"][k], v, atol=1e-6) for k, v in source_head.items())
+    assert not torch.allclose(fitted[None]["head.linear.weight"], source_head["head.linear.weight"])
+
+
+def test_a_head_from_an_unknown_source_is_a_config_error(backbone, source_dirs, tmp_path):
+    with pytest.raises(ConfigError, match="head_from names source 'mnli'.*sst2, cola"):
+        fit_transfer(backbone, TARGET, sentiment_splits(), "scalearn", source_dirs, FAST, tmp_path / "out",
+                     head_from="mnli")
+    assert no_sites_left(backbone)
+
+
 # -- errors a user can act on ------------------------------------------------------------------
 def test_no_sources_is_a_config_error(backbone, tmp_path):
     with pytest.raises(ConfigError, match="target demo_sentiment has no source adapters"):
