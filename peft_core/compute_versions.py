@@ -29,16 +29,15 @@ ROOT = Path(__file__).parent
 DIGESTS_FILE = ROOT / "compute_digests.json"
 
 # component -> (version, modules relative to peft_core/). Data *loading* is not listed: the
-# prepared splits' content digest is already part of every key.
+# prepared splits' content digest is already part of every key. An entry with a `*` is a glob, so a
+# new method module in compositions/ is on the transfer path with no edit here.
 COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "encoding": (1, ("data/encoding.py", "task_specs.py")),
     "model": (1, ("backbones.py", "sites.py", "model.py", "heads.py", "adapters.py", "prompts.py",
                   "compositions/single.py")),
     "training": (2, ("training.py", "configs.py", "precision.py", "metrics.py", "jobs.py", "recipes.py",
                      "full_finetune.py")),
-    "transfer": (2, ("transfer.py", "compositions/__init__.py", "compositions/average.py",
-                     "compositions/fusion.py", "compositions/pemt.py", "compositions/scalearn.py",
-                     "compositions/tracking.py")),
+    "transfer": (2, ("transfer.py", "compositions/*.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
     "hyperformer_transfer": (1, ("hyperformer/few_shot.py",)),
@@ -70,6 +69,19 @@ def versions_for(kind: str) -> dict[str, int]:
     return {name: COMPONENTS[name][0] for name in UNIT_COMPONENTS[kind]}
 
 
+def modules_of(component: str) -> tuple[str, ...]:
+    """A component's modules, its globs expanded now, less modules another entry names exactly
+    (compositions/single.py belongs to `model`)."""
+    named = {m for _, modules in COMPONENTS.values() for m in modules if "*" not in m}
+    found: list[str] = []
+    for entry in COMPONENTS[component][1]:
+        if "*" in entry:
+            found += sorted(m for p in ROOT.glob(entry) if (m := p.relative_to(ROOT).as_posix()) not in named)
+        else:
+            found.append(entry)
+    return tuple(found)
+
+
 def code_digest(module: str) -> str:
     """A digest of a module's code with comments, docstrings and formatting left out."""
     tree = ast.parse((ROOT / module).read_text())
@@ -83,7 +95,7 @@ def code_digest(module: str) -> str:
 
 @cache
 def current_digests() -> dict[str, dict[str, str]]:
-    return {name: {m: code_digest(m) for m in modules} for name, (_, modules) in COMPONENTS.items()}
+    return {name: {m: code_digest(m) for m in modules_of(name)} for name in COMPONENTS}
 
 
 def recorded_digests() -> dict[str, dict]:
@@ -105,7 +117,7 @@ def unrecorded_changes() -> list[str]:
 
 def unclassified_modules() -> list[str]:
     """Modules of peft_core in neither COMPONENTS nor OFF_COMPUTE_PATH (a new module must be placed)."""
-    listed = {m for _, modules in COMPONENTS.values() for m in modules} | set(OFF_COMPUTE_PATH)
+    listed = {m for name in COMPONENTS for m in modules_of(name)} | set(OFF_COMPUTE_PATH)
     return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py")
                   if p.relative_to(ROOT).as_posix() not in listed)
 

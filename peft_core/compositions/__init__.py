@@ -28,6 +28,7 @@ from .fusion import FUSION_LEARNING_RATE, AdapterFusion, build_fusion
 from .pemt import PEMT_LEARNING_RATE, AttentivePrompt, PEMTMixture, build_pemt
 from .scalearn import SCALEARN_LEARNING_RATE, SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
 from .single import SingleAdapter
+from .soup import AdapterSoup, build_adaptersoup
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class TransferMethod:
 
 TRANSFER_METHODS: dict[str, TransferMethod] = {
     "average": TransferMethod("average", build_average),
+    "adaptersoup": TransferMethod("adaptersoup", build_adaptersoup),
     "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
     **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
        for name, variant in SCALEARN_VARIANTS.items()},
@@ -82,6 +84,6 @@ def get_method(name: str) -> TransferMethod:
 
 
 __all__ = [
-    "TRANSFER_METHODS", "AdapterFusion", "AttentivePrompt", "PEMTMixture", "ScaLearn",
+    "TRANSFER_METHODS", "AdapterFusion", "AdapterSoup", "AttentivePrompt", "PEMTMixture", "ScaLearn",
     "ScaLearnVariant", "SingleAdapter", "TransferMethod", "UniformAverage", "get_method",
 ]

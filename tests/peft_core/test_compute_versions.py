@@ -48,13 +48,15 @@ def test_a_new_module_or_an_edit_off_the_compute_path_keeps_every_key(tmp_path, 
     monkeypatch.setattr(compute_versions, "ROOT", root)
     keys = {kind: unit_key(kind, task="rte") for kind in UNIT_COMPONENTS}
     (root / "compositions" / "new_method.py").write_text("def build(banks, adapter):\n    return []\n")
+    (root / "new_module.py").write_text("X = 1\n")
     with (root / "transfer.py").open("a") as f:
         f.write("\n\ndef plot_something():\n    return None\n")  # e.g. a plot added beside the maths
     compute_versions.current_digests.cache_clear()
     try:
         assert {kind: unit_key(kind, task="rte") for kind in UNIT_COMPONENTS} == keys
-        assert "transfer: transfer.py" in compute_versions.unrecorded_changes()  # but the decision is asked for
-        assert "compositions/new_method.py" in compute_versions.unclassified_modules()
+        changes = compute_versions.unrecorded_changes()  # but the decision is asked for
+        assert "transfer: transfer.py" in changes and "transfer: compositions/new_method.py" in changes
+        assert compute_versions.unclassified_modules() == ["new_module.py"]  # a method module is placed by itself
     finally:
         compute_versions.current_digests.cache_clear()
 
@@ -62,6 +64,14 @@ def test_a_new_module_or_an_edit_off_the_compute_path_keeps_every_key(tmp_path, 
 def test_settings_left_unset_do_not_change_a_key():
     assert unit_key("adapter", train={"lr": 1e-3}) == unit_key("adapter", train={"lr": 1e-3, "max_steps": None})
     assert unit_key("adapter", train={"lr": 1e-3}) != unit_key("adapter", train={"lr": 1e-3, "max_steps": 100})
+
+
+def test_every_module_of_compositions_is_on_the_transfer_path_but_single_is_the_models():
+    compositions = sorted(p.relative_to(compute_versions.ROOT).as_posix()
+                          for p in (compute_versions.ROOT / "compositions").glob("*.py"))
+    transfer, model = compute_versions.modules_of("transfer"), compute_versions.modules_of("model")
+    assert set(transfer) == {"transfer.py", *compositions} - {"compositions/single.py"}
+    assert "compositions/single.py" in model and not set(transfer) & set(model)
 
 
 @pytest.mark.parametrize("kind", list(UNIT_COMPONENTS))

@@ -1,0 +1,220 @@
+"""AdapterSoup: the sources' parameters averaged into one frozen adapter per site; only the head trains."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
+from peft_core.compositions import AdapterSoup, SingleAdapter, get_method
+from peft_core.configs import AdapterConfig
+from peft_core.errors import ConfigError
+from peft_core.model import AdapterModel
+from peft_core.parameter_counts import transfer_parameter_count
+from peft_core.recipes import encode_splits
+from peft_core.sites import AdapterSite
+from peft_core.training import predict
+from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters
+from tasks.config import load_config
+
+from .conftest import HIDDEN as D
+from .conftest import sentiment_splits
+from .test_compositions import ADAPTER, SPEC, model_logits, random_batch, random_bank, single_adapter_from
+from .test_transfer import FAST, backbone, source_dirs  # noqa: F401  (its module-scoped fixtures: two trained sources)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SOUP = get_method("adaptersoup")
+TENSORS = ("down_weight", "down_bias", "up_weight", "up_bias")
+
+
+def weighted_mean(bank, weights):
+    """Reference: Σ_j w_j θ_j / Σ_j w_j of every tensor, from the bank's stacked per-adapter states."""
+    w = torch.tensor(weights, dtype=torch.float32)
+    states = [bank.adapter_state(j) for j in range(bank.num_adapters)]
+    return {name: torch.einsum("k,k...->...", w / w.sum(), torch.stack([s[name] for s in states])) for name in TENSORS}
+
+
+def single_adapter_with(state):
+    single = SingleAdapter(D, ADAPTER)
+    single.load_adapter_state(state)
+    return single
+
+
+# -- the averaged parameters -------------------------------------------------------------------
+@pytest.mark.parametrize("weights", [None, [1.0, 2.0, 1.0], [0.0, 0.0, 5.0]])
+def test_each_site_holds_the_weighted_mean_of_the_sources_parameters(weights):
+    banks = [random_bank(3, seed=s) for s in range(4)]
+    options = {} if weights is None else {"weights": weights}
+    soups = SOUP.compositions(banks, ADAPTER, options)
+    assert len(soups) == len(banks) and all(isinstance(s, AdapterSoup) for s in soups)
+    for soup, bank in zip(soups, banks):
+        expected = weighted_mean(bank, weights or [1.0, 1.0, 1.0])
+        state = soup.adapter_state()
+        assert set(state) == set(TENSORS)
+        for name in TENSORS:
+            torch.testing.assert_close(state[name], expected[name])
+    scaled = [w / sum(weights) for w in weights] if weights else [1 / 3] * 3
+    assert soups[0].report()["weights"] == pytest.approx(scaled)
+
+
+def test_weighted_and_uniform_soups_differ_and_only_the_ratio_of_weights_matters():
+    bank = random_bank(2)
+    uniform = SOUP.compositions([bank], ADAPTER)[0].adapter_state()
+    weighted = SOUP.compositions([bank], ADAPTER, {"weights": [0.7, 0.3]})[0].adapter_state()
+    scaled = SOUP.compositions([bank], ADAPTER, {"weights": [7, 3]})[0].adapter_state()
+    assert not torch.allclose(uniform["up_weight"], weighted["up_weight"])
+    for name in TENSORS:
+        torch.testing.assert_close(weighted[name], scaled[name])
+
+
+def test_a_soup_computes_what_a_single_adapter_with_the_averaged_parameters_computes(tiny_backbone):
+    backbone = tiny_backbone()
+    banks = {layer: random_bank(3, seed=20 + layer) for layer in range(2)}
+    soups = dict(zip(banks, SOUP.compositions(list(banks.values()), ADAPTER, {"weights": [0.5, 0.3, 0.2]})))
+    souped, head = model_logits(backbone, lambda site: soups[site.layer])
+    alone, _ = model_logits(backbone, lambda site: single_adapter_with(weighted_mean(banks[site.layer], [0.5, 0.3, 0.2])),
+                            head)
+    torch.testing.assert_close(souped, alone)
+    # weight-space averaging is not output averaging: the adapter is non-linear in its parameters
+    averaged, _ = model_logits(backbone, lambda site: get_method("average").compositions([banks[site.layer]], ADAPTER)[0],
+                               head)
+    assert not torch.allclose(souped, averaged)
+
+
+def test_a_soup_of_one_source_is_that_source_exactly(tiny_backbone):
+    backbone = tiny_backbone()
+    banks = {layer: random_bank(1, seed=30 + layer) for layer in range(2)}
+    soups = dict(zip(banks, SOUP.compositions(list(banks.values()), ADAPTER)))
+    for layer, soup in soups.items():
+        source = banks[layer].adapter_state(0)
+        assert all(torch.equal(soup.adapter_state()[name], source[name]) for name in TENSORS)
+    souped, head = model_logits(backbone, lambda site: soups[site.layer])
+    alone, _ = model_logits(backbone, lambda site: single_adapter_from(banks[site.layer], 0), head)
+    assert torch.equal(souped, alone)
+
+
+def test_nothing_in_a_soup_trains():
+    soup = SOUP.compositions([random_bank(2)], ADAPTER)[0]
+    assert not any(p.requires_grad for p in soup.parameters())
+    assert not any(p.requires_grad for p in SOUP.compositions([random_bank(2)], ADAPTER, {"weights": [1, 0]})[0].parameters())
+
+
+def test_a_soup_trains_no_transfer_parameters_at_roberta_base_size():
+    assert transfer_parameter_count("adaptersoup", 768, 12, 8, AdapterConfig()) == 0  # built on the meta device
+
+
+# -- options -----------------------------------------------------------------------------------
+def test_weights_is_the_only_option_and_a_misspelt_one_is_named():
+    assert SOUP.options == ("weights",)
+    with pytest.raises(ConfigError, match=r"method 'adaptersoup' has no option\(s\) \['weight'\]; its options: weights"):
+        SOUP.compositions([random_bank(2)], ADAPTER, {"weight": [1, 1]})
+
+
+@pytest.mark.parametrize("weights, problem", [
+    ([1.0], "has 1 value\\(s\\) but the fit combines 2 source adapters"),
+    ([1.0, 1.0, 1.0], "has 3 value\\(s\\) but the fit combines 2 source adapters"),
+    ([-1.0, 2.0], "must be finite and non-negative with a positive sum"),
+    ([0, 0], "must be finite and non-negative with a positive sum"),
+    ([float("nan"), 1.0], "must be finite and non-negative with a positive sum"),
+    ("0.5, 0.5", "must be a list of numbers"),
+    ({"mnli": 0.7, "qnli": 0.3}, "must be a list of numbers"),
+    ([True, 1], "must be a list of numbers"),
+    (0.5, "must be a list of numbers"),
+])
+def test_bad_weights_are_a_config_error_naming_the_option_and_the_fix(weights, problem):
+    with pytest.raises(ConfigError, match=f"adaptersoup option 'weights'.*{problem}") as caught:
+        SOUP.compositions([random_bank(2), random_bank(2, seed=1)], ADAPTER, {"weights": weights})
+    message = str(caught.value)
+    assert "give one weight per source, in the order of the fit's sources" in message and "\n" not in message
+
+
+def write_config(tmp_path, options: dict):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"methods": ["adapter", "adaptersoup"], "transfer": {"options": {"adaptersoup": options}}}))
+    return path
+
+
+def test_yaml_options_of_adaptersoup_reach_the_fit_as_written(tmp_path):
+    config = load_config(write_config(tmp_path, {"weights": [0.7, 0.3, 0.0, 1.0]}))
+    assert config.methods == ["adapter", "adaptersoup"]
+    assert config.transfer.options_for("adaptersoup") == {"weights": [0.7, 0.3, 0.0, 1.0]}
+
+
+def test_a_misspelt_yaml_option_of_adaptersoup_is_a_one_line_config_error(tmp_path):
+    path = write_config(tmp_path, {"weigths": [0.7, 0.3]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "transfer.options" in message
+    assert "adaptersoup has unknown option(s) ['weigths']; adaptersoup's options: weights" in message
+
+
+# -- in a model: only the head trains, and a fit saves and reloads -----------------------------
+def test_in_a_transfer_model_only_the_head_trains(backbone, source_dirs):
+    model = build_transfer_model(backbone, SPEC, load_sources(source_dirs, backbone, SPEC.name), SOUP,
+                                 {"weights": [0.6, 0.4]})
+    try:
+        trainable = transfer_parameters(model, SPEC.name)
+        assert trainable and all(name.startswith("head.") for name in trainable)
+        model.train()
+        batch = random_batch() | {"labels": torch.tensor([0, 1, 0])}
+        model(batch, SPEC.name).loss.backward()
+        with_grad = {id(p) for p in model.parameters() if p.grad is not None}
+        assert with_grad == {id(p) for p in trainable.values()}
+    finally:
+        model.detach()
+
+
+def test_a_fit_saves_the_head_only_and_reloads_with_the_same_predictions(backbone, source_dirs, tmp_path):
+    splits = sentiment_splits()
+    out = tmp_path / "fit"
+    result = fit_transfer(backbone, SPEC, splits, "adaptersoup", source_dirs, FAST, out,
+                          method_options={"weights": [3, 1]})
+    assert json.loads((out / CONFIG_FILE).read_text())["method_options"] == {"weights": [3, 1]}
+    saved = load_file(out / WEIGHTS_FILE)
+    assert saved and all(name.startswith("head.") for name in saved)  # the soup is rebuilt from the sources
+    assert result.trainable_params == 0
+    assert result.extra["weights"]["weights"] == [[0.75, 0.25], [0.75, 0.25]]
+
+    sources = [load_file(folder / WEIGHTS_FILE) for folder in source_dirs]
+    test = encode_splits(SPEC, splits, backbone, FAST.max_length).test
+    reloaded = load_transfer_model(out, backbone, SPEC)
+    try:
+        predictions, _ = predict(reloaded, SPEC, test, 16)
+        batch = random_batch()
+        reloaded.eval()
+        with torch.no_grad():
+            logits = reloaded(batch, SPEC.name).logits
+        for site in reloaded.sites:
+            state = site.composition.adapter_state()
+            for name in TENSORS:
+                key = f"sites.{site.key}.{name}"
+                torch.testing.assert_close(state[name], 0.75 * sources[0][key] + 0.25 * sources[1][key])
+    finally:
+        reloaded.detach()
+    assert predictions.tolist() == result.predictions["test"]["predictions"]
+
+    # the same model assembled by hand: single adapters of the averaged tensors and the saved head
+    by_hand = AdapterModel(backbone)
+    try:
+        by_hand.set_compositions(lambda site: single_adapter_with(
+            {name: 0.75 * sources[0][f"sites.{site.key}.{name}"] + 0.25 * sources[1][f"sites.{site.key}.{name}"]
+             for name in TENSORS}))
+        head = by_hand.add_head(SPEC)
+        head.load_state_dict({name.removeprefix("head."): t for name, t in saved.items()})
+        by_hand.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(by_hand(batch, SPEC.name).logits, logits)
+    finally:
+        by_hand.detach()
+    assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
+
+
+def test_wrong_weights_fail_the_fit_before_training_and_leave_the_backbone_clean(backbone, source_dirs, tmp_path):
+    with pytest.raises(ConfigError, match="has 3 value\\(s\\) but the fit combines 2 source adapters"):
+        fit_transfer(backbone, SPEC, sentiment_splits(), "adaptersoup", source_dirs, FAST, tmp_path / "fit",
+                     method_options={"weights": [1, 1, 1]})
+    assert not (tmp_path / "fit").exists()
+    assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
