@@ -44,6 +44,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _canonical_task_names(names: list[str]) -> list[str]:
+    try:
+        return [get_task(n).name for n in names]
+    except UnknownTaskError as exc:  # as a ValueError, so the message names the file and field
+        raise ValueError(str(exc)) from None
+
+
 class FewShotSettings(Strict):
     """k training examples per target, drawn afresh for every seed (the low-resource protocols)."""
 
@@ -64,6 +71,11 @@ class DataSettings(Strict):
     max_train_targets: int | None = Field(None, gt=0, description="cap on a target's training examples in the transfer stage")
     few_shot: FewShotSettings | None = Field(None, description="sample each target's train/validation per seed "
                                              "(sources keep all their data); test stays the whole test set")
+
+    @field_validator("max_train_per_task")
+    @classmethod
+    def _canonical_task_keys(cls, caps: dict[str, int]) -> dict[str, int]:
+        return dict(zip(_canonical_task_names(list(caps)), caps.values()))
 
     def resolved_path(self) -> Path | None:
         if self.source != "local":
@@ -230,15 +242,21 @@ class PipelineConfig(Strict):
     @field_validator("sources", "targets")
     @classmethod
     def _canonical_task_names(cls, names: list[str]) -> list[str]:
-        try:
-            return [get_task(n).name for n in names]
-        except UnknownTaskError as exc:  # as a ValueError, so the message names the file and field
-            raise ValueError(str(exc)) from None
+        return _canonical_task_names(names)
 
     @model_validator(mode="after")
     def _has_seeds(self) -> "PipelineConfig":
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds: [42]")
+        return self
+
+    @model_validator(mode="after")
+    def _caps_are_for_its_tasks(self) -> "PipelineConfig":
+        tasks = list(dict.fromkeys(self.sources + self.targets))
+        others = [t for t in self.data.max_train_per_task if t not in tasks]
+        if others:
+            raise ValueError(f"field 'data.max_train_per_task': task(s) {', '.join(others)} not among this config's "
+                             f"sources and targets; cap one of: {', '.join(tasks)}")
         return self
 
     @model_validator(mode="after")
@@ -305,7 +323,7 @@ def _writable_folder(folder: Path, setting: str) -> Path:
 
 def _format_validation_error(exc: ValidationError, where: str, overrides: dict) -> str:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling against configs/demo.yaml"
@@ -316,7 +334,8 @@ def _format_validation_error(exc: ValidationError, where: str, overrides: dict) 
         where = f"override {key}={overrides[key]!r}"
         if overrides[key] is None and loc == key:
             msg += "; this field cannot be null, give it a value"
-    return f"{where}: field '{loc}': {msg}{more}"
+    # A check across fields (a model validator, no location) names its fields in its message.
+    return f"{where}: field '{loc}': {msg}{more}" if loc else f"{where}: {msg}{more}"
 
 
 def _within(loc: str, key: str) -> bool:

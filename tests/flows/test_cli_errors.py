@@ -80,6 +80,11 @@ def write_config(tmp_path, tiny_backbone_dir):
     ({"bogus_key": 1}, "my.yaml: field 'bogus_key': unknown key"),
     ({"training.sources.epochs": "many"}, "my.yaml: field 'training.sources.epochs'"),
     ({"sources": ["demo_sentiment", "not_a_task"]}, "my.yaml: field 'sources': unknown task 'not_a_task'"),
+    ({"data.max_train_per_task": {"not_a_task": 8}}, "my.yaml: field 'data.max_train_per_task': unknown task "
+                                                     "'not_a_task'; use one of: boolq,"),
+    ({"data.max_train_per_task": {"demo_nli": 8}}, "my.yaml: field 'data.max_train_per_task': task(s) demo_nli not "
+                                                   "among this config's sources and targets; cap one of: "
+                                                   "demo_sentiment, demo_lowres"),
     ({"backbone": "/nonexistent/bert-folder"}, "backbone folder /nonexistent/bert-folder not found"),
     ({"data": {"source": "local", "path": "/nonexistent/glue"}}, "data folder /nonexistent/glue does not exist"),
 ])
@@ -119,6 +124,11 @@ def test_a_home_that_cannot_be_written(tmp_path, write_config, command, setting)
         outcome = run_cli(tmp_path, command, "--config", str(write_config(home=str(home))))
     assert_user_error(outcome, f"home folder {home} (from {setting}) cannot be written (Not a directory: {home}); "
                                f"set {setting} to a folder you can write")
+
+
+def test_task_caps_take_any_spelling_of_a_task_name(write_config):
+    cfg = load_config(write_config(**{"data.max_train_per_task": {"Demo-Sentiment": 8}}))
+    assert cfg.data.train_cap("demo_sentiment") == 8 and cfg.data.train_cap("demo_lowres") == 32
 
 
 def test_set_null_clears_a_field_that_may_be_null(write_config):
