@@ -13,11 +13,10 @@ from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.recipes import evaluate_adapter, train_adapter
 from peft_core.task_specs import get_task
-from tasks.common import unit_logger
-from tasks.units import run_training_unit
+from tasks.units import Unit, run_training_unit, run_unit
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
-from tasks.tracking import Tracking, UnitRun, find_finished_unit, record_reuse, unit_lock
+from tasks.tracking import Tracking, UnitRun
 
 Role = Literal["source", "target"]
 
@@ -58,21 +57,15 @@ def evaluate_unit_key(adapter_key: str, prepared: dict) -> str:
 
 @task(name="evaluate_adapter", cache_policy=NO_CACHE)
 def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, parent_run_id: str | None) -> dict:
-    """Recompute an adapter's validation/test metrics from its artifact and log them as a run."""
-    tracking = Tracking.from_config(cfg)
-    key = evaluate_unit_key(unit["unit_key"], prepared)
-    with unit_lock(cfg.home_dir(), key):  # a second pipeline evaluating the same adapter waits, then reuses
-        cached = None if "evaluate" in cfg.force_stages else find_finished_unit(tracking, key)
-        run_args = dict(stage="evaluate", task=unit["task"], method=unit["method"], unit_key=key,
-                        extra_tags={"evaluated_run_id": unit["run_id"]})
-        label = f"evaluate/{unit['task']}/{unit['method']}"
-        if cached is not None:
-            record_reuse(tracking, parent_run_id, cached, label, **run_args)
-            return {**unit, "evaluation": dict(cached.data.metrics)}
-        spec = get_task(unit["task"])
-        with UnitRun(tracking, parent_run_id, label, **run_args) as run:
-            metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), spec,
-                                       load_splits(prepared["folder"]))
-            run.log_metrics(metrics)
-    unit_logger().info("evaluated %s/%s from its artifact: %s", unit["task"], unit["method"], metrics)
-    return {**unit, "evaluation": metrics}
+    """Recompute an adapter's validation/test metrics from its artifact and log them as a run (or reuse
+    a finished evaluation of it); returns `unit` with its metrics under "evaluation"."""
+    evaluation = Unit("evaluate", unit["task"], unit["method"], evaluate_unit_key(unit["unit_key"], prepared),
+                      tags={"evaluated_run_id": unit["run_id"]})
+
+    def evaluate(tracking: Tracking, run: UnitRun) -> dict[str, float]:
+        metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), get_task(unit["task"]),
+                                   load_splits(prepared["folder"]))
+        run.log_metrics(metrics)
+        return metrics
+
+    return {**unit, "evaluation": run_unit(cfg, parent_run_id, evaluation, evaluate).metrics}

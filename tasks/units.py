@@ -1,8 +1,9 @@
-"""The skeleton every training unit shares: look the unit up by key, else train, track, register.
+"""The skeleton every unit of work shares: look the unit up by key, else run it and track it.
 
-A unit whose key has a FINISHED run in MLflow is not trained again; the current pipeline run
-gets a small child run that records the reuse (tag `artifact_run_id`), so its report is complete.
-Training writes into a work folder keyed by the unit, so a killed unit resumes from its last
+A unit whose key has a FINISHED run in MLflow is not run again; the current pipeline run gets a
+small child run that records the reuse (tag `artifact_run_id`), so its report is complete. A unit
+that raises leaves its run FAILED, never reused. `run_training_unit` is the skeleton for units that
+train: training writes into a work folder keyed by the unit, so a killed unit resumes from its last
 epoch checkpoint; the artifact is logged only after training and evaluation completed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.config import PipelineConfig
@@ -25,6 +27,52 @@ PREDICTIONS_FILE = "predictions.json"  # test predictions and labels: what paire
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A unit of work as its MLflow run is tagged. `stage`: the run's `stage` tag (`tasks.stage_table`:
+    a stage's name, or a tag of its unit runs such as a joint model's, which `--force-stage` of that
+    stage reruns); `tags`: further tags of its run and of a run recording its reuse."""
+
+    stage: str
+    task: str
+    method: str
+    key: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}/{self.task}/{self.method}"
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    run_id: str  # this pipeline run's child run of the unit
+    result_run_id: str  # the run holding the unit's result: `run_id`, or the finished run reused
+    metrics: dict[str, float]
+    reused: bool
+
+
+def run_unit(cfg: PipelineConfig, parent_run_id: str | None, unit: Unit,
+             work: Callable[[Tracking, UnitRun], dict[str, float]]) -> UnitOutcome:
+    """The unit's finished run if it has one (unless its stage is forced), else `work` in a new child
+    run of `parent_run_id`; `work` logs what it computed and returns the unit's metrics."""
+    # A second pipeline on the same store waits here, then finds the unit finished instead of
+    # running it again (in the same work folder).
+    with unit_lock(cfg.home_dir(), unit.key):
+        tracking = Tracking.from_config(cfg)
+        run_tags = dict(stage=unit.stage, task=unit.task, method=unit.method, unit_key=unit.key, extra_tags=unit.tags)
+        cached = None if stage_of_tag(unit.stage) in cfg.force_stages else find_finished_unit(tracking, unit.key)
+        if cached is not None:
+            result_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
+            run_id = record_reuse(tracking, parent_run_id, cached, unit.label, **run_tags)
+            unit_logger().info("%s: reusing finished run %s (key %s)", unit.label, result_run_id, unit.key)
+            return UnitOutcome(run_id, result_run_id, dict(cached.data.metrics), reused=True)
+        with UnitRun(tracking, parent_run_id, unit.label, **run_tags) as run:
+            metrics = work(tracking, run)
+        unit_logger().info("%s finished: %s", unit.label, _short(metrics))
+        return UnitOutcome(run.run_id, run.run_id, metrics, reused=False)
+
+
 def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{cfg.experiment_name()}.{task}.{method}")
 
@@ -32,57 +80,47 @@ def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
                       unit_key: str, params: dict, train: TrainFn, seed: int | None = None,
                       datasets: Sequence[dict] = ()) -> UnitResult:
-    """`stage`: the run's `stage` tag (`tasks.stage_table`: a stage's name, or a tag of its unit runs such
-    as a joint model's, which `--force-stage` of that stage retrains). `datasets`: the prepared data
-    (`prepare_task_data` results) the unit trains and is evaluated on."""
-    # A second pipeline on the same store waits here, then finds the unit finished instead of
-    # training it again in the same work folder.
-    with unit_lock(cfg.home_dir(), unit_key):
-        tracking = Tracking.from_config(cfg)
-        label = f"{stage}/{task}/{method}"
-        cached = None if stage_of_tag(stage) in cfg.force_stages else find_finished_unit(tracking, unit_key)
-        if cached is not None:
-            return _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed)
+    """`run_unit` for a unit that trains: `train` writes its artifact (if any), which is logged with the
+    run's params, history, metrics, predictions and datasets, and registered as a model. `datasets`:
+    the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
+    unit = Unit(stage, task, method, unit_key)
+    work = cfg.home_dir() / "work" / unit_key
 
-        work = cfg.home_dir() / "work" / unit_key
-        progress = TrainingProgress(label)
-        with UnitRun(tracking, parent_run_id, label, stage=stage, task=task, method=method, unit_key=unit_key) as run:
-            run.log_params(params)
-            result = train(work / ARTIFACT_PATH, work / "checkpoint", progress)
-            run.log_history(result.history)
-            metrics = result.metrics | {
-                "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
-                "trainable_params": result.trainable_params, "head_params": result.head_params,
-                "best_epoch": result.best_epoch,
-            }
-            run.log_metrics(metrics)
-            for name, data in result.extra.get("json_artifacts", {}).items():
-                run.log_dict(data, name)
-            if result.predictions:
-                run.log_dict(result.predictions, PREDICTIONS_FILE)
-            log_datasets(tracking, run.run_id, datasets)
-            if result.artifact_dir is not None:
-                run.log_folder(result.artifact_dir, ARTIFACT_PATH)
-                targets = unit_targets(task, method, result.artifact_dir)
-                model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets))
-                register_model(tracking, run.run_id, model_id, registry_name(cfg, task, method), "current")
-        shutil.rmtree(work / "checkpoint", ignore_errors=True)
-        unit_logger().info("%s finished: %s", label, _short(result.metrics))
-        artifact = download_unit_artifact(tracking, run.run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
-            if result.artifact_dir is not None else None
-        shutil.rmtree(work, ignore_errors=True)
-        return UnitResult(stage, task, method, unit_key, run.run_id, str(artifact) if artifact else None, metrics, seed=seed)
+    def train_and_log(tracking: Tracking, run: UnitRun) -> dict[str, float]:
+        run.log_params(params)
+        result = train(work / ARTIFACT_PATH, work / "checkpoint", TrainingProgress(unit.label))
+        run.log_history(result.history)
+        metrics = result.metrics | {
+            "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
+            "trainable_params": result.trainable_params, "head_params": result.head_params,
+            "best_epoch": result.best_epoch,
+        }
+        run.log_metrics(metrics)
+        for name, data in result.extra.get("json_artifacts", {}).items():
+            run.log_dict(data, name)
+        if result.predictions:
+            run.log_dict(result.predictions, PREDICTIONS_FILE)
+        log_datasets(tracking, run.run_id, datasets)
+        if result.artifact_dir is not None:
+            run.log_folder(result.artifact_dir, ARTIFACT_PATH)
+            targets = unit_targets(task, method, result.artifact_dir)
+            model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets))
+            register_model(tracking, run.run_id, model_id, registry_name(cfg, task, method), "current")
+        shutil.rmtree(work, ignore_errors=True)  # logged to MLflow; a failed unit keeps it to resume
+        return metrics
+
+    outcome = run_unit(cfg, parent_run_id, unit, train_and_log)
+    artifact = _unit_artifact(cfg, outcome.result_run_id)
+    return UnitResult(stage, task, method, unit_key, outcome.run_id, str(artifact) if artifact else None,
+                      outcome.metrics, reused=outcome.reused, seed=seed)
 
 
-def _record_reuse(cfg, tracking, parent_run_id, cached, stage, task, method, unit_key, label, seed) -> UnitResult:
-    source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
-    metrics = dict(cached.data.metrics)
-    run_id = record_reuse(tracking, parent_run_id, cached, label, stage=stage, task=task, method=method, unit_key=unit_key)
-    has_artifact = bool(tracking.client().list_artifacts(source_run_id, ARTIFACT_PATH))  # full FT keeps none
-    artifact = download_unit_artifact(tracking, source_run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache") \
-        if has_artifact else None
-    unit_logger().info("%s: reusing finished run %s (key %s)", label, source_run_id, unit_key)
-    return UnitResult(stage, task, method, unit_key, run_id, str(artifact) if artifact else None, metrics, reused=True, seed=seed)
+def _unit_artifact(cfg: PipelineConfig, run_id: str) -> Path | None:
+    """The local copy of a unit run's artifact, or None when the run logged none."""
+    tracking = Tracking.from_config(cfg)
+    if not tracking.client().list_artifacts(run_id, ARTIFACT_PATH):
+        return None
+    return download_unit_artifact(tracking, run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache")
 
 
 def _short(metrics: dict) -> str:
