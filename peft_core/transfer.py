@@ -7,7 +7,8 @@
 The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
 compositions, a new head and (PEMT) the target prompt are all that train. The artifact holds
 those trainable tensors only, plus the list of sources (name, folder, fingerprint) needed to
-rebuild the model (`load_transfer_model`), and a heatmap of the weights (`weights.png`).
+rebuild the model (`load_transfer_model`); the weights report is in the result, for the caller to
+log or draw (`weights_plot`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,8 @@ from .prompts import description_embeddings
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .task_specs import TaskSpec
 from .training import StepCallback
-from .weights_plot import plot_weights_heatmap
 
 PROMPT_TENSOR = "prompt.embeddings"
-WEIGHTS_PLOT = "weights.png"
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -256,9 +255,7 @@ def fit_transfer(
                                  weights={k: report[k] for k in ("sources", "sites", "weights")})
         tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
         save_artifact(output_dir, tensors, config)
-    plot = plot_weights_heatmap(report, report["sources"], Path(output_dir) / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
-    return run.result(output_dir, {"method": method, "sources": [s.describe() for s in sources], "weights": report,
-                                   "weights_plot": str(plot) if plot else None})
+    return run.result(output_dir, {"method": method, "sources": [s.describe() for s in sources], "weights": report})
 
 
 def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,

@@ -1,12 +1,15 @@
 """Pictures of a fit's weights (ScaLearn ω, PEMT gates, fusion attention): sites × sources heatmaps.
 
-Off the compute path: a fit saves `weights.png` beside its artifact, benchmarks draw several per figure.
+Off the compute path: the transfer unit saves `weights.png` in a fit's artifact folder, benchmarks draw
+several per figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
+WEIGHTS_PLOT = "weights.png"
 
 
 def weight_rows(report: dict) -> list[tuple[str, list[float]]]:

@@ -16,6 +16,7 @@ from peft_core.errors import ConfigError
 from peft_core.full_finetune import train_full_finetune
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
+from peft_core.weights_plot import WEIGHTS_PLOT, plot_weights_heatmap
 from tasks.adapter_units import adapter_unit_key
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
@@ -72,7 +73,9 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
                               [Path(u["artifact_dir"]) for u in source_units], train_cfg, out,
                               method_options=options, learning_rate=train_cfg.learning_rate,
                               checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
-        result.extra["json_artifacts"] = {"weights.json": result.extra["weights"]}
+        report = result.extra["weights"]
+        plot_weights_heatmap(report, report["sources"], out / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
+        result.extra["json_artifacts"] = {"weights.json": report}
         return result
 
     params = {"method": method, "sources": [u["task"] for u in source_units], "data_digest": prepared["digest"],
