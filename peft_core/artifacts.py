@@ -23,6 +23,10 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
 FORMAT_VERSION = 1
 LIBRARY_VERSION = "0.1.0"
+# Tensors under this prefix are values of the shared encoder's own parameters, named by their path in
+# it, that the artifact's model computes with (e.g. the LayerNorms a HyperFormer trained).
+BACKBONE_OVERRIDES = "backbone."
+LEGACY_BACKBONE_OVERRIDES = "backbone_layernorms."  # the same section in materialised adapters written before
 
 
 def artifact_config(method: str, backbone: Backbone, adapter: AdapterConfig | None, training: dict | None,
@@ -38,6 +42,17 @@ def task_entries(spec: TaskSpec, data_digest: str | None) -> dict:
     return {"task": {"name": spec.name, "problem": spec.problem, "label_names": spec.label_names,
                      "description": spec.description},
             "data_digest": data_digest}
+
+
+def backbone_override_tensors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The artifact tensors that carry `params` ({path in the encoder: parameter}) as backbone overrides."""
+    return {BACKBONE_OVERRIDES + path: p.detach().clone() for path, p in params.items()}
+
+
+def backbone_overrides(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """{path in the encoder: value} of the backbone overrides among an artifact's tensors (most have none)."""
+    return {key[len(prefix):]: value for key, value in tensors.items()
+            for prefix in (BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES) if key.startswith(prefix)}
 
 
 def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:

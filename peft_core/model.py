@@ -52,6 +52,18 @@ class AdapterModel(nn.Module):
         detach_sites(self.backbone_info)
         self.sites = []
 
+    @torch.no_grad()
+    def override_backbone(self, values: dict[str, torch.Tensor]) -> None:
+        """Copy `values` ({path in the encoder: tensor}, an artifact's backbone overrides) into the shared
+        encoder's parameters; they are put back when the model detaches."""
+        params = dict(self.encoder.named_parameters())
+        if unknown := sorted(set(values) - set(params)):
+            self.detach()
+            raise ArtifactError(f"the artifact overrides backbone parameters this backbone lacks: {', '.join(unknown[:5])}")
+        originals = {path: params[path].detach().clone() for path in values}
+        _copy_into(params, values)
+        self.restore_on_detach.append(lambda: _copy_into(params, originals))
+
     # -- running -------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor], task: str) -> ModelOutput:
         head = self.heads[task]
@@ -109,3 +121,9 @@ class AdapterModel(nn.Module):
         trainable = self.trainable_parameters().values()
         heads = sum(p.numel() for p in trainable if id(p) in head_ids)
         return {"excluding_heads": sum(p.numel() for p in trainable) - heads, "heads": heads}
+
+
+@torch.no_grad()
+def _copy_into(params: dict[str, nn.Parameter], values: dict[str, torch.Tensor]) -> None:
+    for path, value in values.items():
+        params[path].copy_(value)

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
+from .artifacts import artifact_config, backbone_overrides, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
-from .hyperformer.layernorms import load_saved_layernorms_into
 from .jobs import TrainingResult, encode_splits, final_metrics, fit_single_task, job_model
 from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
@@ -81,7 +80,7 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
     if model.prompt is not None:
         with torch.no_grad():
             model.prompt.embeddings.copy_(tensors["prompt.embeddings"])
-    load_saved_layernorms_into(model, tensors)  # backbone tensors an artifact carries (HyperFormer's LayerNorms)
+    model.override_backbone(backbone_overrides(tensors))
     return model
 
 

@@ -1,8 +1,9 @@
 """The backbone's own LayerNorms, which HyperFormer trains alongside its hypernetwork.
 
 They are named by their path in the encoder (`embeddings.LayerNorm.weight`, ...) and stored in
-artifacts under `backbone_layernorms.`; LayerNorms inside adapter compositions are not the
-backbone's and are left out.
+HyperFormer's artifacts under `backbone_layernorms.` (a materialised adapter carries them as generic
+backbone overrides, `artifacts.BACKBONE_OVERRIDES`); LayerNorms inside adapter compositions are not
+the backbone's and are left out.
 """
 
 from __future__ import annotations
@@ -60,14 +61,6 @@ class LayerNormSnapshot:
         for name, value in self.saved.items():
             params[name].copy_(value)
             params[name].requires_grad_(False)
-
-
-def load_saved_layernorms_into(model, tensors: dict[str, torch.Tensor]) -> None:
-    """For an artifact that carries backbone LayerNorms (a materialised HyperFormer adapter): load them
-    into `model`'s shared encoder, put back when the model detaches. Other artifacts: nothing."""
-    if any(k.startswith(PREFIX) for k in tensors):
-        model.restore_on_detach.append(LayerNormSnapshot(model.encoder).restore)
-        load_backbone_layernorms(model.encoder, tensors)
 
 
 def layernorm_parameter_count(encoder: nn.Module) -> int:

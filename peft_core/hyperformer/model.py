@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import torch
 
+from ..artifacts import backbone_override_tensors
 from ..backbones import Backbone
 from ..configs import AdapterConfig
 from ..model import AdapterModel, ModelOutput
@@ -13,7 +14,7 @@ from ..task_specs import TaskSpec
 from .composition import GeneratedAdapters, HyperAdapter
 from .counting import hyperformer_parameter_count
 from .hypernetwork import HyperNetConfig, HyperNetwork
-from .layernorms import LayerNormSnapshot, layernorm_parameter_count, layernorm_parameters, layernorm_tensors
+from .layernorms import LayerNormSnapshot, layernorm_parameter_count, layernorm_parameters
 
 
 class HyperFormerModel(AdapterModel):
@@ -56,14 +57,15 @@ class HyperFormerModel(AdapterModel):
 
     @torch.no_grad()
     def materialised_tensors(self, task: str) -> dict[str, torch.Tensor]:
-        """`task`'s generated adapters, head and the backbone LayerNorms, as a single-adapter artifact."""
+        """`task`'s generated adapters, head and the backbone LayerNorms (as backbone overrides), as a
+        single-adapter artifact."""
         tensors = {}
         for site in self.sites:
             for name, value in site.composition.weights(task).items():
                 tensors[f"sites.{site.key}.{name}"] = value.clone()
         self.generated.clear()
         tensors |= {f"head.{name}": value for name, value in self.heads[task].state_dict().items()}
-        return tensors | layernorm_tensors(self.encoder)
+        return tensors | backbone_override_tensors(layernorm_parameters(self.encoder))
 
     def closed_form_parameter_count(self) -> dict[str, int]:
         """`hyperformer_parameter_count` for this model's sizes (compare with `count_parameters`)."""

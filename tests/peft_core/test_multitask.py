@@ -7,8 +7,10 @@ import random
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import BertTokenizer
 
+from peft_core.artifacts import BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES, WEIGHTS_FILE, save_artifact
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.errors import ArtifactError, ConfigError
@@ -117,6 +119,18 @@ def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer,
     adapter.detach()
     restored = backbone.model.state_dict()  # the adapter's LayerNorms are taken back out of the backbone
     assert restored.keys() == original.keys() and all(torch.equal(restored[k], original[k]) for k in original)
+
+    tensors = load_file(tmp_path / "overlap" / WEIGHTS_FILE)
+    assert any(k.startswith(BACKBONE_OVERRIDES) for k in tensors)
+    legacy = {k.replace(BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES, 1): v for k, v in tensors.items()}
+    save_artifact(tmp_path / "legacy", legacy, config)  # as materialised adapters were written before
+    adapter = load_adapter_model(tmp_path / "legacy", backbone, OVERLAP)
+    adapter.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(adapter(batch, "toy_overlap").logits, expected, rtol=1e-5, atol=1e-5)
+    adapter.detach()
+    restored = backbone.model.state_dict()
+    assert all(torch.equal(restored[k], original[k]) for k in original)
 
 
 def test_materialising_from_a_saved_hyperformer_and_unknown_tasks(tokenizer, tmp_path):
