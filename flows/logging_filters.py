@@ -16,10 +16,11 @@ import logging
 from peft_core.errors import AdapterflowError
 
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
-# What Prefect logs while the process exits, after the CLI's last line: the temporary server
-# stopping ("prefect") and its event and log workers draining (loggers named after their class).
-EXIT_LOGGERS = ("prefect", "EventsWorker", "APILogWorker")
-EXIT_MESSAGES = ("Stopping temporary server", "Still processing items")
+# What is logged while the process exits, after the CLI's last line: the temporary Prefect server
+# stopping ("prefect"), its event and log workers draining (loggers named after their class), and a
+# local Dask cluster's nanny killing a worker slow to exit (its final garbage collection).
+EXIT_LOGGERS = ("prefect", "EventsWorker", "APILogWorker", "distributed.nanny")
+EXIT_MESSAGES = ("Stopping temporary server", "Still processing items", "Worker process still alive")
 
 
 class UserErrorWithoutTraceback(logging.Filter):
@@ -71,6 +72,11 @@ def install(shown_by_cli: bool = False) -> None:
             logger = logging.getLogger(name)
             if not any(isinstance(f, ExitNoiseQuiet) for f in logger.filters):
                 logger.addFilter(ExitNoiseQuiet())
+
+
+def shown_by_cli() -> bool:
+    """Whether this process is the CLI that prints user errors last (its Dask workers then keep quiet too)."""
+    return _user_errors.shown_by_cli
 
 
 def logged_user_errors() -> list[str]:

@@ -55,20 +55,21 @@ def _local_cluster(workers: int, api_url: str):
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            env={"PREFECT_API_URL": api_url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     with Client(cluster) as client:
-        client.register_plugin(_worker_setup(_threads_per_unit(workers)))
+        client.register_plugin(_worker_setup(_threads_per_unit(workers), logging_filters.shown_by_cli()))
     atexit.register(cluster.close)  # before the temporary Prefect server stops (registered earlier)
     return cluster
 
 
-def _worker_setup(threads: int):
-    """A Dask worker plugin: the worker's share of the cores for torch, one-line user errors in its logs."""
+def _worker_setup(threads: int, errors_shown_by_cli: bool):
+    """A Dask worker plugin: the worker's share of the cores for torch, one-line user errors in its logs
+    (none, under the CLI: the worker's console is the CLI's, which prints them last)."""
     from distributed import WorkerPlugin
 
     class WorkerSetup(WorkerPlugin):
         def setup(self, worker) -> None:
             torch.set_num_threads(threads)
             logging.getLogger("distributed").setLevel(logging.WARNING)
-            logging_filters.install()
+            logging_filters.install(shown_by_cli=errors_shown_by_cli)
 
         def teardown(self, worker) -> None:
             # The worker is closing. distributed kills it if it has not exited 4 s later, and the final

@@ -164,13 +164,25 @@ def prefect_api_url(prefect_api):
      "train.tsv:3: score 'high' is not a number"),
 ])
 def test_bad_data_files(tmp_path, write_config, prefect_api_url, task, folder, files, expected):
+    assert_user_error(_prepare_data(tmp_path, write_config, prefect_api_url, task, folder, files), expected)
+
+
+def test_bad_data_file_with_the_dask_runner(tmp_path, write_config, prefect_api_url):
+    files = {"train.tsv": HEADER + ROWS + "20\ta\tb\tmaybe\n", "dev.tsv": HEADER + ROWS}
+    outcome = _prepare_data(tmp_path, write_config, prefect_api_url, "rte", "RTE", files,
+                            runner={"kind": "dask", "workers": 1})
+    assert_user_error(outcome, "train.tsv:22: label 'maybe' is not a label of task rte")
+
+
+def _prepare_data(tmp_path, write_config, prefect_api_url, task: str, folder: str, files: dict[str, str],
+                  **changes) -> Outcome:
+    """`run --stage prepare` of a config whose one source task reads `files` in a GLUE `folder`."""
     (tmp_path / "glue" / folder).mkdir(parents=True)
     for name, text in files.items():
         (tmp_path / "glue" / folder / name).write_text(text)
     config = write_config(**{"data": {"source": "local", "path": str(tmp_path / "glue")}, "sources": [task],
-                             "targets": []})
-    outcome = run_cli(tmp_path, "run", str(config), "--stage", "prepare", PREFECT_API_URL=prefect_api_url)
-    assert_user_error(outcome, expected)
+                             "targets": []}, **changes)
+    return run_cli(tmp_path, "run", str(config), "--stage", "prepare", PREFECT_API_URL=prefect_api_url)
 
 
 def test_transfer_stage_before_sources(tmp_path, write_config, prefect_api_url):
