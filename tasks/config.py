@@ -127,6 +127,7 @@ class TrainingSettings(Strict):
 
 
 SourceSetRule = Literal["others+own", "others", "all"]
+HeadInit = Literal["new", "own"]
 OWN_ADAPTER = "own"  # the target's own no-transfer adapter in a source list
 
 
@@ -149,11 +150,17 @@ class TransferSettings(Strict):
         description="per method (or 'default'): the rate everything in a fit trains at, the new head included; "
                     "'published' = the paper's (training.targets.learning_rate for methods without one)",
     )
+    head_init: dict[str, HeadInit] = Field(
+        default_factory=lambda: {"default": "new"},
+        description="per method (or 'default'): the target head starts 'new' (random, as in the papers) or from "
+                    "the 'own' adapter's head: the source of the target's own task (its no-transfer adapter under "
+                    "others+own, trained on the same examples; its full-data source adapter under all)",
+    )
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per method, its builder's options, e.g. {scalearn: {omega_dropout: 0.1}}")
     temperature: float = Field(10.0, gt=0, description="multitask task-sampling temperature T")
 
-    @field_validator("source_set", "learning_rate")
+    @field_validator("source_set", "learning_rate", "head_init")
     @classmethod
     def _known_methods(cls, mapping: dict, info) -> dict:
         methods = TRANSFER_METHODS + (HYPERFORMER_TRANSFER_METHODS if info.field_name == "learning_rate" else ())
@@ -187,6 +194,10 @@ class TransferSettings(Strict):
 
     def learning_rate_for(self, method: str) -> float | Literal["published"]:
         return self._for(self.learning_rate, method, "published")
+
+    def head_from(self, method: str, target: str) -> str | None:
+        """The source whose head a fit of `method` on `target` starts from (None: a new head)."""
+        return target if self._for(self.head_init, method, "new") == "own" else None
 
     def options_for(self, method: str) -> dict[str, Any]:
         return dict(self.options.get(method, {}))
@@ -257,6 +268,16 @@ class PipelineConfig(Strict):
         if others:
             raise ValueError(f"field 'data.max_train_per_task': task(s) {', '.join(others)} not among this config's "
                              f"sources and targets; cap one of: {', '.join(tasks)}")
+        return self
+
+    @model_validator(mode="after")
+    def _own_head_has_an_own_source(self) -> "PipelineConfig":
+        t = self.transfer
+        for method in self.methods_in(TRANSFER_METHODS):
+            if t.head_from(method, "target") and t._for(t.source_set, method, "others+own") == "others":
+                raise ValueError(f"field 'transfer.head_init': {method} starts its head from the target's own adapter, "
+                                 f"but its transfer.source_set is 'others', which has none; give {method} source set "
+                                 "'others+own' or 'all', or head_init 'new'")
         return self
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ def transfer_train_config(cfg: PipelineConfig, method: str, seed: int) -> TrainC
 def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int) -> str:
     return unit_key("transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"], method=method,
                     sources=[u["unit_key"] for u in source_units], train=transfer_train_config(cfg, method, seed).to_dict(),
-                    options=cfg.transfer.options_for(method))
+                    options=cfg.transfer.options_for(method), head_from=cfg.transfer.head_from(method, prepared["task"]))
 
 
 @task(name="fit_transfer", cache_policy=NO_CACHE)
@@ -67,11 +67,12 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
                           "add tasks to `sources` (PEMT excludes the target itself)")
     train_cfg = transfer_train_config(cfg, method, seed)
     options = cfg.transfer.options_for(method)
+    head_from = cfg.transfer.head_from(method, spec.name)
 
     def train(out: Path, checkpoint: Path, progress):
         result = fit_transfer(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]), method,
                               [Path(u["artifact_dir"]) for u in source_units], train_cfg, out,
-                              method_options=options, learning_rate=train_cfg.learning_rate,
+                              method_options=options, learning_rate=train_cfg.learning_rate, head_from=head_from,
                               checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
         report = result.extra["weights"]
         plot_weights_heatmap(report, report["sources"], out / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
@@ -79,7 +80,8 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
         return result
 
     params = {"method": method, "sources": [u["task"] for u in source_units], "data_digest": prepared["digest"],
-              "seed": seed, "training": train_cfg.to_dict(), "options": options, "sizes": prepared["sizes"]}
+              "seed": seed, "training": train_cfg.to_dict(), "options": options, "sizes": prepared["sizes"],
+              "head_from": head_from or "new"}
     return run_training_unit(cfg, parent_run_id, stage="transfer", task=spec.name, method=method,
                              unit_key=transfer_unit_key(cfg, prepared, method, source_units, seed),
                              params=params, train=train, seed=seed, datasets=[prepared]).to_dict()

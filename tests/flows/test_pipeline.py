@@ -99,12 +99,14 @@ def test_report_of_a_run_without_units_is_empty_not_an_error(prefect_api, tiny_c
 
 def test_few_shot_seeds_draw_their_own_sample_and_the_report_gives_intervals(prefect_api, tiny_config):
     """data.few_shot per seed; sources trained once (source_seeds); the own adapter is the target's
-    no-transfer adapter; the report's gains carry a bootstrap interval over the seeds."""
+    no-transfer adapter, whose head ScaLearn's starts from; the report's gains carry a bootstrap
+    interval over the seeds."""
     from tasks.reporting import transfer_summary
 
     path, _ = tiny_config(name="fewshot", data={"source": "demo", "max_train": 48, "max_eval": 24,
                                                 "few_shot": {"k": 8}},
-                          seeds=[1, 2], source_seeds=[7], methods=["adapter", "scalearn"])
+                          seeds=[1, 2], source_seeds=[7], methods=["adapter", "scalearn"],
+                          transfer={"head_init": {"scalearn": "own"}})
     cfg = load_config(path)
     run_stage(cfg, None)
     tracking = Tracking.from_config(cfg)
@@ -117,6 +119,7 @@ def test_few_shot_seeds_draw_their_own_sample_and_the_report_gives_intervals(pre
     assert len(digests) == 2  # each seed its own few-shot sample
     scalearn = tracking.client().get_run(fits[fits["method"] == "scalearn"]["run_id"].iloc[0]).data.params
     assert json.loads(scalearn["sources"]) == ["demo_sentiment", "demo_nli", "demo_lowres"]  # others + the own adapter
+    assert scalearn["head_from"] == "demo_lowres"  # its head started from the own adapter's
     [line] = transfer_summary(table, tracking)
     assert line.startswith("demo_lowres, test accuracy, mean ± std over 2 seeds") and "scalearn" in line
     assert "gain " in line and "[" in line  # the paired gain with its interval
