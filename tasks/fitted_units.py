@@ -21,11 +21,11 @@ from peft_core.artifacts import read_artifact_config
 from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
+from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.tracking import PARENT_TAG, Tracking, download_unit_artifact
 from tasks.units import ARTIFACT_PATH
 
-JOINT_STAGE = "multitask-joint"  # the run of a joint model; its per-task rows carry no artifact
-FITTED_STAGES = ("sources", "transfer", JOINT_STAGE)
+FITTED_STAGES = ("sources", "transfer", JOINT_MODEL_TAG)  # a joint model's per-task rows carry no artifact
 RUN_ID = re.compile(r"(runs:/)?([0-9a-f]{32})/?")
 REGISTERED = re.compile(r"(models:/)?(?P<name>[^@/]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))")
 
@@ -104,6 +104,6 @@ def _latest_run_targets(tracking: Tracking, target: str, method: str, cache_dir:
         ids = ", ".join(r.info.run_id for r in matches)
         raise ConfigError(f"the latest pipeline run has {len(matches)} fits of {target}/{method} (one per seed); "
                           f"pass one of their run ids: {ids}")
-    joint = matches[0].data.tags.get("stage") == JOINT_STAGE
+    joint = matches[0].data.tags.get("stage") == JOINT_MODEL_TAG
     return _run_targets(tracking, matches[0], cache_dir, task=target if joint else None)
 
