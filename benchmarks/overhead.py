@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 import transformers
 
-import tasks  # noqa: F401  (Prefect's home under the project before Prefect is imported)
-from flows.config import load_config
 from flows.stages import run_stage
+from tasks.config import load_config
 from peft_core.backbones import load_backbone
 from peft_core.data import load_task_data
 from peft_core.recipes import evaluate_adapter, train_adapter
