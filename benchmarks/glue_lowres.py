@@ -33,12 +33,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import pandas as pd  # noqa: E402
 
 from flows.config import PipelineConfig, load_config  # noqa: E402
-from glue_mini import environment, plot_target_heatmaps, update_benchmarks_md  # noqa: E402
+from benchmarks.publish import RESULTS, publish_results  # noqa: E402
+from glue_mini import environment, plot_target_heatmaps  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, summarise_fits  # noqa: E402
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
-RESULTS = REPO / "benchmarks" / "results"
 RECOVERY_METHODS = ["scalearn"]
 DEFERRED_METHODS = ("full_finetune",)  # the costliest fits: run after the transfer methods and the recovery check
 
@@ -187,7 +187,7 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
     curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets
               if not results.empty and (results["target"].eq(t) & ~results["recovery"]).any()}
     t = cfg.training.targets
-    body = "\n".join([
+    return publish_results(stem, [
         f"# glue-lowres, {profile_name} profile",
         "",
         f"Written by `benchmarks/glue_lowres.py --profile {profile_name}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
@@ -224,9 +224,6 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
         *(f"![{t} weights]({p.name})" for t, p in heatmaps.items() if p),
         "",
     ])
-    (RESULTS / f"{stem}.md").write_text(body)
-    update_benchmarks_md(stem, body)
-    return body
 
 
 # -- running -----------------------------------------------------------------------------------

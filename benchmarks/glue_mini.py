@@ -30,13 +30,12 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 from flows.config import PipelineConfig, load_config  # noqa: E402
+from benchmarks.publish import RESULTS, publish_results  # noqa: E402
 from tasks.config import given  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
 
 PROFILES = {"quick": REPO / "configs" / "glue-mini.yaml", "full": REPO / "configs" / "glue-mini-full.yaml"}
-RESULTS = REPO / "benchmarks" / "results"
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 HEATMAP_METHODS = ("scalearn", "pemt")
 # METHODS.md §5: RoBERTa-base, GLUE, test = original dev, mean over seeds (percent).
 PUBLISHED = {
@@ -218,7 +217,7 @@ def write_outputs(profile: str, cfg: PipelineConfig, tracking, parent_run_id: st
     if seconds and not sources_reused:
         timing.append(f"- With the sources already in MLflow the same run would take about "
                       f"{(seconds - spans.get('sources', 0.0)) / 60:.1f} min (the whole run minus the sources stage)")
-    body = "\n".join([
+    return publish_results(stem, [
         f"# glue-mini, {profile} profile",
         "",
         f"Written by `benchmarks/glue_mini.py --profile {profile}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
@@ -245,24 +244,6 @@ def write_outputs(profile: str, cfg: PipelineConfig, tracking, parent_run_id: st
         *(f"![{t}]({h.name})" for t, h in zip(cfg.targets, heatmaps) if h),
         "",
     ])
-    (RESULTS / f"{stem}.md").write_text(body)
-    update_benchmarks_md(stem, body)
-    return body
-
-
-def update_benchmarks_md(block_name: str, body: str) -> None:
-    """Replace a generated block of BENCHMARKS.md (between its two marker comments) with `body`,
-    whose images are files in benchmarks/results/ named `<block_name>-...`."""
-    start, end = f"<!-- {block_name}:start -->", f"<!-- {block_name}:end -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
-    if start not in text or end not in text:
-        raise AdapterflowError(f"{BENCHMARKS_MD} has no '{start}' ... '{end}' block; add those two lines where the "
-                               f"{block_name} results belong")
-    # Headings move down two levels and image links point into benchmarks/results/.
-    block = body.replace("\n## ", "\n#### ").replace("# ", "### ", 1)
-    block = block.replace(f"]({block_name}-", f"](benchmarks/results/{block_name}-")
-    before, rest = text.split(start, 1)
-    BENCHMARKS_MD.write_text(f"{before}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
