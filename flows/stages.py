@@ -37,7 +37,8 @@ def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
 
 def _wait(futures) -> list:
     """Results in order once every unit has ended: a failing unit does not cancel the others, whose
-    finished results stay reusable by the next run."""
+    finished results stay reusable by the next run. A unit given the future of one that failed does
+    not run; the failed one is earlier in `futures`, so its error is the one raised."""
     wait(futures)
     return [f.result() for f in futures]
 
@@ -118,14 +119,16 @@ def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared:
         futures = list(own.values())
         futures += [full_finetune_unit.submit(config, prepared["target"][t][s], s, parent_run_id)
                     for t, s in pairs if "full_finetune" in config.methods]
-        # Fits without the target's own adapter start at once; the others once it is trained.
+        # The target's own adapter goes in as its future: Prefect starts the fit once the adapter is trained
+        # (and skips it if that failed) without holding up the submission of the other fits. Fits without
+        # it first, so that a worker does not wait for an adapter while they could run.
         fits = [(t, s, m) for t, s in pairs for m in config.methods_in(TRANSFER_METHODS)]
         fits.sort(key=lambda fit: OWN_ADAPTER in config.transfer.sources_for(fit[2], fit[0], config.sources))
         for target, seed, method in fits:
             with_prompt = method in config.prompt_methods()
             names = config.transfer.sources_for(method, target, config.sources)
             kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt) if set(names) - {OWN_ADAPTER} else {}
-            chosen = [own[(target, seed)].result() if name == OWN_ADAPTER else kind[name] for name in names]
+            chosen = [own[(target, seed)] if name == OWN_ADAPTER else kind[name] for name in names]
             futures.append(fit_transfer_unit.submit(config, prepared["target"][target][seed], method, chosen, seed,
                                                     parent_run_id))
         futures += _hyperformer_transfer_fits(config, prepared, pairs, parent_run_id)
@@ -136,14 +139,14 @@ def _hyperformer_transfer_fits(config: PipelineConfig, prepared: dict, pairs: li
                                parent_run_id: str) -> list:
     """Few-shot fits over a joint HyperFormer(++) of the sources that are not targets: the joint model
     (one per variant and source seed, a multitask unit without report rows) is trained here or found
-    in MLflow by its key; its fits start once it is there (the other fits are already submitted)."""
+    in MLflow by its key; its fits get its future and start once it is there."""
     methods = config.methods_in(HYPERFORMER_TRANSFER_METHODS)
     joint_data = {t: prepared["source"][t] for t in config.hyperformer_transfer_tasks()}
     source_seeds = sorted({config.source_seed_for(s) for _, s in pairs})
     joint = {(m, s): train_multitask_unit.submit(config, joint_data, JOINT_MODEL_OF[m], s, parent_run_id,
                                                  task_rows=False) for m in methods for s in source_seeds}
     fits = [fit_hyperformer_transfer_unit.submit(config, prepared["target"][t][s], m,
-                                                 joint[(m, config.source_seed_for(s))].result(), s, parent_run_id)
+                                                 joint[(m, config.source_seed_for(s))], s, parent_run_id)
             for t, s in pairs for m in methods]
     return list(joint.values()) + fits
 
