@@ -20,6 +20,7 @@ from pathlib import Path
 import mlflow
 import requests
 from mlflow.entities import RunStatus
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
@@ -37,6 +38,7 @@ UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model,
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
 
 PROBE_TIMEOUT_S = 5
+SERVER_FIX = "check that the server runs (`adapterflow up` starts one) and that tracking.uri / MLFLOW_TRACKING_URI is right"
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -62,7 +64,8 @@ class Tracking:
     def client(self) -> MlflowClient:
         check_tracking_server(self.uri)
         _create_sqlite_store_once(self.uri)
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        return _ServerClient(client, self.uri) if _is_server(self.uri) else client
 
     def experiment_id(self, create: bool = True) -> str | None:
         client = self.client()
@@ -78,28 +81,67 @@ class Tracking:
             return client.get_experiment_by_name(self.experiment).experiment_id
 
 
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 @functools.cache
 def check_tracking_server(uri: str) -> None:
     """For an http(s) tracking URI: one ConfigError within seconds, naming the URI and what to check,
     when the server does not answer its health check (checked once per process)."""
-    if not uri.startswith(("http://", "https://")):
+    if not _is_server(uri):
         return
-    fix = "check that the server runs (`adapterflow up` starts one) and that tracking.uri / MLFLOW_TRACKING_URI is right"
     try:
         response = http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0,
                                 timeout=PROBE_TIMEOUT_S, raise_on_status=False)
     except MlflowException as exc:
-        raise ConfigError(f"MLflow tracking server {uri} is not reachable ({_unreachable_reason(exc)}); {fix}") from None
+        raise _unreachable(uri, exc, PROBE_TIMEOUT_S) from None
     if response.status_code != 200:
         raise ConfigError(f"MLflow tracking server {uri} answered HTTP {response.status_code} to /health "
-                          f"(is it an MLflow server? do MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN hold?); {fix}")
+                          f"(is it an MLflow server? do MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN hold?); {SERVER_FIX}")
 
 
-def _unreachable_reason(error: MlflowException) -> str:
+@contextmanager
+def server_answers(uri: str):
+    """A call to a tracking server that stopped answering after the start-up check (stopped, killed,
+    network gone) fails with the same one line as that check, instead of MLflow's chained errors."""
+    try:
+        yield
+    except MlflowException as exc:
+        if not isinstance(exc.__cause__ or exc.__context__, requests.exceptions.RequestException):
+            raise  # the server answered: an API error that callers handle
+        raise _unreachable(uri, exc, MLFLOW_HTTP_REQUEST_TIMEOUT.get()) from None
+
+
+class _ServerClient:
+    """An MlflowClient whose every call goes through `server_answers`."""
+
+    def __init__(self, client: MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with server_answers(self._uri):
+                return attr(*args, **kwargs)
+
+        return call
+
+
+def _unreachable(uri: str, error: MlflowException, timeout_s: float) -> ConfigError:
+    return ConfigError(f"MLflow tracking server {uri} is not reachable ({_unreachable_reason(error, timeout_s)}); "
+                       f"{SERVER_FIX}")
+
+
+def _unreachable_reason(error: MlflowException, timeout_s: float) -> str:
     cause = error.__cause__ or error.__context__ or error  # MLflow wraps the requests error
     text = str(cause)
     if isinstance(cause, requests.exceptions.Timeout) or "timed out" in text:
-        return f"no answer within {PROBE_TIMEOUT_S} s"
+        return f"no answer within {timeout_s} s"
     if "refused" in text:
         return "connection refused"
     if "resolve" in text or "not known" in text:
@@ -278,8 +320,9 @@ def download_unit_artifact(tracking: Tracking, run_id: str, artifact_path: str, 
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
         try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
-                                                        dst_path=str(tmp), tracking_uri=tracking.uri)
+            with server_answers(tracking.uri):
+                local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                            dst_path=str(tmp), tracking_uri=tracking.uri)
             try:
                 os.rename(local, target)
             except OSError:

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,30 @@ def test_run_with_tracking_server_silent(tmp_path, write_config, silent_port, st
     uri = f"http://127.0.0.1:{silent_port}"
     outcome = run_cli(tmp_path, "run", str(write_config(**{"tracking.uri": uri})))
     assert_user_error(outcome, f"MLflow tracking server {uri} is not reachable (no answer within")
+    assert outcome.seconds < startup_s + SERVER_LIMIT_S
+
+
+@pytest.fixture
+def tracking_server_going_away():
+    """A tracking server that answers the start-up health check, then is gone (stopped mid-run)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer_once():
+        with listener, listener.accept()[0] as connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+
+    threading.Thread(target=answer_once, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_report_with_tracking_server_gone_after_answering(tmp_path, tracking_server_going_away, startup_s):
+    uri = tracking_server_going_away
+    outcome = run_cli(tmp_path, "report", MLFLOW_TRACKING_URI=uri)
+    assert_user_error(outcome, f"MLflow tracking server {uri} is not reachable (connection refused)")
     assert outcome.seconds < startup_s + SERVER_LIMIT_S
 
 
