@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import pandas as pd  # noqa: E402
 
-from flows.config import PipelineConfig, load_config  # noqa: E402
+from flows.config import PipelineConfig, load_config, parse_overrides  # noqa: E402
 from benchmarks.publish import RESULTS, publish_results  # noqa: E402
 from glue_mini import environment, plot_target_heatmaps  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
@@ -179,18 +179,17 @@ def findings(results: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, results: pd.DataFrame,
+def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig, results: pd.DataFrame,
                   sources: pd.DataFrame, heatmaps: dict[str, Path | None], seconds: dict[str, float]) -> str:
-    stem = f"glue-lowres-{profile_name}"
     results.to_csv(RESULTS / f"{stem}.csv", index=False)
     sources.to_csv(RESULTS / f"{stem}-sources.csv", index=False)
     curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets
               if not results.empty and (results["target"].eq(t) & ~results["recovery"]).any()}
     t = cfg.training.targets
     return publish_results(stem, [
-        f"# glue-lowres, {profile_name} profile",
+        f"# {stem}",
         "",
-        f"Written by `benchmarks/glue_lowres.py --profile {profile_name}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"Written by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"(experiment `{cfg.experiment_name()}`).",
         "",
         *(f"- {key}: {value}" for key, value in environment(cfg).items()),
@@ -199,7 +198,7 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
         f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
         f"the last kept; learning rates: adapter {t.learning_rate}, transfer methods "
         f"{dict(cfg.transfer.learning_rate)} (published: ScaLearn 6e-3, AdapterFusion 5e-5, PEMT 3e-4); precision "
-        f"{t.precision}; sources: {dict(cfg.transfer.source_set)}",
+        f"{t.precision}; sources: {dict(cfg.transfer.source_set)}; head: {dict(cfg.transfer.head_init)}",
         "- time: " + ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items()),
         "",
         "## Sources (trained once, all their data but MNLI, QQP and SST-2, capped at 10,000)",
@@ -227,11 +226,15 @@ def write_outputs(profile_name: str, profile: Profile, cfg: PipelineConfig, resu
 
 
 # -- running -----------------------------------------------------------------------------------
-def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: dict | None = None) -> str:
+def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: dict | None = None,
+        ks: list[int] | None = None, variant: str | None = None, command: str = "") -> str:
+    """The profile (or part of it: `narrowed` config overrides, `ks`); a `variant` (its overrides in
+    `narrowed`) publishes as glue-lowres-<profile>-<variant>, beside the profile's own results."""
     from flows.stages import run_stage
     from tasks.tracking import Tracking
 
-    profile = replace(PROFILES[profile_name], narrowed=narrowed or {})
+    profile = replace(PROFILES[profile_name], narrowed=narrowed or {}, ks=tuple(ks or PROFILES[profile_name].ks))
+    stem = f"glue-lowres-{profile_name}" + (f"-{variant}" if variant else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     summaries, seconds, heatmaps = [], {}, {}
     # The smallest k target by target, the recovery check after the first two, the deferred methods,
@@ -275,9 +278,9 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
 
             table = units.rename(columns={"artifact_run_id": "run_id"})
             heatmaps |= {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
-                                                 RESULTS / f"glue-lowres-{profile_name}-{t}-weights.png")
+                                                 RESULTS / f"{stem}-{t}-weights.png")
                          for t in cfg.targets}
-        body = write_outputs(profile_name, profile, everything, pd.DataFrame(summaries), sources, heatmaps, seconds)
+        body = write_outputs(stem, command, profile, everything, pd.DataFrame(summaries), sources, heatmaps, seconds)
     return body
 
 
@@ -303,10 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite the results from MLflow without training")
     parser.add_argument("--targets", help="comma-separated: run these targets of the profile only, in this order")
     parser.add_argument("--methods", help="comma-separated: run these methods of the profile only")
+    parser.add_argument("--ks", help="comma-separated: run these k of the profile only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run (as adapterflow run --set); needs --variant")
+    parser.add_argument("--variant", help="name of the --set experiment: results go to glue-lowres-<profile>-<name>")
     args = parser.parse_args(argv)
+    if bool(args.set) != bool(args.variant):
+        parser.error("--set and --variant go together: name the experiment whose overrides --set gives")
+    if args.ks and not all(k.strip().isdigit() for k in args.ks.split(",")):
+        parser.error(f"--ks {args.ks}: give whole numbers separated by commas, e.g. --ks 32")
+    ks = [int(k) for k in args.ks.split(",")] if args.ks else None
     narrowed = {key: getattr(args, key).split(",") for key in ("targets", "methods") if getattr(args, key)}
+    command = "benchmarks/glue_lowres.py " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
-        print(run(args.profile, args.data_dir, args.report_only, narrowed))
+        narrowed |= parse_overrides(args.set)
+        print(run(args.profile, args.data_dir, args.report_only, narrowed, ks, args.variant, command))
     except AdapterflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
