@@ -51,6 +51,8 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     scalearn = next(r for r in by_stage["transfer"] if r.data.tags["method"] == "scalearn")
     names = {a.path for a in tracking.client().list_artifacts(scalearn.info.run_id)}
     assert "weights.json" in names
+    fitted = {a.path for a in tracking.client().list_artifacts(scalearn.info.run_id, "adapter")}
+    assert "adapter/weights.png" in fitted  # the unit draws the weights heatmap into the artifact it logs
 
     table = comparison_table(tracking, parent_id)
     assert set(table["method"]) >= {"adapter", "scalearn", "average"}
