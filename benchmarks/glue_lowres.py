@@ -54,7 +54,10 @@ class Profile:
 
 
 PROFILES = {
-    "cpu": Profile((32, 256), (1, 2, 3), 125, "sized for 2 CPU cores: 3 seeds, 125 steps of batch 16 per fit"),
+    # Five methods: with 3 targets x 2 k x 3 seeds that is 90 fits of 0.5-2 min on 2 cores; the config's
+    # other methods (PEMT, the uniform ScaLearns, AdapterSoup, full fine-tuning) run with --methods.
+    "cpu": Profile((32, 256), (1, 2, 3), 125, "sized for 2 CPU cores: 3 seeds, 125 steps of batch 16 per fit",
+                   {"methods": ["adapter", "average", "adapterfusion", "scalearn", "scalearn_plus_plus"]}),
     # The config's rates are the published ones x 8 for its 125 steps; at the papers' 1,000 steps the
     # published rates themselves.
     "full": Profile((16, 32, 100, 1000), (1, 2, 3, 4, 5), 1000,
