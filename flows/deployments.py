@@ -11,6 +11,9 @@ whose parameters show the resolved config in the Prefect UI.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +100,16 @@ def serve_deployments(prefect_file: Path, config: Path | None) -> None:
     except httpx.ConnectError:
         raise ConfigError(f"no Prefect server answers at {api}; start one with `adapterflow up` "
                           "or fix PREFECT_API_URL") from None
+    signal.signal(signal.SIGINT, _stop_like_sigterm)
     serve(*deployments)
+
+
+def _stop_like_sigterm(signum, frame) -> None:
+    """Ctrl-C takes the runner's SIGTERM path (pause the deployments, stop): a KeyboardInterrupt that
+    lands in the runner's event loop just as a served flow run ends was seen to be swallowed. What
+    asyncio then logs about the connections it cancels is shutdown noise."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _to_deployment(entry: dict, config: Path | None):
