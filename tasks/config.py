@@ -188,16 +188,22 @@ class TransferSettings(Strict):
 
     def sources_for(self, method: str, target: str, sources: list[str]) -> list[str]:
         """Source task names for a fit of `method` on `target`; `OWN_ADAPTER` marks the target's own adapter."""
-        rule = self._for(self.source_set, method, "others+own")
+        rule = self.source_set_for(method)
         chosen = [s for s in sources if rule == "all" or s != target]
         return chosen + [OWN_ADAPTER] if rule == "others+own" else chosen
 
     def learning_rate_for(self, method: str) -> float | Literal["published"]:
         return self._for(self.learning_rate, method, "published")
 
+    def source_set_for(self, method: str) -> SourceSetRule:
+        return self._for(self.source_set, method, "others+own")
+
+    def starts_from_own_head(self, method: str) -> bool:
+        return self._for(self.head_init, method, "new") == "own"
+
     def head_from(self, method: str, target: str) -> str | None:
         """The source whose head a fit of `method` on `target` starts from (None: a new head)."""
-        return target if self._for(self.head_init, method, "new") == "own" else None
+        return target if self.starts_from_own_head(method) else None
 
     def options_for(self, method: str) -> dict[str, Any]:
         return dict(self.options.get(method, {}))
@@ -274,7 +280,7 @@ class PipelineConfig(Strict):
     def _own_head_has_an_own_source(self) -> "PipelineConfig":
         t = self.transfer
         for method in self.methods_in(TRANSFER_METHODS):
-            if t.head_from(method, "target") and t._for(t.source_set, method, "others+own") == "others":
+            if t.starts_from_own_head(method) and t.source_set_for(method) == "others":
                 raise ValueError(f"field 'transfer.head_init': {method} starts its head from the target's own adapter, "
                                  f"but its transfer.source_set is 'others', which has none; give {method} source set "
                                  "'others+own' or 'all', or head_init 'new'")
