@@ -8,10 +8,14 @@
 
 `job_model` seeds right before the build, so that the new modules' initialisation depends on the
 seed alone; what a job does before that (loading sources, encoding) stays in the job, in its order.
+torch has one random state per process, and the pipeline's threads runner trains units in parallel
+threads: a job holds that state from its seeding to its end, so that it draws the same numbers
+(initialisation, dropout) as when it runs alone, and results do not depend on the runner.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,17 +83,21 @@ def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, ba
     return final_evaluation(model, spec, data, batch_size, precision)[0]
 
 
+_RANDOM_STATE = threading.RLock()  # held by a job from its seeding to its end (see the module's docstring)
+
+
 @contextmanager
 def job_model(train: TrainConfig, build: Callable[[], Model]) -> Iterator[Model]:
     """Seed, build the model, and on every exit detach it and freeze the encoder: the shared
     backbone is handed back as it was loaded (full fine-tuning unfreezes it)."""
-    torch.manual_seed(train.seed)
-    model = build()
-    try:
-        yield model
-    finally:
-        model.detach()
-        model.encoder.requires_grad_(False)
+    with _RANDOM_STATE:
+        torch.manual_seed(train.seed)
+        model = build()
+        try:
+            yield model
+        finally:
+            model.detach()
+            model.encoder.requires_grad_(False)
 
 
 @dataclass
