@@ -18,6 +18,7 @@ from tasks.config import (
 from flows.runners import make_task_runner
 from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as JOINT_MODEL_OF  # method -> joint method
 from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
+from tasks.common import STOP_TRAINING
 from tasks.data_units import prepare_task_data
 from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
@@ -38,8 +39,13 @@ def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
 def _wait(futures) -> list:
     """Results in order once every unit has ended: a failing unit does not cancel the others, whose
     finished results stay reusable by the next run. A unit given the future of one that failed does
-    not run; the failed one is earlier in `futures`, so its error is the one raised."""
-    wait(futures)
+    not run; the failed one is earlier in `futures`, so its error is the one raised. When the wait
+    itself ends in an exception (Ctrl-C, SIGTERM), units still training stop at their next step."""
+    try:
+        wait(futures)
+    except BaseException:
+        STOP_TRAINING.set()
+        raise
     return [f.result() for f in futures]
 
 
@@ -202,6 +208,7 @@ def _with_runner(stage_flow, config: PipelineConfig):
 
 def run_stage(config: PipelineConfig, stage: str | None):
     """Run one stage flow (or the whole pipeline) with the config's task runner."""
+    STOP_TRAINING.clear()
     return _with_runner(STAGE_FLOWS[stage or "pipeline"], config)(config)
 
 

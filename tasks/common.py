@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict, dataclass, field
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.exceptions import MissingContextError
 
+from peft_core.errors import AdapterflowError
 from peft_core.training import EpochLog
+
+# Set when a run stops waiting for its units (Ctrl-C, SIGTERM, a crash of the flow): a unit in a worker
+# thread cannot be cancelled from outside, so without this the process would stay until the unit ended.
+STOP_TRAINING = threading.Event()
+
+
+class TrainingStopped(AdapterflowError):
+    """A unit's training ended early because its run was stopped; its last finished round is kept."""
 
 
 @dataclass
@@ -51,6 +61,9 @@ class TrainingProgress:
             pass
 
     def on_step(self, step: int, total: int, loss: float) -> None:
+        if STOP_TRAINING.is_set():
+            raise TrainingStopped(f"{self.label}: stopped at step {step} of {total} because the run was stopped; "
+                                  "run it again to resume from its last finished round")
         percent = 100.0 * step / max(total, 1)
         if percent >= self._next_percent:
             self.log.info("%s: step %d/%d (%.0f%%) loss %.4f", self.label, step, total, percent, loss)

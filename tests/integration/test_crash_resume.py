@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import yaml
@@ -85,3 +86,32 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     uninterrupted = comparison_table(Tracking.from_config(load_config(clean_cfg)))
     uninterrupted = uninterrupted.set_index(["stage", "task", "method"])[METRICS].sort_index()
     assert after_crash.equals(uninterrupted), f"{after_crash}\n{uninterrupted}"
+
+
+def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path):
+    """Units train in worker threads, which nothing can cancel from outside: a stopped run tells them
+    to stop at their next step, instead of staying until each has trained to its end (minutes here)."""
+    base, _ = tiny_config()
+    cfg = yaml.safe_load(base.read_text())
+    cfg["training"]["sources"] |= {"epochs": 2, "max_steps": 40000}  # far longer than the test waits
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    process = _start(path, tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not any("sources/" in line and " step " in line for line in lines):
+        assert time.time() < deadline and process.poll() is None, "".join(lines)[-3000:]
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGTERM)
+    stopped = time.time()
+    try:
+        process.wait(timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever is left, the temporary Prefect server included
+    assert time.time() - stopped < 30, "".join(lines)[-3000:]
+    reader.join(timeout=10)
+    tracking = Tracking.from_config(load_config(path))
+    units = [r for r in tracking.client().search_runs([tracking.experiment_id()]) if r.data.tags.get(KIND_TAG) == "unit"]
+    assert units and all(r.info.status == "FAILED" for r in units), [(r.data.tags, r.info.status) for r in units]
