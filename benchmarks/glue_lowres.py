@@ -40,7 +40,10 @@ from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, sum
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
 RECOVERY_METHODS = ["scalearn"]
-DEFERRED_METHODS = ("full_finetune",)  # the costliest fits: run after the transfer methods and the recovery check
+# Run in the all-targets run after the transfer methods and the recovery check: full fine-tuning (the
+# costliest fits) and HyperFormer++ few-shot, whose joint model holds the sources that are not targets,
+# so a run narrowed to one target would train another joint model for each target.
+DEFERRED_METHODS = ("full_finetune", "hyperformer_plus_plus_few_shot")
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,16 @@ class Profile:
     max_steps: int  # per fit
     note: str
     overrides: dict = field(default_factory=dict)  # config keys the profile sets (beyond k, seeds and steps)
+    larger_k_methods: tuple[str, ...] | None = None  # the methods at every k but the smallest (None: all)
     narrowed: dict = field(default_factory=dict)  # --targets / --methods: config overrides for a part of the profile
 
 
 PROFILES = {
-    # Five methods: with 3 targets x 2 k x 3 seeds that is 90 fits of 0.5-2 min on 2 cores; the config's
-    # other methods (PEMT, the uniform ScaLearns, AdapterSoup, full fine-tuning) run with --methods.
+    # Every method of the config at k = 32, where the papers claim the most; at k = 256 the five that
+    # answer the main question (no transfer, the two references, the two ScaLearns). That is 3 targets x
+    # 3 seeds x (10 + 5) fits of 0.5-2 min: about 140 min on 2 cores with the sources cached.
     "cpu": Profile((32, 256), (1, 2, 3), 125, "sized for 2 CPU cores: 3 seeds, 125 steps of batch 16 per fit",
-                   {"methods": ["adapter", "average", "adapterfusion", "scalearn", "scalearn_plus_plus"]}),
+                   larger_k_methods=("adapter", "average", "adapterfusion", "scalearn", "scalearn_plus_plus")),
     # The config's rates are the published ones x 8 for its 125 steps; at the papers' 1,000 steps the
     # published rates themselves.
     "full": Profile((16, 32, 100, 1000), (1, 2, 3, 4, 5), 1000,
@@ -101,9 +106,28 @@ def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
 
 
 def summarise(tracking, units: pd.DataFrame, k: int, reference: dict[str, dict] | None = None) -> list[dict]:
-    """Per (target, method) of one run's transfer fits: the seed statistics of tasks/seed_comparison.py."""
+    """Per (target, method) of one run's transfer fits: the seed statistics of tasks/seed_comparison.py
+    and the training loss of each round, mean over seeds."""
     fits = units[units["stage"] == "transfer"]
-    return [row | {"target": row.pop("task"), "k": k} for row in summarise_fits(tracking, fits, reference)]
+    losses = train_losses(tracking, fits)
+    rows = []
+    for row in summarise_fits(tracking, fits, reference):
+        task = row.pop("task")
+        rows.append(row | {"target": task, "k": k, "train_loss_by_round": losses.get((task, row["method"]))})
+    return rows
+
+
+def train_losses(tracking, fits: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
+    """{(task, method): mean training loss of each round over the seeds}, from the fits' MLflow histories."""
+    client = tracking.client()
+    out = {}
+    for (task, method), group in fits.groupby(["task", "method"]):
+        by_seed = [[m.value for m in sorted(client.get_metric_history(r, "train_loss"), key=lambda m: m.step)]
+                   for r in group["artifact_run_id"]]
+        rounds = min(map(len, by_seed))
+        if rounds:
+            out[(task, method)] = [sum(seed[i] for seed in by_seed) / len(by_seed) for i in range(rounds)]
+    return out
 
 
 def source_scores(units: pd.DataFrame) -> pd.DataFrame:
@@ -158,6 +182,21 @@ def results_table(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def train_loss_table(results: pd.DataFrame) -> str:
+    """Training loss at the end of each round, mean over seeds: where a fit stops learning."""
+    rows = results[~results["recovery"]]
+    if "train_loss_by_round" not in rows or rows["train_loss_by_round"].isna().all():
+        return "Not recorded."
+    rounds = max(len(v) for v in rows["train_loss_by_round"].dropna())
+    lines = ["| target | k | method | " + " | ".join(f"round {i + 1}" for i in range(rounds)) + " |",
+             "|" + "---|" * (3 + rounds)]
+    for _, r in rows.sort_values(["target", "k", "method"]).iterrows():
+        if isinstance(r["train_loss_by_round"], list):
+            lines.append(f"| {r['target']} | {r['k']} | {r['method']} | " +
+                         " | ".join(f"{v:.2g}" for v in r["train_loss_by_round"]) + " |")
+    return "\n".join(lines)
+
+
 def recovery_table(results: pd.DataFrame, sources: pd.DataFrame) -> str:
     rows = results[results["recovery"]]
     if rows.empty:
@@ -197,7 +236,8 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         "",
         *(f"- {key}: {value}" for key, value in environment(cfg).items()),
         f"- profile: {profile.note}; k = {list(profile.ks)} training examples per target (label-balanced, drawn per "
-        f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set",
+        f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set"
+        + (f"; at k > {profile.ks[0]} the methods {', '.join(profile.larger_k_methods)}" if profile.larger_k_methods else ""),
         f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
         f"the last kept; learning rates: adapter {t.learning_rate}, transfer methods "
         f"{dict(cfg.transfer.learning_rate)} (published: ScaLearn 6e-3, AdapterFusion 5e-5, PEMT 3e-4); precision "
@@ -216,6 +256,10 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         results_table(results),
         "",
         *findings(results),
+        "",
+        "## Training loss by round (mean over seeds; each round is a fifth of the step budget)",
+        "",
+        train_loss_table(results),
         "",
         "## Recovery check (the target's own full-data adapter among the sources)",
         "",
@@ -251,7 +295,8 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
                  for t in everything.targets]
     runs = [*by_target[:2], ("recovery", recovery_config(profile, data_dir), first, True), *by_target[2:],
             (f"k={first}", everything, first, False)]  # reuses every finished fit, adds the deferred ones
-    runs += [(f"k={k}", profile_config(profile, k, data_dir), k, False) for k in rest]
+    larger = [m for m in everything.methods if m in (profile.larger_k_methods or everything.methods)]
+    runs += [(f"k={k}", profile_config(profile, k, data_dir, methods=larger), k, False) for k in rest if larger]
     sources = pd.DataFrame()
     body = ""
     for label, cfg, k, recovery in runs:

@@ -47,3 +47,14 @@ def test_the_table_marks_only_intervals_that_exclude_zero(glue_lowres):
     assert "-7.0 [-10.0, -2.0] **↓**" in rows["adapterfusion"]
     assert "**" not in rows["average"] and "–" in rows["adapter"].split(" | ")[5]
     assert list(rows) == ["scalearn", "average", "adapter", "adapterfusion"]  # best first
+
+
+def test_the_training_loss_table_shows_each_round(glue_lowres):
+    results = _results()
+    results["train_loss_by_round"] = [[0.7, 0.5], [0.09, 5e-6], None, [0.69, 0.68]]
+    lines = glue_lowres.train_loss_table(results).splitlines()
+    assert lines[0] == "| target | k | method | round 1 | round 2 |"
+    rows = {line.split(" | ")[2]: line for line in lines[2:]}
+    assert rows["scalearn"].endswith("| 0.09 | 5e-06 |")
+    assert "adapterfusion" not in rows  # nothing recorded: no row rather than a row of blanks
+    assert glue_lowres.train_loss_table(_results()) == "Not recorded."
