@@ -1,7 +1,8 @@
 """B5: what bf16 autocast buys on this machine, and how two units should share its cores.
 
-    python benchmarks/precision.py                # everything below (about 15 min on 2 cores)
+    python benchmarks/precision.py                # 1-5 below (about 12 min on 2 cores)
     python benchmarks/precision.py --quick        # fewer repeats, no real unit, no parity fits
+    python benchmarks/precision.py --compile      # 6 alone, added to the last results
 
 1. Training step time (forward + backward + AdamW, batch 32, length 128, MiniLM) of a single
    trainable adapter and of ScaLearn over K = 8 frozen adapters, fp32 against bf16 autocast, each
@@ -15,6 +16,8 @@
    chance in both precisions, so agreement there would show nothing).
 5. Two units on two cores: one after another (2 torch threads), in two threads of one process, and
    in two processes of one torch thread each; total steps per second.
+6. `--compile` (on its own, added to the last results): the bf16 step with the encoder under
+   torch.compile, and the steps it takes to earn back its compile time.
 """
 
 from __future__ import annotations
@@ -174,6 +177,29 @@ def sharing(steps: int, batch_size: int, length: int) -> dict[str, float]:
     return results
 
 
+def compile_probe(repeats: int, batch_size: int, length: int) -> dict:
+    """bf16 step time of a single adapter with the encoder under torch.compile against the same model
+    without it, and what compiling costs (the first compiled step traces and compiles forward and backward)."""
+    backbone = load_backbone("minilm")
+    bench = Bench(backbone, [CANDIDATES[0]])
+    batch = random_batch(backbone, batch_size, length)
+
+    def steps(n: int) -> list[float]:
+        with autocast("bf16", "cpu"):
+            return [bench.step_seconds(CANDIDATES[0], batch)["wall"] for _ in range(n)]
+
+    try:
+        eager = statistics.median(steps(repeats + 1)[1:])
+        bench.model.encoder.compile()
+        first = steps(1)[0]
+        compiled = statistics.median(steps(repeats))
+    finally:
+        bench.model.detach()
+    saved = eager - compiled
+    return {"eager_s": eager, "compiled_s": compiled, "first_step_s": first, "speedup": eager / compiled,
+            "break_even_steps": (first - compiled) / saved if saved > 0 else None}
+
+
 def markdown(result: dict) -> str:
     m, cfg, steps = result["machine"], result["config"], result["step_s"]
     lines = ["# B5: precision and core sharing", "",
@@ -201,6 +227,14 @@ def markdown(result: dict) -> str:
                       f"{[round(x, 4) for x in p['scores']['fp32']]}, bf16 {[round(x, 4) for x in p['scores']['bf16']]}; "
                       f"mean bf16 − fp32 {statistics.mean(p['bf16_minus_fp32']):+.4f} against a seed std of "
                       f"{p['seed_std']:.4f}: parity {'holds' if p['holds'] else 'does NOT hold'}."]
+    if result.get("compile"):
+        c = result["compile"]
+        steps_note = (f"it pays after {c['break_even_steps']:.0f} steps of one shape" if c["break_even_steps"]
+                      else "it does not pay at any number of steps")
+        lines += ["", f"torch.compile (encoder, bf16, single adapter; `--compile`, run {c['when']}): step {c['eager_s']:.3f} s "
+                      f"→ {c['compiled_s']:.3f} s (**{c['speedup']:.2f}×**); the first compiled step took "
+                      f"{c['first_step_s']:.0f} s, so {steps_note}. Every unit builds its own model and batches "
+                      "of new lengths recompile, so units compile at least once each."]
     if result.get("sharing"):
         lines += ["", "| two units on two cores (bf16 steps) | steps/s | vs one after another |", "|---|---:|---:|"]
         base = result["sharing"]["one after another (2 threads)"]
@@ -215,11 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--compile", action="store_true",
+                        help="only the torch.compile probe, added to the last results (precision.json)")
     parser.add_argument("--steps-probe", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps_probe:
         _steps_worker(args.steps_probe, 1, args.batch_size, args.length)
         return 0
+    if args.compile:
+        result = json.loads((RESULTS / "precision.json").read_text())
+        result["compile"] = compile_probe(args.repeats, args.batch_size, args.length) | {
+            "when": f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}"}
+        return _write(result)
     repeats = 2 if args.quick else args.repeats
     info = machine()
     backbone_config = load_backbone("minilm").model.config
@@ -240,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         result["parity"] = parity("stsb", (1, 2, 3), 256, 150)
         result["sharing"] = sharing(6, args.batch_size, args.length)
     result["load_average_end"] = list(os.getloadavg())
+    return _write(result)
+
+
+def _write(result: dict) -> int:
     table = markdown(result)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
