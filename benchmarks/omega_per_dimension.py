@@ -36,8 +36,9 @@ def omega_summary(report: dict, target: str) -> dict:
     """The statistics of one fit's weights.json (ω per site: (K, d), or (K,) for the uniform variants)."""
     sources = report["sources"]
     start = 2.0 / len(sources)
-    details = [report["details"][site] for site in report["sites"]]
-    per_site = [np.asarray(d["omega"] if "omega" in d else [[w] for w in d["weights"]]) for d in details]
+    # per-dimension variants report ω per site in `details`; the uniform ones only the per-source `weights`
+    per_site = [np.asarray(report["details"].get(site, {}).get("omega") or [[w] for w in weights])
+                for site, weights in zip(report["sites"], report["weights"])]
     omega = np.stack(per_site)  # (sites, K, d)
     means = omega.mean(axis=(0, 2))
     own = sources.index(target) if target in sources else None

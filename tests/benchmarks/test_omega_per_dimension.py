@@ -22,7 +22,7 @@ def omega():
 
 def test_moved_share_spread_and_the_own_adapter(omega):
     # K = 2 sources, start 2/K = 1.0; two sites, d = 2. The own adapter (rte) ends at 1.5 on every entry.
-    report = {"sources": ["mnli", "rte"], "sites": ["0.ffn", "1.ffn"],
+    report = {"sources": ["mnli", "rte"], "sites": ["0.ffn", "1.ffn"], "weights": [[1.1, 1.5], [0.9, 1.5]],
               "details": {"0.ffn": {"omega": [[1.0, 1.2], [1.5, 1.5]]}, "1.ffn": {"omega": [[1.0, 0.8], [1.5, 1.5]]}}}
     got = omega.omega_summary(report, "rte")
     assert got["start"] == 1.0
@@ -32,7 +32,7 @@ def test_moved_share_spread_and_the_own_adapter(omega):
 
 
 def test_uniform_variants_have_no_spread(omega):
-    report = {"sources": ["mnli", "qnli", "rte"], "sites": ["0.ffn"], "details": {"0.ffn": {"weights": [0.9, 0.6, 0.7]}}}
+    report = {"sources": ["mnli", "qnli", "rte"], "sites": ["0.ffn"], "weights": [[0.9, 0.6, 0.7]], "details": {"0.ffn": {}}}
     got = omega.omega_summary(report, "stsb")  # a target without its own adapter among the sources
     assert got["dimension_std"] is None and got["own_mean"] is None
     assert got["moved_share"] == pytest.approx(1 / 3)  # only 0.9 is more than 0.1 from 2/3
