@@ -60,7 +60,7 @@ class Profile:
 PROFILES = {
     # Every method of the config at k = 32, where the papers claim the most; at k = 256 the five that
     # answer the main question (no transfer, the two references, the two ScaLearns). That is 3 targets x
-    # 3 seeds x (10 + 5) fits of 0.5-2 min: about 140 min on 2 cores with the sources cached.
+    # 3 seeds x (10 + 5) fits of 0.5-2 min: about 150 min on 2 cores with the sources cached (measured).
     "cpu": Profile((32, 256), (1, 2, 3), 125, "sized for 2 CPU cores: 3 seeds, 125 steps of batch 16 per fit",
                    larger_k_methods=("adapter", "average", "adapterfusion", "scalearn", "scalearn_plus_plus")),
     # The config's rates are the published ones x 8 for its 125 steps; at the papers' 1,000 steps the
