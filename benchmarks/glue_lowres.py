@@ -237,7 +237,7 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         *(f"- {key}: {value}" for key, value in environment(cfg).items()),
         f"- profile: {profile.note}; k = {list(profile.ks)} training examples per target (label-balanced, drawn per "
         f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set"
-        + (f"; at k > {profile.ks[0]} the methods {', '.join(profile.larger_k_methods)}" if profile.larger_k_methods else ""),
+        + (f"; at k > {profile.ks[0]} the methods {', '.join(profile.larger_k_methods)}" if profile.larger_k_methods and len(profile.ks) > 1 else ""),
         f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
         f"the last kept; learning rates: adapter {t.learning_rate}, transfer methods "
         f"{dict(cfg.transfer.learning_rate)} (published: ScaLearn 6e-3, AdapterFusion 5e-5, PEMT 3e-4); precision "
