@@ -302,7 +302,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     for label, cfg, k, recovery in runs:
         tracking = Tracking.from_config(cfg)
         if report_only:
-            parent = _latest_run_of(tracking, cfg)
+            parent = latest_run_of(tracking, cfg)
         else:
             print(f"glue-lowres {profile_name}: {label}", flush=True)
             started = time.perf_counter()
@@ -332,7 +332,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     return body
 
 
-def _latest_run_of(tracking, cfg: PipelineConfig) -> str | None:
+def latest_run_of(tracking, cfg: PipelineConfig) -> str | None:
     """The newest finished pipeline run whose config matches `cfg` (k, methods, source sets)."""
     from tasks.tracking import KIND_TAG
 

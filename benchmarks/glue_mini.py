@@ -93,11 +93,12 @@ def weights_reports(tracking, table: pd.DataFrame, target: str) -> dict[str, dic
         if rows.empty:
             continue
         run = client.get_run(rows["run_id"].iloc[0])
-        reports[method] = _load_weights(tracking, run.data.tags.get("artifact_run_id", run.info.run_id))
+        reports[method] = load_weights(tracking, run.data.tags.get("artifact_run_id", run.info.run_id))
     return reports
 
 
-def _load_weights(tracking, run_id: str) -> dict:
+def load_weights(tracking, run_id: str) -> dict:
+    """The weights.json (ω / gate report) a transfer fit logged to its run."""
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(tracking.client().download_artifacts(run_id, "weights.json", tmp)).read_text())
 

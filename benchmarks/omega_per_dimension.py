@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +25,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from benchmarks.publish import RESULTS  # noqa: E402
-from glue_lowres import PROFILES, _latest_run_of, profile_config, recovery_config, unit_rows  # noqa: E402
+from glue_mini import load_weights  # noqa: E402
+from glue_lowres import PROFILES, latest_run_of, profile_config, recovery_config, unit_rows  # noqa: E402
 from peft_core.compositions.scalearn import SCALEARN_VARIANTS  # noqa: E402
 
 MOVED = 0.1  # an entry "moved" when it ends this far from its start
@@ -49,11 +49,6 @@ def omega_summary(report: dict, target: str) -> dict:
             "others_mean_range": [float(min(others)), float(max(others))], "start": start}
 
 
-def _weights(tracking, run_id: str) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(tracking.client().download_artifacts(run_id, "weights.json", tmp)).read_text())
-
-
 def collect(data_dir: str | None) -> list[dict]:
     from tasks.tracking import Tracking
 
@@ -62,7 +57,7 @@ def collect(data_dir: str | None) -> list[dict]:
     for label, cfg in (("k = 32", profile_config(profile, profile.ks[0], data_dir)),
                        ("recovery", recovery_config(profile, data_dir))):
         tracking = Tracking.from_config(cfg)
-        parent = _latest_run_of(tracking, cfg)
+        parent = latest_run_of(tracking, cfg)
         if parent is None:
             print(f"no finished glue-lowres cpu run for {label}: run benchmarks/glue_lowres.py --profile cpu first")
             continue
@@ -70,7 +65,7 @@ def collect(data_dir: str | None) -> list[dict]:
         fits = units[(units["stage"] == "transfer") & units["method"].isin(list(SCALEARN_VARIANTS))]
         for fit in fits.sort_values(["task", "method", "seed"]).itertuples():
             rows.append({"run": label, "target": fit.task, "method": fit.method, "seed": fit.seed,
-                         **omega_summary(_weights(tracking, fit.artifact_run_id), fit.task)})
+                         **omega_summary(load_weights(tracking, fit.artifact_run_id), fit.task)})
     return rows
 
 

@@ -133,37 +133,35 @@ def parity(task: str, seeds: tuple[int, ...], k: int, steps: int) -> dict:
             "bf16_minus_fp32": differences, "seed_std": spread, "holds": abs(statistics.mean(differences)) <= spread}
 
 
+def single_adapter_bench(batch_size: int, length: int) -> tuple[Bench, dict]:
+    """A single trainable adapter on a freshly loaded MiniLM, and a random batch for it."""
+    backbone = load_backbone("minilm")
+    return Bench(backbone, [CANDIDATES[0]]), random_batch(backbone, batch_size, length)
+
+
+def bf16_steps(bench: Bench, batch: dict, steps: int) -> list[float]:
+    """Wall seconds of `steps` bf16 training steps of the bench's single adapter."""
+    with autocast("bf16", "cpu"):
+        return [bench.step_seconds(CANDIDATES[0], batch)["wall"] for _ in range(steps)]
+
+
 def _steps_worker(steps: int, threads: int, batch_size: int, length: int) -> None:
     """Subprocess entry point: train `steps` steps of a single adapter in bf16 on `threads` threads."""
     torch.set_num_threads(threads)
-    backbone = load_backbone("minilm")
-    bench = Bench(backbone, [CANDIDATES[0]])
-    batch = random_batch(backbone, batch_size, length)
-    for _ in range(steps):
-        with autocast("bf16", "cpu"):
-            bench.step_seconds(CANDIDATES[0], batch)
+    bf16_steps(*single_adapter_bench(batch_size, length), steps)
 
 
 def sharing(steps: int, batch_size: int, length: int) -> dict[str, float]:
     """Steps/s of two units: sequential, two threads of one process, two 1-thread processes."""
     def in_process(concurrent: bool) -> float:
-        benches = []
-        for _ in range(2):
-            backbone = load_backbone("minilm")
-            benches.append((Bench(backbone, [CANDIDATES[0]]), random_batch(backbone, batch_size, length)))
-
-        def train(bench, batch):
-            for _ in range(steps):
-                with autocast("bf16", "cpu"):
-                    bench.step_seconds(CANDIDATES[0], batch)
-
+        benches = [single_adapter_bench(batch_size, length) for _ in range(2)]
         started = time.perf_counter()
         if concurrent:
-            workers = [threading.Thread(target=train, args=pair) for pair in benches]
+            workers = [threading.Thread(target=bf16_steps, args=(*pair, steps)) for pair in benches]
             [w.start() for w in workers]
             [w.join() for w in workers]
         else:
-            [train(*pair) for pair in benches]
+            [bf16_steps(*pair, steps) for pair in benches]
         return 2 * steps / (time.perf_counter() - started)
 
     results = {"one after another (2 threads)": in_process(False), "two threads of one process": in_process(True)}
@@ -180,19 +178,12 @@ def sharing(steps: int, batch_size: int, length: int) -> dict[str, float]:
 def compile_probe(repeats: int, batch_size: int, length: int) -> dict:
     """bf16 step time of a single adapter with the encoder under torch.compile against the same model
     without it, and what compiling costs (the first compiled step traces and compiles forward and backward)."""
-    backbone = load_backbone("minilm")
-    bench = Bench(backbone, [CANDIDATES[0]])
-    batch = random_batch(backbone, batch_size, length)
-
-    def steps(n: int) -> list[float]:
-        with autocast("bf16", "cpu"):
-            return [bench.step_seconds(CANDIDATES[0], batch)["wall"] for _ in range(n)]
-
+    bench, batch = single_adapter_bench(batch_size, length)
     try:
-        eager = statistics.median(steps(repeats + 1)[1:])
+        eager = statistics.median(bf16_steps(bench, batch, repeats + 1)[1:])
         bench.model.encoder.compile()
-        first = steps(1)[0]
-        compiled = statistics.median(steps(repeats))
+        first = bf16_steps(bench, batch, 1)[0]
+        compiled = statistics.median(bf16_steps(bench, batch, repeats))
     finally:
         bench.model.detach()
     saved = eager - compiled

@@ -29,7 +29,6 @@ from publish import RESULTS  # noqa: E402
 from tasks.config import load_config  # noqa: E402
 
 SOURCES = REPO / "benchmarks" / "sources" / "glue-lowres" / "units"
-SCALEARN_RATE = 0.048  # the profile's ScaLearn rate (configs/glue-lowres.yaml), the head included
 
 
 def source_folders() -> dict[str, Path]:
@@ -51,27 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from peft_core.backbones import load_backbone
-    from peft_core.data import few_shot, load_task_data
     from peft_core.task_specs import get_task
     from peft_core.transfer import fit_transfer
+    from tasks.data_units import task_splits
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}
     cfg = load_config(REPO / "configs" / "glue-lowres.yaml", **{"data.few_shot.k": 32, **overrides})
+    rate = cfg.transfer.learning_rate_for("scalearn")  # the profile's ScaLearn rate, the head included
     folders = source_folders()
     backbone = load_backbone(cfg.backbone)
     work = REPO / ".adapterflow" / "work" / "recovery-oracle"
     rows = []
     for target in args.targets.split(","):
         spec = get_task(target)
-        d = cfg.data
-        full = load_task_data(spec, d.source, d.resolved_path(), d.split, d.seed, d.train_cap(target), d.max_eval)
         for seed in map(int, args.seeds.split(",")):
-            splits = few_shot(spec, full, d.few_shot.k, seed, per_label=d.few_shot.per_label,
-                              validation_k=d.few_shot.validation_k)
+            splits = task_splits(cfg, target, "target", seed)  # the sample the pipeline's fits of `seed` get
             train = cfg.training.targets.to_core(seed)
             started = time.perf_counter()
             result = fit_transfer(backbone, spec, splits, "average", [folders[target]], train,
-                                  work / f"{target}-{seed}-oracle", learning_rate=SCALEARN_RATE)
+                                  work / f"{target}-{seed}-oracle", learning_rate=rate)
             rows.append({"target": target, "seed": seed, "fit": "oracle (own full-data adapter, new head)",
                          "metric": spec.main_metric, "test": result.metrics[f"test_{spec.main_metric}"],
                          "seconds": time.perf_counter() - started})
@@ -79,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "recovery-oracle.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Recovery check taken apart (k = 32)", "",
              f"Written by `benchmarks/recovery_oracle.py --targets {args.targets} --seeds {args.seeds}`; "
-             "every fit 125 steps at batch 16, rate 0.048, test = the whole original dev set.", "",
+             f"every fit {train.max_steps} steps at batch {train.batch_size}, rate {rate}, test = the whole "
+             "original dev set.", "",
              "| target | fit | test ×100 per seed | mean |", "|---|---|---|---|"]
     for (target, name) in dict.fromkeys((r["target"], r["fit"]) for r in rows):
         scores = [r["test"] * 100 for r in rows if (r["target"], r["fit"]) == (target, name)]

@@ -9,18 +9,16 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PipelineConfig
 from peft_core.data import few_shot, load_task_data
+from peft_core.data.types import DatasetSplits
 from peft_core.task_specs import get_task
 from tasks.prepared_data import save_splits
 from tasks.common import unit_logger
 
 
-@task(name="prepare_task_data", cache_policy=NO_CACHE)
-def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
-                      seed: int | None = None) -> dict:
-    """Prepared splits of one task as a folder keyed by their content digest.
-
-    A target under `data.few_shot` is sampled with the unit `seed` (each seed its own sample).
-    """
+def task_splits(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
+                seed: int | None = None) -> DatasetSplits:
+    """One task's splits under the config's data settings: its caps, its split convention, and for a
+    target under `data.few_shot` the k-shot sample of `seed` (each seed its own sample)."""
     data = cfg.data
     spec = get_task(task_name)
     cap = data.train_cap(task_name)
@@ -30,6 +28,14 @@ def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source
     if role == "target" and data.few_shot is not None:
         shot = data.few_shot
         splits = few_shot(spec, splits, shot.k, seed, per_label=shot.per_label, validation_k=shot.validation_k)
+    return splits
+
+
+@task(name="prepare_task_data", cache_policy=NO_CACHE)
+def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
+                      seed: int | None = None) -> dict:
+    """`task_splits` stored as a folder keyed by their content digest."""
+    splits = task_splits(cfg, task_name, role, seed)
     digest = splits.digest()
     folder = cfg.home_dir() / "data" / f"{task_name}-{digest}"
     if not (folder / "manifest.json").exists():

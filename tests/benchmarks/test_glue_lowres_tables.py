@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def glue_lowres():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("glue_lowres", BENCHMARKS / "glue_lowres.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["glue_lowres"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("glue_lowres")
 
 
 def _results() -> pd.DataFrame:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "glue_mini.py"
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def glue_mini():
-    spec = importlib.util.spec_from_file_location("glue_mini", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("glue_mini")
 
 
 def _table() -> pd.DataFrame:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def omega():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("omega_per_dimension", BENCHMARKS / "omega_per_dimension.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("omega_per_dimension")
 
 
 def test_moved_share_spread_and_the_own_adapter(omega):
