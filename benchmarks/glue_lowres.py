@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import pandas as pd  # noqa: E402
 
 from flows.config import PipelineConfig, load_config, parse_overrides  # noqa: E402
-from benchmarks.publish import RESULTS, publish_results  # noqa: E402
-from glue_mini import environment, plot_target_heatmaps  # noqa: E402
+from benchmarks.publish import RESULTS, environment, publish_results, require_block  # noqa: E402
+from benchmarks.weights_figures import plot_target_heatmaps, weights_reports  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, summarise_fits  # noqa: E402
 
@@ -281,6 +281,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
 
     profile = replace(PROFILES[profile_name], narrowed=narrowed or {}, ks=tuple(ks or PROFILES[profile_name].ks))
     stem = f"glue-lowres-{profile_name}" + (f"-{variant}" if variant else "")
+    require_block(stem)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summaries, seconds, heatmaps = [], {}, {}
     # The smallest k target by target, the recovery check after the first two, the deferred methods,
@@ -321,8 +322,6 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
         summaries = [r for r in summaries if (r["target"], r["k"], r["method"], r["recovery"]) not in latest]
         summaries += list(latest.values())
         if not recovery and k == profile.ks[0]:
-            from glue_mini import weights_reports
-
             table = units.rename(columns={"artifact_run_id": "run_id"})
             heatmaps |= {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
                                                  RESULTS / f"{stem}-{t}-weights.png")

@@ -13,15 +13,9 @@ from the latest pipeline run without training.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,13 +24,13 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 from flows.config import PipelineConfig, load_config  # noqa: E402
-from benchmarks.publish import RESULTS, publish_results  # noqa: E402
+from benchmarks.publish import RESULTS, environment, publish_results, require_block  # noqa: E402
+from benchmarks.weights_figures import plot_target_heatmaps, weights_reports  # noqa: E402
 from tasks.config import given  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
 
 PROFILES = {"quick": REPO / "configs" / "glue-mini.yaml", "full": REPO / "configs" / "glue-mini-full.yaml"}
-HEATMAP_METHODS = ("scalearn", "pemt")
 # METHODS.md §5: RoBERTa-base, GLUE, test = original dev, mean over seeds (percent).
 PUBLISHED = {
     "full_finetune": {"stsb": 90.53, "mrpc": 86.94, "rte": 73.47, "cola": 58.46},
@@ -47,6 +41,10 @@ PUBLISHED = {
     "scalearn_plus_plus": {"stsb": 90.62, "mrpc": 88.21, "rte": 80.87, "cola": 59.82},
 }
 NO_TRANSFER = ("adapter", "full_finetune")
+
+
+def results_stem(profile: str) -> str:
+    return f"glue-mini-{profile}"
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -84,65 +82,7 @@ def stage_spans(tracking, parent_run_id: str) -> dict[str, float]:
     return {stage: (last - first) / 1000 for stage, (first, last) in spans.items()}
 
 
-def weights_reports(tracking, table: pd.DataFrame, target: str) -> dict[str, dict]:
-    """{method: weights.json} of the first seed's ScaLearn and PEMT fits on `target`."""
-    client = tracking.client()
-    reports = {}
-    for method in HEATMAP_METHODS:
-        rows = table[(table["task"] == target) & (table["method"] == method) & (table["stage"] == "transfer")]
-        if rows.empty:
-            continue
-        run = client.get_run(rows["run_id"].iloc[0])
-        reports[method] = load_weights(tracking, run.data.tags.get("artifact_run_id", run.info.run_id))
-    return reports
-
-
-def load_weights(tracking, run_id: str) -> dict:
-    """The weights.json (ω / gate report) a transfer fit logged to its run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(tracking.client().download_artifacts(run_id, "weights.json", tmp)).read_text())
-
-
-def plot_target_heatmaps(reports: dict[str, dict], target: str, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from peft_core.weights_plot import draw_weights_heatmap, weight_rows
-
-    drawn = {m: r for m, r in reports.items() if weight_rows(r)}
-    if not drawn:
-        return None
-    sites = max(len(weight_rows(r)) for r in drawn.values())
-    sources = max(len(r["sources"]) for r in drawn.values())
-    fig, axes = plt.subplots(1, len(drawn), figsize=(len(drawn) * (1.6 + 0.9 * sources), 1.4 + 0.45 * sites), squeeze=False)
-    titles = {"scalearn": f"ScaLearn ω (mean over d) → {target}", "pemt": f"PEMT gate → {target}"}
-    for ax, (method, report) in zip(axes[0], drawn.items()):
-        draw_weights_heatmap(ax, report, report["sources"], titles[method])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 # -- writing -----------------------------------------------------------------------------------
-def environment(cfg: PipelineConfig) -> dict[str, str]:
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "peft_core", "tasks", "flows", "configs"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("torch", "transformers", "prefect", "mlflow"))
-    return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-        "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "versions": f"Python {platform.python_version()}, {versions}",
-        "code": f"adapterflow {commit}" + (" (uncommitted changes)" if dirty else ""),
-        "backbone": cfg.backbone,
-    }
-
-
 def sizes_line(cfg: PipelineConfig) -> str:
     t, d = cfg.training, cfg.data
     return (f"sources: {d.max_train or 'all'} train examples each, {t.sources.epochs} epochs at lr {t.sources.learning_rate}; "
@@ -204,7 +144,7 @@ def write_outputs(profile: str, cfg: PipelineConfig, tracking, parent_run_id: st
     table = comparison_table(tracking, parent_run_id)
     results = target_results(table, cfg.targets)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"glue-mini-{profile}"
+    stem = results_stem(profile)
     results.to_csv(RESULTS / f"{stem}.csv", index=False)
     heatmaps = [plot_target_heatmaps(weights_reports(tracking, table, t), t, RESULTS / f"{stem}-{t}-weights.png")
                 for t in cfg.targets]
@@ -212,7 +152,7 @@ def write_outputs(profile: str, cfg: PipelineConfig, tracking, parent_run_id: st
     sources_reused = table[table["stage"] == "sources"]["reused"].all()
     env = environment(cfg)
     timing = [f"- Whole pipeline: {seconds / 60:.1f} min" if seconds else "- Whole pipeline: not timed (--report-only)",
-              f"- Per stage (first unit start to last unit end): "
+              "- Per stage (first unit start to last unit end): "
               + ", ".join(f"{s} {v / 60:.1f} min" for s, v in sorted(spans.items(), key=lambda kv: kv[1], reverse=True)),
               f"- Source adapters: {'reused from MLflow' if sources_reused else 'trained in this run'}"]
     if seconds and not sources_reused:
@@ -255,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(PROFILES[args.profile], **given({"data.path": args.data_dir}))
+        require_block(results_stem(args.profile))
         from tasks.reporting import latest_pipeline_run
         from tasks.tracking import Tracking
 

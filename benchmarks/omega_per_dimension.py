@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from benchmarks.publish import RESULTS  # noqa: E402
-from glue_mini import load_weights  # noqa: E402
+from benchmarks.weights_figures import load_weights  # noqa: E402
 from glue_lowres import PROFILES, latest_run_of, profile_config, recovery_config, unit_rows  # noqa: E402
 from peft_core.compositions.scalearn import SCALEARN_VARIANTS  # noqa: E402
 

@@ -49,3 +49,16 @@ def test_the_training_loss_table_shows_each_round(glue_lowres):
     assert rows["scalearn"].endswith("| 0.09 | 5e-06 |")
     assert "adapterfusion" not in rows  # nothing recorded: no row rather than a row of blanks
     assert glue_lowres.train_loss_table(_results()) == "Not recorded."
+
+
+def test_a_variant_without_its_benchmarks_md_block_stops_before_training(glue_lowres, tmp_path, monkeypatch):
+    import benchmarks.publish as publish
+    from peft_core.errors import AdapterflowError
+
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text("<!-- glue-lowres-cpu:start -->\n<!-- glue-lowres-cpu:end -->\n")
+    monkeypatch.setattr(publish, "BENCHMARKS_MD", markdown)
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "home"))
+    with pytest.raises(AdapterflowError, match="glue-lowres-cpu-untried:start"):
+        glue_lowres.run("cpu", None, report_only=False, variant="untried")
+    assert not (tmp_path / "home").exists()  # no store opened, nothing trained
