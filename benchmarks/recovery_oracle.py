@@ -5,7 +5,7 @@ the new head's, and how much is ScaLearn's weights'? The oracle weighting with a
     .venv/bin/python benchmarks/recovery_oracle.py --targets stsb --seeds 1
 
 For each target, k-shot sample and seed of `configs/glue-lowres.yaml` it fits, with the fit settings
-of the profile (125 steps, ScaLearn's rate), the target's own full-data source adapter alone (ω
+of the profile (its step budget, ScaLearn's rate), the target's own full-data source adapter alone (ω
 one-hot on it: `average` over that one source) with a *new* head trained on the k examples: what a
 perfect weighting of the sources reaches with a new head. The recovery check's ScaLearn fits (new
 head, and head from the own adapter) are in `glue-lowres-cpu*.md`. Sources: the committed
