@@ -51,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from peft_core.backbones import load_backbone
     from peft_core.task_specs import get_task
+    from peft_core.compositions import get_method
     from peft_core.transfer import fit_transfer
     from tasks.data_units import task_splits
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}
     cfg = load_config(REPO / "configs" / "glue-lowres.yaml", **{"data.few_shot.k": 32, **overrides})
-    rate = cfg.transfer.learning_rate_for("scalearn")  # the profile's ScaLearn rate, the head included
+    # The rate the profile's ScaLearn fits run at (the head included), as a number: "published" would
+    # resolve to the average's rate inside fit_transfer.
+    rate = get_method("scalearn").train_config(cfg.training.targets.to_core(0),
+                                               cfg.transfer.learning_rate_for("scalearn")).learning_rate
     folders = source_folders()
     backbone = load_backbone(cfg.backbone)
     work = REPO / ".adapterflow" / "work" / "recovery-oracle"
