@@ -99,7 +99,8 @@ def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
         source_run = tags.get("artifact_run_id", run.info.run_id)
         params = client.get_run(source_run).data.params if source_run != run.info.run_id else run.data.params
         rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
-                     "seed": int(params.get("seed", -1)), "artifact_run_id": source_run, **run.data.metrics})
+                     "seed": int(params.get("seed", -1)), "learning_rate": float(params.get("training.learning_rate", "nan")),
+                     "artifact_run_id": source_run, **run.data.metrics})
     return pd.DataFrame(rows)
 
 
@@ -220,7 +221,8 @@ def findings(results: pd.DataFrame) -> list[str]:
 
 
 def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig, results: pd.DataFrame,
-                  sources: pd.DataFrame, heatmaps: dict[str, Path | None], seconds: dict[str, float]) -> str:
+                  sources: pd.DataFrame, heatmaps: dict[str, Path | None], seconds: dict[str, float],
+                  rates: dict[str, float]) -> str:
     results.to_csv(RESULTS / f"{stem}.csv", index=False)
     sources.to_csv(RESULTS / f"{stem}-sources.csv", index=False)
     curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets
@@ -237,8 +239,8 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set"
         + (f"; at k > {profile.ks[0]} the methods {', '.join(profile.larger_k_methods)}" if profile.larger_k_methods and len(profile.ks) > 1 else ""),
         f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
-        f"the last kept; learning rates: adapter {t.learning_rate}, transfer methods "
-        f"{dict(cfg.transfer.learning_rate)} (published: ScaLearn 6e-3, AdapterFusion 5e-5, PEMT 3e-4); precision "
+        f"the last kept; learning rates (as the fits logged them): {dict(sorted(rates.items()))} (config: transfer.learning_rate "
+        f"{dict(cfg.transfer.learning_rate)}); precision "
         f"{t.precision}; sources: {dict(cfg.transfer.source_set)}; head: {dict(cfg.transfer.head_init)}",
         "- time: " + ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
         + (f"; in all {sum(seconds.values()) / 60:.1f} min" if seconds else ""),
@@ -283,7 +285,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     stem = f"glue-lowres-{profile_name}" + (f"-{variant}" if variant else "")
     require_block(stem)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summaries, seconds, heatmaps = [], {}, {}
+    summaries, seconds, heatmaps, rates = [], {}, {}, {}
     # The smallest k target by target, the recovery check after the first two, the deferred methods,
     # then the other k. The results are rewritten after every run, so an interrupted benchmark
     # still publishes what finished (and a re-run resumes from what MLflow holds).
@@ -321,12 +323,15 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
                   for r in summarise(tracking, units, k, reference)}
         summaries = [r for r in summaries if (r["target"], r["k"], r["method"], r["recovery"]) not in latest]
         summaries += list(latest.values())
+        fits = units[units["stage"] == "transfer"]
+        rates |= fits.groupby("method")["learning_rate"].first().to_dict()
         if not recovery and k == profile.ks[0]:
             table = units.rename(columns={"artifact_run_id": "run_id"})
             heatmaps |= {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
                                                  RESULTS / f"{stem}-{t}-weights.png")
                          for t in cfg.targets}
-        body = write_outputs(stem, command, profile, everything, pd.DataFrame(summaries), sources, heatmaps, seconds)
+        body = write_outputs(stem, command, profile, everything, pd.DataFrame(summaries), sources, heatmaps, seconds,
+                             rates)
     return body
 
 

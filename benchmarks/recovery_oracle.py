@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from publish import RESULTS  # noqa: E402
+from benchmarks.publish import RESULTS  # noqa: E402
 from tasks.config import load_config  # noqa: E402
 
 SOURCES = REPO / "benchmarks" / "sources" / "glue-lowres" / "units"
@@ -51,16 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from peft_core.backbones import load_backbone
     from peft_core.task_specs import get_task
-    from peft_core.compositions import get_method
     from peft_core.transfer import fit_transfer
     from tasks.data_units import task_splits
+    from tasks.transfer_units import transfer_train_config
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}
     cfg = load_config(REPO / "configs" / "glue-lowres.yaml", **{"data.few_shot.k": 32, **overrides})
-    # The rate the profile's ScaLearn fits run at (the head included), as a number: "published" would
-    # resolve to the average's rate inside fit_transfer.
-    rate = get_method("scalearn").train_config(cfg.training.targets.to_core(0),
-                                               cfg.transfer.learning_rate_for("scalearn")).learning_rate
     folders = source_folders()
     backbone = load_backbone(cfg.backbone)
     work = REPO / ".adapterflow" / "work" / "recovery-oracle"
@@ -69,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_task(target)
         for seed in map(int, args.seeds.split(",")):
             splits = task_splits(cfg, target, "target", seed)  # the sample the pipeline's fits of `seed` get
-            train = cfg.training.targets.to_core(seed)
+            # ScaLearn's fit settings, its rate as a number: "published" would give the average's rate
+            train = transfer_train_config(cfg, "scalearn", seed)
             started = time.perf_counter()
             result = fit_transfer(backbone, spec, splits, "average", [folders[target]], train,
-                                  work / f"{target}-{seed}-oracle", learning_rate=rate)
+                                  work / f"{target}-{seed}-oracle", learning_rate=train.learning_rate)
             rows.append({"target": target, "seed": seed, "fit": "oracle (own full-data adapter, new head)",
                          "metric": spec.main_metric, "test": result.metrics[f"test_{spec.main_metric}"],
                          "seconds": time.perf_counter() - started})
@@ -80,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "recovery-oracle.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Recovery check taken apart (k = 32)", "",
              f"Written by `benchmarks/recovery_oracle.py --targets {args.targets} --seeds {args.seeds}`; "
-             f"every fit {train.max_steps} steps at batch {train.batch_size}, rate {rate}, test = the whole "
+             f"every fit {train.max_steps} steps at batch {train.batch_size}, rate {train.learning_rate}, test = the whole "
              "original dev set.", "",
              "| target | fit | test ×100 per seed | mean |", "|---|---|---|---|"]
     for (target, name) in dict.fromkeys((r["target"], r["fit"]) for r in rows):
