@@ -19,6 +19,15 @@ def prefect_api():
 
 
 @pytest.fixture(scope="session")
+def prefect_api_url(prefect_api) -> str:
+    """The session's Prefect API, for CLI subprocesses (PREFECT_API_URL) that need not start their own
+    temporary server: starting one costs about 20 s, which tests of other things need not pay."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
 def tiny_backbone_dir(tmp_path_factory):
     """A randomly initialised 2-layer BERT with a word-level vocabulary, saved like a hub model."""
     folder = tmp_path_factory.mktemp("tiny-bert")

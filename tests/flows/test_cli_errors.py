@@ -144,13 +144,6 @@ HEADER = "index\tsentence1\tsentence2\tlabel\n"
 ROWS = "".join(f"{i}\tthe film was good\tthe film was bad\tnot_entailment\n" for i in range(20))
 
 
-@pytest.fixture(scope="module")
-def prefect_api_url(prefect_api):
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
-
-
 @pytest.mark.parametrize(("task", "folder", "files", "expected"), [
     ("rte", "RTE", {"train.tsv": "index\tsentence1\tlabel\n0\tgood\tentailment\n", "dev.tsv": HEADER + ROWS},
      "train.tsv:1: header lacks column(s) sentence2"),

@@ -20,10 +20,18 @@ from tasks.tracking import KIND_TAG, Tracking
 METRICS = ["test_accuracy", "validation_accuracy"]
 
 
-def _start(config_path, tmp_path):
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+def _start(config_path, tmp_path, prefect_api_url):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": prefect_api_url}
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _kill_group(process) -> None:
+    """Whatever the stopped run left behind in its process group (normally nothing)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _finished_units(db) -> int:
@@ -44,7 +52,7 @@ def _kill_after_first_unit(process, db, timeout=240):
         if _finished_units(db) >= 1:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
-            os.killpg(process.pid, signal.SIGKILL)  # the crashed run's orphaned temporary Prefect server
+            _kill_group(process)
             return
         time.sleep(0.2)
     raise AssertionError(f"no unit finished before the kill deadline:\n{process.communicate()[0][-3000:]}")
@@ -60,14 +68,14 @@ def _write(tmp_path, name, base_config):
     return path
 
 
-def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config, tmp_path):
+def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config, tmp_path, prefect_api_url):
     base, _ = tiny_config(sources=["demo_sentiment", "demo_nli", "demo_similarity"])
     crashed_cfg = _write(tmp_path, "crashed", base)
     clean_cfg = _write(tmp_path, "clean", base)
 
-    process = _start(crashed_cfg, tmp_path)
+    process = _start(crashed_cfg, tmp_path, prefect_api_url)
     _kill_after_first_unit(process, tmp_path / "crashed" / "mlflow.db")
-    rerun = _start(crashed_cfg, tmp_path)
+    rerun = _start(crashed_cfg, tmp_path, prefect_api_url)
     output = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, output[-3000:]
 
@@ -80,7 +88,7 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     parents = [r for r in runs if r.data.tags.get(KIND_TAG) == "pipeline"]
     assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]
 
-    clean = _start(clean_cfg, tmp_path)
+    clean = _start(clean_cfg, tmp_path, prefect_api_url)
     assert clean.wait(timeout=600) == 0
     after_crash = comparison_table(tracking).set_index(["stage", "task", "method"])[METRICS].sort_index()
     uninterrupted = comparison_table(Tracking.from_config(load_config(clean_cfg)))
@@ -88,7 +96,7 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     assert after_crash.equals(uninterrupted), f"{after_crash}\n{uninterrupted}"
 
 
-def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path):
+def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path, prefect_api_url):
     """Units train in worker threads, which nothing can cancel from outside: a stopped run tells them
     to stop at their next step, instead of staying until each has trained to its end (minutes here)."""
     base, _ = tiny_config()
@@ -96,7 +104,7 @@ def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path):
     cfg["training"]["sources"] |= {"epochs": 2, "max_steps": 40000}  # far longer than the test waits
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    process = _start(path, tmp_path)
+    process = _start(path, tmp_path, prefect_api_url)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
@@ -109,7 +117,7 @@ def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path):
     try:
         process.wait(timeout=60)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever is left, the temporary Prefect server included
+        _kill_group(process)
     assert time.time() - stopped < 30, "".join(lines)[-3000:]
     reader.join(timeout=10)
     tracking = Tracking.from_config(load_config(path))
