@@ -12,11 +12,11 @@ from datetime import datetime
 from prefect import flow, unmapped
 from prefect.futures import wait
 
-from tasks.config import (
-    BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, OWN_ADAPTER, TRANSFER_METHODS, PipelineConfig,
-)
+from tasks.config import OWN_ADAPTER, PipelineConfig
 from flows.runners import make_task_runner
-from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as JOINT_MODEL_OF  # method -> joint method
+from peft_core.method_names import (
+    BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF, MULTITASK_METHODS, TRANSFER_METHODS,
+)
 from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
 from tasks.common import STOP_TRAINING
 from tasks.data_units import prepare_task_data

@@ -40,14 +40,14 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "transfer": (2, ("transfer.py", "compositions/*.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
-    "hyperformer_transfer": (1, ("hyperformer/few_shot.py",)),
+    "hyperformer_transfer": (1, ("hyperformer/few_shot.py", "few_shot_options.py")),
 }
 
-# Modules that cannot change a unit's result: I/O, errors, metering, data loading (digested by
-# content), and prediction with fitted models (no unit runs it).
+# Modules that cannot change a unit's result: I/O, errors, names, metering, data loading (digested
+# by content), and prediction with fitted models (no unit runs it).
 OFF_COMPUTE_PATH: tuple[str, ...] = (
     "__init__.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py", "resources.py",
-    "inference.py", "inputs.py", "model_set.py", "statistics.py",
+    "inference.py", "inputs.py", "method_names.py", "model_set.py", "statistics.py",
     "data/__init__.py", "data/demo.py", "data/loaders.py", "data/splits.py", "data/types.py",
     "hyperformer/counting.py", "parameter_counts.py", "weights_plot.py",
 )

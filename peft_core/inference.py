@@ -29,11 +29,12 @@ from .data.encoding import EncodedSplit, collate, make_batches
 from .data.types import Example
 from .errors import ArtifactError, ConfigError
 from .full_finetune import load_full_finetune_model
-from .hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS, load_hyperformer_transfer
+from .hyperformer.few_shot import load_hyperformer_transfer
 from .inputs import rows_to_examples
+from .method_names import HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS
 from .metrics import compute_metrics
 from .model import AdapterModel
-from .multitask import MULTITASK_METHODS, load_multitask_model
+from .multitask import load_multitask_model
 from .precision import autocast, default_device, native_bf16
 from .recipes import load_adapter_model
 from .task_specs import TaskSpec, get_task

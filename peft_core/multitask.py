@@ -16,7 +16,6 @@ import dataclasses
 import math
 from pathlib import Path
 from statistics import mean
-from typing import Literal
 
 from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
@@ -24,21 +23,19 @@ from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
-from .hyperformer import VARIANTS, HyperFormerModel, HyperNetConfig
+from .hyperformer import HyperFormerModel, HyperNetConfig
 from .model import AdapterModel
+from .method_names import HYPERFORMER_VARIANTS, MULTITASK_METHODS, MultitaskMethod
 from .jobs import EncodedTaskData, TrainingResult, encode_splits, final_metrics, fit_and_evaluate, job_model
 from .sampling import TemperatureSampler
 from .task_specs import TaskSpec
 from .training import StepCallback, evaluate, fit
 
-MultitaskMethod = Literal["hyperformer", "hyperformer_plus_plus", "shared_adapter", "full_multitask"]
-MULTITASK_METHODS: tuple[str, ...] = (*VARIANTS, "shared_adapter", "full_multitask")
-
 
 def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: MultitaskMethod,
                           adapter: AdapterConfig, hypernetwork: HyperNetConfig | None = None) -> AdapterModel:
     """The untrained model of `method`, with one head per task; `hypernetwork`'s variant is `method`'s."""
-    if method in VARIANTS:
+    if method in HYPERFORMER_VARIANTS:
         return HyperFormerModel(backbone, specs, adapter, dataclasses.replace(hypernetwork or HyperNetConfig(), variant=method))
     if method == "shared_adapter":
         model = AdapterModel(backbone, adapter.placement)
@@ -158,8 +155,9 @@ def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
 
 def load_hyperformer(folder: Path, backbone: Backbone) -> HyperFormerModel:
     method = read_artifact_config(folder).get("method")
-    if method not in VARIANTS:
-        raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer ({' or '.join(VARIANTS)})")
+    if method not in HYPERFORMER_VARIANTS:
+        raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer "
+                            f"({' or '.join(HYPERFORMER_VARIANTS)})")
     return load_multitask_model(folder, backbone)
 
 

@@ -4,6 +4,9 @@
 optimiser state, artifacts, losses and metrics stay fp32. `auto` picks bf16 where the device has
 native bf16 arithmetic (a CUDA device that supports it; a CPU with AVX-512 BF16 or AMX, read from
 the CPU's flags, not guessed from its vendor) and fp32 elsewhere, where emulated bf16 is slower.
+
+torch is imported by the functions that use it: the config (`configs.TrainConfig`) reads the
+precision names without loading torch.
 """
 
 from __future__ import annotations
@@ -11,12 +14,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import Literal, get_args
 
 Precision = Literal["auto", "bf16", "fp32"]
-PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -34,12 +35,16 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @cache
 def native_bf16(device_type: str) -> bool:
     if device_type == "cuda":
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
 
@@ -55,5 +60,7 @@ def resolve_precision(precision: str, device_type: str | None = None) -> Literal
 
 def autocast(precision: str, device_type: str) -> AbstractContextManager:
     """The block in which a forward pass runs: bf16 autocast, or a no-op for fp32."""
+    import torch
+
     resolved = resolve_precision(precision, device_type)
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=resolved == "bf16")

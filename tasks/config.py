@@ -1,7 +1,8 @@
 """The experiment config: YAML validated by pydantic, unknown keys rejected.
 
 It lives in `tasks/` because units and flows both read it (imports point `flows -> tasks -> peft_core`);
-`flows.config` re-exports it for older imports.
+`flows.config` re-exports it for older imports. It validates against `peft_core.method_names` and
+imports no method implementation (nor torch), so a command reports a bad config in a fraction of a second.
 
 Every field has a default, so an empty config is the built-in demo. The models double as the
 Prefect flows' parameters, so the Prefect UI draws a form for them.
@@ -19,12 +20,10 @@ from typing import Any, Literal, get_type_hints
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from peft_core.compositions import TRANSFER_METHODS as TRANSFER_REGISTRY
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ConfigError, UnknownTaskError
-from peft_core.hyperformer.few_shot import HYPERFORMER_TRANSFER_METHODS as HYPERFORMER_TRANSFER_REGISTRY
-from peft_core.hyperformer.few_shot import MEAN, FewShotOptions
-from peft_core.multitask import MULTITASK_METHODS
+from peft_core.few_shot_options import MEAN, FewShotOptions
+from peft_core.method_names import ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, TRANSFER_METHODS, TRANSFER_OPTIONS
 from peft_core.task_specs import get_task
 from tasks.stage_table import FORCEABLE_STAGES
 
@@ -32,12 +31,6 @@ DEFAULT_GLUE_DIR = "../shared/data/glue"
 DATA_DIR_ENV = "ADAPTERFLOW_DATA_DIR"
 HOME_ENV = "ADAPTERFLOW_HOME"
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-
-TRANSFER_METHODS: tuple[str, ...] = tuple(TRANSFER_REGISTRY)
-# few-shot transfer over a joint HyperFormer(++) of the sources (METHODS §2a): transfer-stage units
-HYPERFORMER_TRANSFER_METHODS: tuple[str, ...] = tuple(HYPERFORMER_TRANSFER_REGISTRY)
-BASELINE_METHODS = ("adapter", "full_finetune")
-ALL_METHODS = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 
 
 class Strict(BaseModel):
@@ -176,7 +169,7 @@ class TransferSettings(Strict):
                 except ConfigError as exc:
                     raise ValueError(f"transfer.options.{method}: {exc}") from None
                 continue
-            allowed = TRANSFER_REGISTRY[method].options
+            allowed = TRANSFER_OPTIONS[method]
             unknown = sorted(set(values) - set(allowed))
             if unknown:
                 raise ValueError(f"transfer.options.{method} has unknown option(s) {unknown}; "
@@ -318,7 +311,9 @@ class PipelineConfig(Strict):
         return seed if seed in seeds else seeds[0]
 
     def prompt_methods(self) -> list[str]:
-        return [m for m in self.methods_in(TRANSFER_METHODS) if TRANSFER_REGISTRY[m].uses_prompts]
+        from peft_core.compositions import get_method  # the implementations (torch): a run needs them, validation not
+
+        return [m for m in self.methods_in(TRANSFER_METHODS) if get_method(m).uses_prompts]
 
     def needs_prompts(self) -> bool:
         return bool(self.prompt_methods())

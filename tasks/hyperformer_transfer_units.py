@@ -13,7 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.configs import TrainConfig
-from peft_core.hyperformer.few_shot import FewShotOptions, fit_hyperformer_transfer
+from peft_core.few_shot_options import FewShotOptions
+from peft_core.hyperformer.few_shot import fit_hyperformer_transfer
 from peft_core.task_specs import get_task
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits

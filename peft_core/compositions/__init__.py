@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .. import method_names
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig, TrainConfig
 from ..errors import ConfigError
@@ -39,6 +40,12 @@ class TransferMethod:
     # PEMT: the target's prompt module, built from the target's description embeddings and the sources'
     # task prompts (which the sources must then carry); None: the method uses no prompts
     target_prompt: Callable[[torch.Tensor, Sequence[torch.Tensor]], nn.Module] | None = None
+
+    def __post_init__(self) -> None:
+        declared = method_names.TRANSFER_OPTIONS[self.name]
+        if self.options != declared:
+            raise RuntimeError(f"transfer method '{self.name}': its builder takes options {self.options}, "
+                               f"peft_core/method_names.py declares {declared}")
 
     @property
     def uses_prompts(self) -> bool:
@@ -66,14 +73,15 @@ class TransferMethod:
         return self.build(banks, adapter, **options)
 
 
-TRANSFER_METHODS: dict[str, TransferMethod] = {
-    "average": TransferMethod("average", build_average),
-    "adaptersoup": TransferMethod("adaptersoup", build_adaptersoup),
-    "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
-    **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
-       for name, variant in SCALEARN_VARIANTS.items()},
-    "pemt": TransferMethod("pemt", build_pemt, learning_rate=PEMT_LEARNING_RATE, target_prompt=AttentivePrompt),
-}
+TRANSFER_METHODS: dict[str, TransferMethod] = method_names.implemented(
+    "transfer method", method_names.TRANSFER_METHODS, {
+        "average": TransferMethod("average", build_average),
+        "adaptersoup": TransferMethod("adaptersoup", build_adaptersoup),
+        "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
+        **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
+           for name, variant in SCALEARN_VARIANTS.items()},
+        "pemt": TransferMethod("pemt", build_pemt, learning_rate=PEMT_LEARNING_RATE, target_prompt=AttentivePrompt),
+    })
 
 
 def get_method(name: str) -> TransferMethod:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import method_names
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig
 from ..sites import Composition, ForwardContext
@@ -70,9 +71,10 @@ class ScaLearnVariant:
         return [ScaLearn(bank, shared if shared is not None else init_omega(k, width), dropout) for bank in banks]
 
 
-SCALEARN_VARIANTS = {
-    "scalearn": ScaLearnVariant(per_dimension=True, shared_across_layers=False, omega_dropout=0.3),
-    "scalearn_uniform": ScaLearnVariant(per_dimension=False, shared_across_layers=False, omega_dropout=0.3),
-    "scalearn_plus_plus": ScaLearnVariant(per_dimension=True, shared_across_layers=True, omega_dropout=0.3),
-    "scalearn_uniform_plus_plus": ScaLearnVariant(per_dimension=False, shared_across_layers=True, omega_dropout=0.0),
-}
+SCALEARN_VARIANTS: dict[str, ScaLearnVariant] = method_names.implemented(
+    "ScaLearn variant", method_names.SCALEARN_VARIANTS, {
+        "scalearn": ScaLearnVariant(per_dimension=True, shared_across_layers=False, omega_dropout=0.3),
+        "scalearn_uniform": ScaLearnVariant(per_dimension=False, shared_across_layers=False, omega_dropout=0.3),
+        "scalearn_plus_plus": ScaLearnVariant(per_dimension=True, shared_across_layers=True, omega_dropout=0.3),
+        "scalearn_uniform_plus_plus": ScaLearnVariant(per_dimension=False, shared_across_layers=True, omega_dropout=0.0),
+    })

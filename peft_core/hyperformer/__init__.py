@@ -2,13 +2,12 @@
 
 from .composition import GeneratedAdapters, HyperAdapter
 from .counting import config_layernorm_count, hyperformer_parameter_count
-from .hypernetwork import POSITIONS, VARIANTS, HyperNetConfig, HyperNetwork, TaskEmbeddings
+from .hypernetwork import POSITIONS, HyperNetConfig, HyperNetwork, TaskEmbeddings
 from .layernorms import layernorm_parameters, load_backbone_layernorms
 from .model import HyperFormerModel
 
 __all__ = [
     "POSITIONS",
-    "VARIANTS",
     "GeneratedAdapters",
     "HyperAdapter",
     "HyperFormerModel",

@@ -16,7 +16,6 @@ lives; `detach()` (called on every exit of the fit) puts the backbone back as it
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,53 +26,18 @@ from ..backbones import Backbone
 from ..configs import AdapterConfig, TrainConfig
 from ..data.types import DatasetSplits
 from ..errors import ArtifactError, ConfigError
+from ..few_shot_options import MEAN, FewShotOptions
 from ..multitask import load_hyperformer
 from ..jobs import TrainingResult, encode_splits, fit_single_task, job_model
+from ..method_names import FEW_SHOT_SUFFIX, HYPERFORMER_TRANSFER_METHODS
 from ..task_specs import TaskSpec
 from ..training import StepCallback
 from ..transfer import weights_fingerprint
-from .hypernetwork import VARIANTS, HyperNetConfig
+from .hypernetwork import HyperNetConfig
 from .layernorms import layernorm_parameters, layernorm_tensors, load_backbone_layernorms
 from .model import HyperFormerModel
 
-FEW_SHOT_SUFFIX = "_few_shot"
-# method name -> the joint model it adapts (the multi-task method of that name)
-HYPERFORMER_TRANSFER_METHODS: dict[str, str] = {f"{variant}{FEW_SHOT_SUFFIX}": variant for variant in VARIANTS}
-MEAN = "mean"  # init_from: the mean of the source task embeddings
 TASK_EMBEDDING = "task_embeddings.weight"  # in the hypernetwork's state
-
-
-@dataclass(frozen=True)
-class FewShotOptions:
-    """What a few-shot fit starts from and trains (the method's YAML options)."""
-
-    init_from: str = MEAN  # a task of the joint model, or "mean"
-    train_hypernetwork: bool = False  # also the hypernetwork and the backbone LayerNorms
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.init_from, str) or not self.init_from:
-            raise ConfigError(f"init_from must be a source task's name or '{MEAN}', not {self.init_from!r}")
-        if not isinstance(self.train_hypernetwork, bool):
-            raise ConfigError(f"train_hypernetwork must be true or false, not {self.train_hypernetwork!r}")
-
-    @classmethod
-    def from_options(cls, options: dict | None) -> FewShotOptions:
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(FEW_SHOT_OPTIONS))
-        if unknown:
-            raise ConfigError(f"HyperFormer few-shot transfer has no option(s) {unknown}; its options: "
-                              f"{', '.join(FEW_SHOT_OPTIONS)}")
-        return cls(**options)
-
-    def trained(self) -> list[str]:
-        """The parts of the target model that train, as recorded in its artifact."""
-        return ["task_embedding", "head"] + (["hypernetwork", "backbone_layernorms"] if self.train_hypernetwork else [])
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-FEW_SHOT_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FewShotOptions))
 
 
 @dataclass

@@ -10,29 +10,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..method_names import HYPERFORMER_VARIANTS, HyperFormerVariant
 
-Variant = Literal["hyperformer", "hyperformer_plus_plus"]
-VARIANTS: tuple[str, ...] = ("hyperformer", "hyperformer_plus_plus")
 POSITIONS = ("attn", "ffn")  # the houlsby sites' positions, in the order of the position embeddings
 
 
 @dataclass(frozen=True)
 class HyperNetConfig:
-    variant: Variant = "hyperformer_plus_plus"
+    variant: HyperFormerVariant = "hyperformer_plus_plus"
     embedding_dim: int = 64  # z_τ, l_i and p
     projector_hidden_dim: int = 128
     projected_dim: int = 64  # I
     generator_init_std: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown HyperFormer variant {self.variant!r}; use one of {', '.join(VARIANTS)}")
+        if self.variant not in HYPERFORMER_VARIANTS:
+            raise ConfigError(f"unknown HyperFormer variant {self.variant!r}; "
+                              f"use one of {', '.join(HYPERFORMER_VARIANTS)}")
 
     @property
     def shared_across_positions(self) -> bool:

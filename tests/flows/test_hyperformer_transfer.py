@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from flows.config import ALL_METHODS, load_config
+from flows.config import load_config
 from flows.stages import run_stage
 from peft_core.errors import ConfigError
+from peft_core.method_names import ALL_METHODS
 from tasks.reporting import comparison_table, latest_pipeline_run
 from tasks.tracking import PARENT_TAG, Tracking
 

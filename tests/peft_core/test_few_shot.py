@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
+from peft_core.few_shot_options import FewShotOptions
 from peft_core.hyperformer.few_shot import (
-    FewShotOptions, build_hyperformer_transfer_model, fit_hyperformer_transfer, load_hyperformer_transfer,
-    read_joint_hyperformer,
+    build_hyperformer_transfer_model, fit_hyperformer_transfer, load_hyperformer_transfer, read_joint_hyperformer,
 )
 from peft_core.hyperformer.layernorms import PREFIX as LAYERNORMS
 from peft_core.inference import load_fitted_model

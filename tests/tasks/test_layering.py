@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -28,10 +31,28 @@ def test_a_lower_package_imports_no_upper_one(package):
     assert {p: names for p, names in offending.items() if names} == {}
 
 
-def test_the_config_schema_is_importable_without_flows():
-    import subprocess
-    import sys
-
-    code = ("import sys; from tasks.config import load_config; load_config(); "
-            "assert not [m for m in sys.modules if m == 'flows' or m.startswith('flows.')]")
+def _run_python(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_config_schema_is_importable_without_flows():
+    _run_python("import sys; from tasks.config import load_config; load_config(); "
+                "assert not [m for m in sys.modules if m == 'flows' or m.startswith('flows.')]")
+
+
+def test_the_cli_and_the_config_load_no_torch():
+    """`adapterflow --help` and a config error take a fraction of a second, not the seconds torch takes to import."""
+    _run_python(textwrap.dedent("""
+        import sys
+        import pytest
+        import flows.cli
+        from peft_core.errors import ConfigError
+        from tasks.config import load_config
+
+        load_config(methods=["scalearn", "hyperformer_plus_plus_few_shot"], **{"transfer.options": {
+            "scalearn": {"omega_dropout": 0.1}, "hyperformer_plus_plus_few_shot": {"init_from": "mean"}}})
+        with pytest.raises(ConfigError, match="unknown option"):
+            load_config(**{"transfer.options": {"pemt": {"omega_dropout": 0.1}}})
+        loaded = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+        assert not loaded, loaded
+    """))
