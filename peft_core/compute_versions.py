@@ -35,7 +35,7 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "encoding": (1, ("data/encoding.py", "task_specs.py")),
     "model": (1, ("backbones.py", "sites.py", "model.py", "heads.py", "adapters.py", "prompts.py",
                   "compositions/single.py")),
-    "training": (2, ("training.py", "configs.py", "precision.py", "metrics.py", "jobs.py", "recipes.py",
+    "training": (3, ("training.py", "configs.py", "precision.py", "dropout.py", "metrics.py", "jobs.py", "recipes.py",
                      "full_finetune.py")),
     "transfer": (2, ("transfer.py", "compositions/*.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",

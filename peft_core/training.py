@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from .checkpoints import load_checkpoint, optimizer_from_files, save_checkpoint
 from .configs import TrainConfig
 from .data.encoding import EncodedSplit, collate, make_batches
+from .dropout import training_dropout
 from .metrics import compute_metrics
 from .model import AdapterModel
 from .precision import autocast
@@ -135,7 +136,7 @@ def fit(
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * _lr_factor(step, total_steps, warmup)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with autocast(cfg.precision, device_type):
+            with autocast(cfg.precision, device_type), training_dropout(device_type):
                 loss = model(batch, task).loss
             accelerator.backward(loss)
             if cfg.max_grad_norm:
