@@ -114,7 +114,7 @@ def _use_servers(cfg: PipelineConfig) -> None:
 
 def _check_inputs(cfg: PipelineConfig) -> None:
     """What can be checked before any server starts: the data folder and the backbone folder."""
-    from peft_core.backbones import resolve_backbone_path
+    from peft_core.backbone_paths import resolve_backbone_path
 
     path = cfg.data.resolved_path()
     if path is not None and not path.is_dir():

