@@ -64,8 +64,8 @@ DROPOUT = {"torch": contextlib.nullcontext, "adapterflow": lambda: training_drop
 UNIT_DROPOUT = "adapterflow"
 
 
-def step_times(repeats: int, warmup: int, batch_size: int, length: int) -> dict[str, float]:
-    """Median wall seconds per training step, by 'candidate/precision/attention/dropout'."""
+def step_times(repeats: int, warmup: int, batch_size: int, length: int) -> dict[str, list[float]]:
+    """Wall seconds of one training step in each repeat, by 'candidate/precision/attention/dropout'."""
     backbone = load_backbone("minilm")
     bench = Bench(backbone, CANDIDATES)
     batch = random_batch(backbone, batch_size, length)
@@ -84,7 +84,7 @@ def step_times(repeats: int, warmup: int, batch_size: int, length: int) -> dict[
             print(f"step timing repeat {repeat + 1}/{warmup + repeats}", flush=True)
     finally:
         bench.model.detach()
-    return {f"{c.label}/{p}/{a}/{d}": statistics.median(t) for (c, p, a, d), t in times.items()}
+    return {f"{c.label}/{p}/{a}/{d}": t for (c, p, a, d), t in times.items()}
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
@@ -203,7 +203,8 @@ def markdown(result: dict) -> str:
              f"Machine: {m['cpu']}, {m['cpu_count']} cores, native bf16: {result['native_bf16']}; torch {m['torch']}, "
              f"transformers {m['transformers']}; load average {m['load_average'][0]:.1f} at start, "
              f"{result['load_average_end'][0]:.1f} at end. Batch {cfg['batch_size']} × length {cfg['length']}, MiniLM, "
-             f"pfeiffer r = {ADAPTER.reduction_factor}; median of {cfg['repeats']} interleaved repeats.", "",
+             f"pfeiffer r = {ADAPTER.reduction_factor}; median of {cfg['repeats']} interleaved repeats (in parentheses: the "
+             "lowest and highest ratio of a single repeat).", "",
              f"Matmul peaks ({cfg['matmul']}²): fp32 {result['peak_gflops']['fp32']:.0f} GFLOP/s, "
              f"bf16 {result['peak_gflops']['bf16']:.0f} GFLOP/s.", "",
              f"Units run {result['attention']} attention here (load_backbone) and the CPU dropout of "
@@ -219,9 +220,11 @@ def markdown(result: dict) -> str:
     lines.append("")
     for c in CANDIDATES:
         g, dropout = result["useful_gflops"][c.label], result["dropout_speedup"][c.label]
-        lines.append(f"- {c.label}: bf16 against fp32, both as units run now: **{result['speedup'][c.label]:.2f}×**; "
-                     f"the bf16 step now against the fp32 step as units ran before (PyTorch's dropout): "
-                     f"**{result['speedup_vs_before'][c.label]:.2f}×**; the CPU dropout alone: fp32 "
+        spread = {k: "–".join(f"{x:.2f}" for x in v) for k, v in result["speedup_range"][c.label].items()}
+        lines.append(f"- {c.label}: bf16 against fp32, both as units run now: **{result['speedup'][c.label]:.2f}×** "
+                     f"(single repeats {spread['bf16']}); the bf16 step now against the fp32 step as units ran before "
+                     f"(PyTorch's dropout): **{result['speedup_vs_before'][c.label]:.2f}×** ({spread['vs_before']}); "
+                     "the CPU dropout alone: fp32 "
                      f"{dropout['fp32']:.2f}×, bf16 {dropout['bf16']:.2f}×; useful GFLOP/s fp32 → bf16 "
                      f"{g['fp32']:.0f} → {g['bf16']:.0f}.")
     if result.get("real_unit"):
@@ -273,18 +276,28 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 2 if args.quick else args.repeats
     info = machine()
     backbone_config = load_backbone("minilm").model.config
-    steps = step_times(repeats, 1, args.batch_size, args.length)
+    repeated = step_times(repeats, 1, args.batch_size, args.length)
+    steps = {key: statistics.median(seconds) for key, seconds in repeated.items()}
     attention = attention_implementation()  # what every unit runs on this device, in both precisions
 
     def unit_step(c: Candidate, precision: str, dropout: str = UNIT_DROPOUT) -> float:
         return steps[f"{c.label}/{precision}/{attention}/{dropout}"]
+
+    def ratio_range(c: Candidate, fp32_dropout: str) -> list[float]:
+        """The lowest and highest fp32 / bf16 ratio of one repeat (both run in it, interleaved)."""
+        fp32, bf16 = (repeated[f"{c.label}/{p}/{attention}/{d}"] for p, d in (("fp32", fp32_dropout), ("bf16", UNIT_DROPOUT)))
+        ratios = [f / b for f, b in zip(fp32, bf16)]
+        return [min(ratios), max(ratios)]
 
     speedup = {c.label: unit_step(c, "fp32") / unit_step(c, "bf16") for c in CANDIDATES}
     speedup_vs_before = {c.label: unit_step(c, "fp32", "torch") / unit_step(c, "bf16") for c in CANDIDATES}
     result = {
         "machine": info, "native_bf16": native_bf16("cpu"),
         "config": {"batch_size": args.batch_size, "length": args.length, "repeats": repeats, "matmul": 2048},
-        "step_s": steps, "attention": attention, "speedup": speedup, "speedup_vs_before": speedup_vs_before,
+        "step_s": steps, "step_s_repeats": repeated, "attention": attention,
+        "speedup": speedup, "speedup_vs_before": speedup_vs_before,
+        "speedup_range": {c.label: {"bf16": ratio_range(c, UNIT_DROPOUT), "vs_before": ratio_range(c, "torch")}
+                          for c in CANDIDATES},
         "dropout_speedup": {c.label: {p: unit_step(c, p, "torch") / unit_step(c, p) for p in PRECISIONS}
                             for c in CANDIDATES},
         "peak_gflops": {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)},
