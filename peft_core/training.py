@@ -27,8 +27,8 @@ class EpochLog:
     epoch: int
     train_loss: float
     validation: dict[str, float]
-    seconds: float
-    examples_per_second: float
+    seconds: float  # the round's steps and its validation
+    examples_per_second: float  # of the training steps alone
 
 
 @dataclass
@@ -148,9 +148,10 @@ def fit(
             if on_step:
                 on_step(step + 1, total_steps, losses[-1])
 
+        training_seconds = time.perf_counter() - started
         scores = validate()
         seconds = time.perf_counter() - started
-        log = EpochLog(epoch + 1, sum(losses) / max(1, len(losses)), scores, seconds, seen / max(seconds, 1e-9))
+        log = EpochLog(epoch + 1, sum(losses) / max(1, len(losses)), scores, seconds, seen / max(training_seconds, 1e-9))
         result.history.append(log)
         if scores[main_metric] > best_score or fixed_budget:
             best_score, epochs_without_gain = max(best_score, scores[main_metric]), 0

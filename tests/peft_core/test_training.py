@@ -82,6 +82,18 @@ def test_training_lowers_the_loss_on_a_learnable_task(tiny_backbone):
     assert [h.epoch for h in result.history] == list(range(1, 9))
 
 
+def test_examples_per_second_counts_the_training_steps_not_the_validation(tiny_backbone):
+    backbone = tiny_backbone("bert")
+    splits = DatasetSplits(SPEC.name, adjective_examples(48, seed=0), adjective_examples(960, seed=1))
+    train, validation = encode(backbone, splits)
+    model = build(backbone)
+    try:
+        [log] = fit_task(model, SPEC, train, validation, TrainConfig(**{**CFG.to_dict(), "epochs": 1})).history
+    finally:
+        model.detach()
+    assert log.examples_per_second * log.seconds > 1.5 * 48  # validating 960 examples took part of `seconds`
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("placement", ["pfeiffer", "houlsby"])
 def test_only_adapter_and_head_parameters_change(tiny_backbone, family, placement):
