@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import scipy.stats  # noqa: E402
 import torch  # noqa: E402
 
 from k_adapters import ADAPTER, Bench, Candidate, adapter_step_flops, backbone_step_flops, machine, random_batch  # noqa: E402
@@ -139,6 +140,12 @@ def parity(task: str, seeds: tuple[int, ...], k: int, steps: int) -> dict:
             "bf16_minus_fp32": differences, "seed_std": spread, "holds": abs(statistics.mean(differences)) <= spread}
 
 
+def mean_interval(differences: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of paired differences."""
+    half = scipy.stats.t.ppf((1 + level) / 2, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
+    return statistics.mean(differences) - half, statistics.mean(differences) + half
+
+
 def single_adapter_bench(batch_size: int, length: int) -> tuple[Bench, dict]:
     """A single trainable adapter on a freshly loaded MiniLM, and a random batch for it."""
     backbone = load_backbone("minilm")
@@ -233,10 +240,13 @@ def markdown(result: dict) -> str:
                       f"ex/s: **{r['bf16'] / r['fp32']:.2f}×**."]
     if result.get("parity"):
         p = result["parity"]
+        low, high = mean_interval(p["bf16_minus_fp32"])
         lines += ["", f"Parity ({p['task']}, k = {p['k']}, {p['steps']} steps, seeds {p['seeds']}): {p['metric']} fp32 "
                       f"{[round(x, 4) for x in p['scores']['fp32']]}, bf16 {[round(x, 4) for x in p['scores']['bf16']]}; "
-                      f"mean bf16 − fp32 {statistics.mean(p['bf16_minus_fp32']):+.4f} against a seed std of "
-                      f"{p['seed_std']:.4f}: parity {'holds' if p['holds'] else 'does NOT hold'}."]
+                      f"mean bf16 − fp32 {statistics.mean(p['bf16_minus_fp32']):+.4f} (95 % t-interval over the seeds "
+                      f"[{low:+.4f}, {high:+.4f}]) against a seed std of {p['seed_std']:.4f}: parity "
+                      f"{'holds' if p['holds'] else 'does NOT hold'}. The interval bounds how far bf16 can move "
+                      "this metric; a difference inside it cannot be told from zero with these seeds."]
     if result.get("compile"):
         c = result["compile"]
         steps_note = (f"it pays after {c['break_even_steps']:.0f} steps of one shape" if c["break_even_steps"]
