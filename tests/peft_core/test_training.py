@@ -6,11 +6,13 @@ import random
 
 import pytest
 import torch
+from torch.overrides import _get_current_function_mode_stack
 
 from peft_core import recipes
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.data.encoding import EncodedSplit, collate
+from peft_core.dropout import FastCpuDropout
 from peft_core.full_finetune import train_full_finetune
 from peft_core.model import AdapterModel
 from peft_core.sites import AdapterSite
@@ -80,6 +82,23 @@ def test_training_lowers_the_loss_on_a_learnable_task(tiny_backbone):
     assert result.history[-1].train_loss < 0.5 * result.history[0].train_loss, result.history_dicts()
     assert result.best_validation["accuracy"] >= 0.8
     assert [h.epoch for h in result.history] == list(range(1, 9))
+
+
+def test_training_forward_passes_run_the_cpu_dropout_and_evaluation_does_not(tiny_backbone):
+    backbone = tiny_backbone("bert")
+    train, validation = encode(backbone, DatasetSplits(SPEC.name, adjective_examples(16, seed=0),
+                                                        adjective_examples(8, seed=1)))
+    model = build(backbone)
+    seen: list[tuple[bool, bool]] = []  # (training mode, FastCpuDropout active) of each backbone forward
+    hook = backbone.model.register_forward_pre_hook(lambda module, args: seen.append(
+        (module.training, any(isinstance(m, FastCpuDropout) for m in _get_current_function_mode_stack()))))
+    try:
+        fit_task(model, SPEC, train, validation, TrainConfig(**{**CFG.to_dict(), "epochs": 1}))
+    finally:
+        hook.remove()
+        model.detach()
+    assert {active for training, active in seen if training} == {True}
+    assert {active for training, active in seen if not training} == {False}
 
 
 def test_examples_per_second_counts_the_training_steps_not_the_validation(tiny_backbone):
