@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .backbones import Backbone
@@ -38,10 +39,9 @@ def artifact_config(method: str, backbone: Backbone, adapter: AdapterConfig | No
 
 
 def task_entries(spec: TaskSpec, data_digest: str | None) -> dict:
-    """The `artifact_config` entries of a single-task artifact: its task and the digest of its data."""
-    return {"task": {"name": spec.name, "problem": spec.problem, "label_names": spec.label_names,
-                     "description": spec.description},
-            "data_digest": data_digest}
+    """The `artifact_config` entries of a single-task artifact: its whole task spec (so the artifact
+    predicts without the config that declared the task) and the digest of its data."""
+    return {"task": spec.to_json(), "data_digest": data_digest}
 
 
 def backbone_override_tensors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -76,13 +76,34 @@ def read_artifact_config(folder: Path) -> dict:
         )
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not text
         raise ArtifactError(f"{folder / CONFIG_FILE} is not valid JSON ({exc}); re-run the stage that trains it") from None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{folder / CONFIG_FILE} holds no JSON object; re-run the stage that trains it")
     if config.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{folder} is in artifact format {config.get('format_version')} (library "
                             f"{config.get('library_version')}), this library reads format {FORMAT_VERSION}; re-run "
                             "the stage that trains it, or load it with the library version that wrote it")
     return config
+
+
+def check_artifact_files(folder: Path) -> dict[Path, dict]:
+    """{artifact folder: its config} of `folder` and of every artifact bundled in it (a fit's
+    sources), each with a readable config and a weights file whose header and size agree, which is
+    what loading it needs of the files; an `ArtifactError` naming the first file that does not."""
+    folder = Path(folder)
+    configs = {folder: read_artifact_config(folder)}
+    for config_file in sorted(folder.rglob(f"*/{CONFIG_FILE}")):
+        configs[config_file.parent] = read_artifact_config(config_file.parent)
+    for artifact in configs:
+        try:
+            with safe_open(artifact / WEIGHTS_FILE, "pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            reason = str(exc).removeprefix("Error while deserializing header: ")
+            raise ArtifactError(f"{artifact / WEIGHTS_FILE} cannot be loaded ({reason}: damaged or cut short); "
+                                "re-run the stage that trains it") from None
+    return configs
 
 
 def check_compatible(config: dict, folder: Path, backbone: Backbone, placement: str | None = None) -> None:

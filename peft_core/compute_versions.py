@@ -48,7 +48,7 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
 OFF_COMPUTE_PATH: tuple[str, ...] = (
     "__init__.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py", "resources.py",
     "inference.py", "inputs.py", "method_names.py", "model_set.py", "statistics.py",
-    "data/__init__.py", "data/demo.py", "data/loaders.py", "data/splits.py", "data/types.py",
+    "data/__init__.py", "data/demo.py", "data/loaders.py", "data/readers.py", "data/splits.py", "data/types.py",
     "hyperformer/counting.py", "parameter_counts.py", "weights_plot.py",
 )
 

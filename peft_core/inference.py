@@ -93,40 +93,54 @@ def _precision(config: dict, device_type: str) -> str:
 
 
 # -- one loader per kind of artifact: (folder, backbone, config, task) -> (model, spec) -----------
-def _own_task(folder: Path, config: dict, task: str | None, recorded: dict) -> TaskSpec:
-    """The registry's spec of the task the artifact was trained on, checked against its record."""
-    if task is not None and task != recorded["name"]:
-        raise ConfigError(f"{folder} was fitted on task {recorded['name']}, not {task}; drop the task or pick "
-                          "the model of that task")
+def _own_task(folder: Path, config: dict, task: str | None) -> TaskSpec:
+    """The spec of the task the artifact was trained on (`task`: which one of a joint model), as the
+    artifact records it; artifacts written before specs were recorded whole name a built-in task,
+    checked against its labels."""
+    if "tasks" in config:
+        tasks = {entry["spec"]["name"]: entry["spec"] for entry in config["tasks"]}
+        chosen = task or (next(iter(tasks)) if len(tasks) == 1 else None)
+        if chosen not in tasks:
+            raise ConfigError(f"{folder} is a joint {config['method']} model of tasks {', '.join(tasks)}; "
+                              f"{'pick one' if task is None else f'{task!r} is not one of them'} (task=..., CLI --task)")
+        recorded = tasks[chosen]
+    else:
+        recorded = config["task"]
+        if task is not None and task != recorded["name"]:
+            raise ConfigError(f"{folder} was fitted on task {recorded['name']}, not {task}; drop the task or pick "
+                              "the model of that task")
+    if "text_fields" in recorded:
+        return TaskSpec.from_json(recorded)
     spec = get_task(recorded["name"])
     if list(spec.label_names or []) != list(recorded.get("label_names") or []):
         raise ArtifactError(f"{folder} was trained with labels {recorded.get('label_names')} for task {spec.name}, "
-                            f"but this registry's {spec.name} has {spec.label_names}; register the task as trained")
+                            f"but the built-in {spec.name} has {spec.label_names}; retrain it")
     return spec
+
+
+def fitted_spec(folder: Path, task: str | None = None) -> TaskSpec:
+    """The task spec of a fitted folder (`task`: which task of a joint model), without loading it."""
+    folder = Path(folder)
+    return _own_task(folder, read_artifact_config(folder), task)
 
 
 def _single_task(load: Callable[[Path, Backbone, TaskSpec], AdapterModel]):
     def loader(folder: Path, backbone: Backbone, config: dict, task: str | None):
-        spec = _own_task(folder, config, task, config["task"])
+        spec = _own_task(folder, config, task)
         return load(folder, backbone, spec), spec
 
     return loader
 
 
 def _transfer(folder: Path, backbone: Backbone, config: dict, task: str | None):
-    spec = _own_task(folder, config, task, config["task"])
+    spec = _own_task(folder, config, task)
     bundled = [folder / SOURCES_DIR / s["name"] for s in config.get("sources") or []]
     sources = bundled if bundled and all(d.is_dir() for d in bundled) else None
     return load_transfer_model(folder, backbone, spec, sources), spec
 
 
 def _joint(folder: Path, backbone: Backbone, config: dict, task: str | None):
-    tasks = {entry["spec"]["name"]: entry["spec"] for entry in config["tasks"]}
-    task = task or (next(iter(tasks)) if len(tasks) == 1 else None)
-    if task not in tasks:
-        raise ConfigError(f"{folder} is a joint {config['method']} model of tasks {', '.join(tasks)}; "
-                          f"{'pick one' if task is None else f'{task!r} is not one of them'} (task=..., CLI --task)")
-    spec = _own_task(folder, config, task, tasks[task])
+    spec = _own_task(folder, config, task)
     return load_multitask_model(folder, backbone), spec
 
 

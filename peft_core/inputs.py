@@ -1,4 +1,4 @@
-"""Rows to predict on: read a user's `.jsonl`, `.tsv` or `.csv` file and turn rows into examples.
+"""Rows to predict on: read a user's data file (.csv .tsv .jsonl .json .parquet) and turn rows into examples.
 
 A row is a mapping of a task's input fields (`TaskSpec.text_fields`, then `choice_fields`) to
 text; a `label` is optional (needed only to score the predictions). Every bad row stops with a
@@ -7,37 +7,31 @@ one-line `DataError` naming the file, the row and the field.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .data.loaders import LOCAL_LAYOUTS, _jsonl_records, _tsv_records, parse_label
+from .data.loaders import parse_label
+from .data.readers import FILE_TYPES, read_table
 from .data.types import Example
 from .errors import DataError
-from .task_specs import TaskSpec
+from .task_specs import TaskData, TaskSpec, builtin_declarations
 
-SUFFIXES = (".jsonl", ".tsv", ".csv")
 LABEL = "label"
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Every row of a `.jsonl` (one JSON object a line), `.tsv` or `.csv` (a header line) file."""
+    """Every row of a data file (.csv, .tsv, .jsonl, .json, .parquet) as {column: value}; a .tsv is read
+    with quotes as plain text, as GLUE's dev files need."""
     path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise DataError(f"{path}: unknown file type '{path.suffix}'; use one of {', '.join(SUFFIXES)}")
+    if path.suffix.lower() not in FILE_TYPES:
+        raise DataError(f"{path}: unknown file type '{path.suffix}'; use one of {', '.join(FILE_TYPES)}")
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
-    if path.suffix == ".jsonl":
-        rows = [record for _, record in _jsonl_records(path)]
-    elif path.suffix == ".tsv":
-        rows = [record for _, record in _tsv_records(path, None, [])]
-    else:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-    if not rows:
+    table = read_table(path, TaskData(quoting=path.suffix.lower() != ".tsv"))
+    if table.frame.empty:
         raise DataError(f"{path}: file has no rows; write one row per input (with a header line for .tsv/.csv)")
-    return rows
+    return table.frame.to_dict(orient="records")
 
 
 def input_fields(spec: TaskSpec) -> tuple[str, ...]:
@@ -62,9 +56,10 @@ def rows_to_examples(spec: TaskSpec, rows: Iterable[Mapping], where: str = "inpu
 
 
 def _field(spec: TaskSpec, row: Mapping, name: str, where: str) -> str:
-    """`row[name]`, or the column a GLUE/SuperGLUE file calls it (MRPC's '#1 String')."""
-    layout = LOCAL_LAYOUTS.get(spec.name)
-    for key in (name, layout.column(name) if layout else name):
+    """`row[name]`, or the column a built-in task's official file calls it (MRPC's '#1 String')."""
+    builtin = builtin_declarations().get(spec.name)
+    file_names = [c for c, f in builtin.data.columns.items() if f == name] if builtin and builtin.benchmark == spec.benchmark else []
+    for key in (name, *file_names):
         value = row.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             return value if name == LABEL else str(value)

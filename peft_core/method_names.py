@@ -12,6 +12,8 @@ from typing import Literal, TypeVar, get_args
 SCALEARN_VARIANTS: tuple[str, ...] = (
     "scalearn", "scalearn_uniform", "scalearn_plus_plus", "scalearn_uniform_plus_plus")
 TRANSFER_METHODS: tuple[str, ...] = ("average", "adaptersoup", "adapterfusion", *SCALEARN_VARIANTS, "pemt")
+# transfer methods whose sources and target carry task-description prompts (a task's `description`)
+PROMPT_METHODS: tuple[str, ...] = ("pemt",)
 
 HyperFormerVariant = Literal["hyperformer", "hyperformer_plus_plus"]
 HYPERFORMER_VARIANTS: tuple[str, ...] = get_args(HyperFormerVariant)

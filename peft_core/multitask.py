@@ -99,7 +99,7 @@ def train_multitask(
         config = artifact_config(
             method, backbone, model.adapter_config if hyperformer else adapter, train.to_dict(), run.metrics,
             hypernetwork=model.hypernetwork.config.to_dict() if hyperformer else None,
-            tasks=[{"spec": dataclasses.asdict(s), "train_examples": len(splits[s.name].train),
+            tasks=[{"spec": s.to_json(), "train_examples": len(splits[s.name].train),
                     "data_digest": splits[s.name].digest()} for s in specs],
             temperature=temperature if math.isfinite(temperature) else "inf",
             sampling_probabilities=sampler.probabilities, best_epoch=run.fit.best_epoch, parameters=run.parameters,
@@ -131,10 +131,6 @@ def multitask_metrics(model: AdapterModel, specs: list[TaskSpec], data: dict[str
     return metrics
 
 
-def _spec_from_json(fields: dict) -> TaskSpec:
-    return TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-
-
 def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
     """Rebuild a model `train_multitask` saved (checks the backbone fingerprint).
 
@@ -145,7 +141,7 @@ def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
     if config.get("method") not in MULTITASK_METHODS:
         raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a multi-task model; "
                             f"load it with the loader of that method")
-    specs = [_spec_from_json(entry["spec"]) for entry in config["tasks"]]
+    specs = [TaskSpec.from_json(entry["spec"]) for entry in config["tasks"]]
     hypernetwork = HyperNetConfig(**config["hypernetwork"]) if config["hypernetwork"] else None
     model = build_multitask_model(backbone, specs, config["method"], AdapterConfig(**config["adapter"]), hypernetwork)
     model.load_saved_parameters(model.trainable_parameters(), tensors, folder,

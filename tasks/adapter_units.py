@@ -12,10 +12,9 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.recipes import evaluate_adapter, train_adapter
-from peft_core.task_specs import get_task
 from tasks.units import Unit, run_training_unit, run_unit
 from tasks.keys import unit_key
-from tasks.prepared_data import load_splits
+from tasks.prepared_data import load_splits, prepared_spec
 from tasks.tracking import Tracking, UnitRun
 
 Role = Literal["source", "target"]
@@ -33,7 +32,7 @@ def train_adapter_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_ru
     """Train (or reuse) one adapter on a prepared task: a source's (`role` "source", sources stage) or a
     target's no-transfer baseline (`role` "target", transfer stage; also the own adapter that fits
     combine); `with_prompt` adds a task prompt (PEMT's sources). Returns a `UnitResult` as a dict."""
-    spec = get_task(prepared["task"])
+    spec = prepared_spec(prepared)
     train_cfg = cfg.training.for_role(role).to_core(seed)
     method = "prompt_adapter" if with_prompt else "adapter"
     stage = "sources" if role == "source" else "transfer"
@@ -63,7 +62,7 @@ def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, pare
                       tags={"evaluated_run_id": unit["run_id"]})
 
     def evaluate(tracking: Tracking, run: UnitRun) -> dict[str, float]:
-        metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), get_task(unit["task"]),
+        metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), prepared_spec(prepared),
                                    load_splits(prepared["folder"]))
         run.log_metrics(metrics)
         return metrics

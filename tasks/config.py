@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from peft_core.configs import AdapterConfig, TrainConfig
-from peft_core.errors import ConfigError, UnknownTaskError
+from peft_core.errors import ConfigError
 from peft_core.few_shot_options import MEAN, FewShotOptions
-from peft_core.method_names import ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, TRANSFER_METHODS, TRANSFER_OPTIONS
-from peft_core.task_specs import get_task
+from peft_core.method_names import (
+    ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TRANSFER_METHODS, TRANSFER_OPTIONS,
+)
+from peft_core.task_specs import (
+    TaskDeclaration, builtin_declaration, builtin_declarations, builtin_name, declaration_for_source,
+)
+from tasks.settings_base import Strict
 from tasks.stage_table import FORCEABLE_STAGES
+from tasks.task_settings import CONFIG_DIR, TaskSettings, task_declaration
 
 DEFAULT_GLUE_DIR = "../shared/data/glue"
 DATA_DIR_ENV = "ADAPTERFLOW_DATA_DIR"
@@ -33,15 +39,10 @@ HOME_ENV = "ADAPTERFLOW_HOME"
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _canonical_task_names(names: list[str]) -> list[str]:
-    try:
-        return [get_task(n).name for n in names]
-    except UnknownTaskError as exc:  # as a ValueError, so the message names the file and field
-        raise ValueError(str(exc)) from None
+    """Built-in names as the catalog spells them ('SST-2' -> 'sst2'); others are checked against the
+    config's declared tasks by `PipelineConfig._tasks_are_known`."""
+    return [builtin_name(n) or n for n in names]
 
 
 class FewShotSettings(Strict):
@@ -71,6 +72,7 @@ class DataSettings(Strict):
         return dict(zip(_canonical_task_names(list(caps)), caps.values()))
 
     def resolved_path(self) -> Path | None:
+        """The folder of the built-in tasks' files (source 'local'), else None."""
         if self.source != "local":
             return None
         return Path(os.environ.get(DATA_DIR_ENV) or self.path or DEFAULT_GLUE_DIR)
@@ -224,6 +226,9 @@ class PipelineConfig(Strict):
     name: str = "demo"
     backbone: str = "minilm"
     home: str = Field(".adapterflow", description=f"where stores and artifacts live (or ${HOME_ENV})")
+    tasks: dict[str, TaskSettings] = Field(
+        default_factory=dict, description="tasks of your own (name -> problem, text_fields, label_field, data, ...), "
+        "and other files for built-in tasks (name -> data)")
     data: DataSettings = DataSettings()
     sources: list[str] = ["demo_sentiment", "demo_nli", "demo_similarity", "demo_lowres"]
     targets: list[str] = ["demo_lowres"]
@@ -253,6 +258,27 @@ class PipelineConfig(Strict):
     @classmethod
     def _canonical_task_names(cls, names: list[str]) -> list[str]:
         return _canonical_task_names(names)
+
+    @model_validator(mode="after")
+    def _tasks_are_known(self) -> "PipelineConfig":
+        declared = {name: task_declaration(name, settings) for name, settings in self.tasks.items()}
+        known = [*builtin_declarations(), *(n for n in declared if n not in builtin_declarations())]
+        for field_name in ("sources", "targets"):
+            unknown = [n for n in getattr(self, field_name) if n not in known]
+            if unknown:
+                raise ValueError(f"field '{field_name}': unknown task {unknown[0]!r}; use one of: {', '.join(known)}, "
+                                 "or declare it under `tasks:` (see the README's 'Your own task')")
+        return self
+
+    @model_validator(mode="after")
+    def _prompt_methods_have_descriptions(self) -> "PipelineConfig":
+        methods = self.prompt_methods()
+        for name in self.task_names() if methods else []:
+            declared = task_declaration(name, self.tasks[name]) if name in self.tasks else builtin_declaration(name)
+            if not declared.description.strip():
+                raise ValueError(f"field 'tasks.{name}.description': {methods[0]} uses each task's description as "
+                                 f"its prompt, and task {name} has none; write one sentence saying what the task is")
+        return self
 
     @model_validator(mode="after")
     def _has_seeds(self) -> "PipelineConfig":
@@ -311,9 +337,7 @@ class PipelineConfig(Strict):
         return seed if seed in seeds else seeds[0]
 
     def prompt_methods(self) -> list[str]:
-        from peft_core.compositions import get_method  # the implementations (torch): a run needs them, validation not
-
-        return [m for m in self.methods_in(TRANSFER_METHODS) if get_method(m).uses_prompts]
+        return self.methods_in(PROMPT_METHODS)
 
     def needs_prompts(self) -> bool:
         return bool(self.prompt_methods())
@@ -330,6 +354,17 @@ class PipelineConfig(Strict):
 
     def methods_in(self, group: tuple[str, ...]) -> list[str]:
         return [m for m in self.methods if m in group]
+
+    def task_names(self) -> list[str]:
+        """The tasks this config trains on: sources, then targets not among them."""
+        return list(dict.fromkeys(self.sources + self.targets))
+
+    def task_declaration(self, name: str) -> TaskDeclaration:
+        """Where task `name`'s rows come from under this config: its entry in `tasks:`, else the
+        built-in declaration's files under the data folder, its hub dataset or the demo generator."""
+        if name in self.tasks:
+            return task_declaration(name, self.tasks[name])
+        return declaration_for_source(name, self.data.source, self.data.resolved_path())
 
 
 @functools.cache
@@ -389,7 +424,7 @@ def load_config(path: Path | str | None = None, **overrides) -> PipelineConfig:
         raise ConfigError(f"{path} must contain a mapping of settings (like configs/demo.yaml)")
     raw = _apply_overrides(raw, overrides)
     try:
-        return PipelineConfig.model_validate(raw)
+        return PipelineConfig.model_validate(raw, context={CONFIG_DIR: str(path.resolve().parent)})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, where, overrides)) from None
 

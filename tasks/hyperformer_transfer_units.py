@@ -15,9 +15,8 @@ from peft_core.backbones import load_backbone
 from peft_core.configs import TrainConfig
 from peft_core.few_shot_options import FewShotOptions
 from peft_core.hyperformer.few_shot import fit_hyperformer_transfer
-from peft_core.task_specs import get_task
 from tasks.keys import unit_key
-from tasks.prepared_data import load_splits
+from tasks.prepared_data import load_splits, prepared_spec
 from tasks.units import run_training_unit
 
 FEW_SHOT_RECORD = "few_shot.json"  # init_from, what trained and the joint model, beside the unit's metrics
@@ -42,7 +41,7 @@ def hyperformer_transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: s
 def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, joint_unit: dict, seed: int,
                                   parent_run_id: str | None) -> dict:
     """Fit `method` on the target `prepared` over the joint model `joint_unit` (or reuse a finished fit)."""
-    spec = get_task(prepared["task"])
+    spec = prepared_spec(prepared)
     train_cfg = hyperformer_transfer_train_config(cfg, method, seed)
     options = FewShotOptions.from_options(cfg.transfer.options_for(method))
 

@@ -24,10 +24,9 @@ from mlflow.types import ColSpec, Schema
 
 import peft_core
 from peft_core.artifacts import read_artifact_config
-from peft_core.inference import fitted_tasks
+from peft_core.inference import fitted_spec, fitted_tasks
 from peft_core.inputs import input_fields
 from peft_core.model_set import KEY_FIELDS, Target, model_set_targets, save_model_set
-from peft_core.task_specs import get_task
 from tasks.prepared_data import SPLITS, load_splits
 from tasks.tracking import Tracking
 
@@ -52,7 +51,7 @@ def example_rows(targets: Mapping[str, Target], prepared: Sequence[dict]) -> lis
     folders = {info["task"]: info["folder"] for info in prepared}
     rows = []
     for name, target in targets.items():
-        spec = get_task(_target_task(target))
+        spec = _target_spec(target)
         if spec.name not in folders:
             continue
         for example in load_splits(folders[spec.name]).validation[:EXAMPLE_ROWS]:
@@ -61,16 +60,16 @@ def example_rows(targets: Mapping[str, Target], prepared: Sequence[dict]) -> lis
     return rows
 
 
-def _target_task(target: Target) -> str:
+def _target_spec(target: Target):
     folder, task = target if isinstance(target, tuple) else (target, None)
-    return task or read_artifact_config(folder)["task"]["name"]
+    return fitted_spec(Path(folder), task)
 
 
 def signature(targets: Mapping[str, Target]) -> ModelSignature:
     """Every target's input fields as strings; with several targets each is optional, beside the
     `model` and `task` columns that pick a row's target (MLflow drops columns a signature lacks)."""
     several = len(targets) > 1
-    fields = dict.fromkeys(f for t in targets.values() for f in input_fields(get_task(_target_task(t))))
+    fields = dict.fromkeys(f for t in targets.values() for f in input_fields(_target_spec(t)))
     columns = [ColSpec("string", key, required=False) for key in KEY_FIELDS] if several else []
     columns += [ColSpec("string", field, required=not several) for field in fields]
     return ModelSignature(inputs=Schema(columns))

@@ -10,13 +10,12 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import PipelineConfig
 from peft_core.backbones import load_backbone
 from peft_core.multitask import train_multitask
-from peft_core.task_specs import get_task
 from tasks.common import UnitResult
 from tasks.keys import unit_key
 from tasks.stage_table import JOINT_MODEL_TAG
-from tasks.prepared_data import load_splits
+from tasks.prepared_data import load_splits, prepared_spec
 from tasks.tracking import Tracking, UnitRun
-from tasks.units import run_training_unit
+from tasks.units import main_metric_tag, run_training_unit
 
 
 def _joint_adapter_settings(cfg: PipelineConfig, method: str):
@@ -40,7 +39,7 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
     adapter = _joint_adapter_settings(cfg, method)
 
     def train(out: Path, checkpoint: Path, progress):
-        return train_multitask(load_backbone(cfg.backbone), [get_task(n) for n in names],
+        return train_multitask(load_backbone(cfg.backbone), [prepared_spec(prepared[n]) for n in names],
                                {n: load_splits(prepared[n]["folder"]) for n in names}, method, adapter.to_core(),
                                train_cfg, out, temperature=cfg.transfer.temperature,
                                checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
@@ -52,19 +51,20 @@ def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method:
                              unit_key=key, params=params, train=train, seed=seed,
                              datasets=list(prepared.values()))
     if task_rows:
-        _log_task_rows(cfg, parent_run_id, unit, names)
+        _log_task_rows(cfg, parent_run_id, unit, prepared)
     return unit.to_dict()
 
 
-def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, unit: UnitResult, names: list[str]) -> None:
+def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, unit: UnitResult, prepared: dict[str, dict]) -> None:
     """Per-task child runs (`validation_*`, `test_*`) so joint models sit in the same table as the rest."""
     tracking = Tracking.from_config(cfg)
     metrics, key = unit.metrics, unit.unit_key
     share = {k: v for k, v in metrics.items() if k in ("wall_time_s", "peak_memory_mb", "trainable_params", "head_params")}
     tags = {"joint_unit_key": key, **({"reused": "true"} if unit.reused else {})}
-    for name in names:
+    for name in sorted(prepared):
         prefix = f"{name}_"
         own = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
         with UnitRun(tracking, parent_run_id, f"multitask/{name}/{unit.method}", stage="multitask", task=name,
-                     method=unit.method, unit_key=f"{key}/{name}", extra_tags=tags) as run:
+                     method=unit.method, unit_key=f"{key}/{name}",
+                     extra_tags=tags | main_metric_tag(name, [prepared[name]])) as run:
             run.log_metrics(own | share)

@@ -15,12 +15,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from peft_core.errors import ConfigError
-from peft_core.task_specs import get_task
-from tasks.seed_comparison import describe_gain, summarise_fits
+from tasks.seed_comparison import describe_gain, main_metric, summarise_fits
 from tasks.stage_table import REPORTED_STAGES
-from tasks.tracking import FINISHED, KIND_TAG, PARENT_TAG, Tracking
+from tasks.tracking import FINISHED, KIND_TAG, MAIN_METRIC_TAG, PARENT_TAG, Tracking
 
 COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_mb"]
+HIDDEN_COLUMNS = ("main_metric", "run_id", "artifact_run_id")  # for the summaries and links, not the table
 
 
 @dataclass(frozen=True)
@@ -123,14 +123,15 @@ def comparison_table(tracking: Tracking, parent_run_id: str | None = None) -> pd
         params = run.data.params if artifact_run_id == run.info.run_id else client.get_run(artifact_run_id).data.params
         rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
                      "seed": int(params["seed"]) if "seed" in params else None, **metrics,
-                     "reused": tags.get("reused") == "true", "run_id": run.info.run_id,
+                     "reused": tags.get("reused") == "true", "main_metric": tags.get(MAIN_METRIC_TAG),
+                     "run_id": run.info.run_id,
                      "artifact_run_id": artifact_run_id})
     if not rows:
         return pd.DataFrame(columns=["stage", "task", "method"])
     table = pd.DataFrame(rows)
     metric_cols = sorted(c for c in table.columns if c.startswith(("validation_", "test_")))
     ordered = ["stage", "task", "method", "seed", *metric_cols, *[c for c in COST_COLUMNS if c in table.columns], "reused",
-               "run_id", "artifact_run_id"]
+               *HIDDEN_COLUMNS]
     stage_order = {s: i for i, s in enumerate(REPORTED_STAGES)}
     table = table[ordered].sort_values(["task", "stage", "method"], key=lambda col: col.map(stage_order) if col.name == "stage" else col)
     return table.reset_index(drop=True)
@@ -144,7 +145,7 @@ def transfer_summary(table: pd.DataFrame, tracking: Tracking | None = None) -> l
         return _seed_summary(tracking, transfer)
     lines = []
     for task_name, rows in transfer.groupby("task"):
-        metric = f"test_{get_task(task_name).main_metric}"
+        metric = f"test_{main_metric(rows, task_name)}"
         baseline = rows[rows["method"] == "adapter"]
         if metric not in rows or baseline.empty:
             continue
@@ -168,7 +169,7 @@ def _seed_summary(tracking: Tracking, transfer: pd.DataFrame) -> list[str]:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["run_id", "artifact_run_id"], errors="ignore")
+    shown = table.drop(columns=list(HIDDEN_COLUMNS), errors="ignore")
     return shown.to_markdown(index=False, floatfmt=".4g") if not shown.empty else "_no finished units_"
 
 
@@ -183,7 +184,7 @@ def publish_report(tracking: Tracking, parent_run_id: str) -> str:
         table.to_csv(Path(tmp) / "comparison.csv", index=False)
         client.log_artifacts(parent_run_id, tmp, "report")
     try:
-        records = table.drop(columns=["run_id", "artifact_run_id"], errors="ignore").round(4).to_dict(orient="records")
+        records = table.drop(columns=list(HIDDEN_COLUMNS), errors="ignore").round(4).to_dict(orient="records")
         create_table_artifact(records, key="comparison", description="adapterflow comparison of methods × tasks")
         create_markdown_artifact(f"# Comparison\n\nMLflow parent run `{parent_run_id}` at `{tracking.uri}`\n\n{markdown}",
                                  key="comparison-report")

@@ -32,6 +32,13 @@ def load_predictions(tracking: Tracking, run_id: str) -> dict | None:
         return json.loads(Path(path).read_text())["test"]
 
 
+def main_metric(rows: pd.DataFrame, task: str) -> str:
+    """The main metric of `task`'s rows: their `main_metric` tag, or for runs logged before units
+    carried it, the built-in task's."""
+    tagged = rows["main_metric"].dropna() if "main_metric" in rows else ()
+    return tagged.iloc[0] if len(tagged) else get_task(task).main_metric
+
+
 def summarise_fits(tracking: Tracking, fits: pd.DataFrame, reference: dict[str, dict] | None = None) -> list[dict]:
     """One row per (task, method) of `fits` (columns task, method, seed, artifact_run_id, test_*):
     seeds, mean, std, a 95 % band of the mean, and the paired gain over the adapter on the same
@@ -39,7 +46,7 @@ def summarise_fits(tracking: Tracking, fits: pd.DataFrame, reference: dict[str, 
     one model instead (the recovery check's full-data adapter)."""
     out = []
     for task, rows in fits.groupby("task"):
-        metric = get_task(task).main_metric
+        metric = main_metric(rows, task)
         preds = {(r.method, r.seed): load_predictions(tracking, r.artifact_run_id) for r in rows.itertuples()}
         baseline_seeds = sorted(s for m, s in preds if m == BASELINE and preds[(m, s)])
         for method, group in rows.groupby("method"):

@@ -36,6 +36,8 @@ HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liv
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
+BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
+MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by
 
 PROBE_TIMEOUT_S = 5
 SERVER_FIX = "check that the server runs (`adapterflow up` starts one) and that tracking.uri / MLFLOW_TRACKING_URI is right"

@@ -14,14 +14,13 @@ from peft_core.compositions import get_method
 from peft_core.configs import TrainConfig
 from peft_core.errors import ConfigError
 from peft_core.full_finetune import train_full_finetune
-from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 from peft_core.weights_plot import WEIGHTS_PLOT, plot_weights_heatmap
 from tasks.adapter_units import adapter_unit_key
 from tasks.keys import unit_key
-from tasks.prepared_data import load_splits
-from tasks.tracking import Tracking, download_unit_artifact, find_finished_unit
-from tasks.units import ARTIFACT_PATH, run_training_unit
+from tasks.prepared_data import load_splits, prepared_spec
+from tasks.tracking import Tracking, download_unit_artifact
+from tasks.units import ARTIFACT_PATH, find_reusable_unit, run_training_unit
 
 
 def find_source_units(cfg: PipelineConfig, prepared_sources: dict[str, dict], seed: int, with_prompt: bool) -> dict[str, dict]:
@@ -30,7 +29,7 @@ def find_source_units(cfg: PipelineConfig, prepared_sources: dict[str, dict], se
     found, missing = {}, []
     for name, prepared in prepared_sources.items():
         key = adapter_unit_key(cfg, prepared, seed, with_prompt, "source")
-        run = find_finished_unit(tracking, key)
+        run = find_reusable_unit(cfg, tracking, key, f"sources/{name}")
         if run is None:
             missing.append(name)
             continue
@@ -61,7 +60,7 @@ def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_u
 def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int,
                       parent_run_id: str | None) -> dict:
     """Fit `method`'s combination of the frozen `source_units` on the target (or reuse a finished fit)."""
-    spec = get_task(prepared["task"])
+    spec = prepared_spec(prepared)
     if not source_units:
         raise ConfigError(f"target '{spec.name}' has no source adapters for method '{method}'; "
                           "add tasks to `sources` (PEMT excludes the target itself)")
@@ -101,7 +100,7 @@ def full_finetune_unit_key(cfg: PipelineConfig, prepared: dict, seed: int) -> st
 @task(name="full_finetune", cache_policy=NO_CACHE)
 def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
     """The full fine-tuning baseline on a target; its artifact is the whole encoder and head."""
-    spec = get_task(prepared["task"])
+    spec = prepared_spec(prepared)
     train_cfg = full_finetune_train_config(cfg, seed)
 
     def train(out: Path, checkpoint: Path, progress):

@@ -1,7 +1,10 @@
 """The skeleton every unit of work shares: look the unit up by key, else run it and track it.
 
 A unit whose key has a FINISHED run in MLflow is not run again; the current pipeline run gets a
-small child run that records the reuse (tag `artifact_run_id`), so its report is complete. A unit
+small child run that records the reuse (tag `artifact_run_id`), so its report is complete. A
+finished run is reused only on the backbone it ran on (its `backbone_fingerprint` tag and its
+files' record, against the config's backbone as loaded now: a name says nothing of the checkpoint
+behind it) and only if its files load; otherwise the unit runs again, with a warning. A unit
 that raises leaves its run FAILED, never reused. `run_training_unit` is the skeleton for units that
 train: training writes into a work folder keyed by the unit, so a killed unit resumes from its last
 epoch checkpoint; the artifact is logged only after training and evaluation completed.
@@ -9,18 +12,25 @@ epoch checkpoint; the artifact is logged only after training and evaluation comp
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from tasks.config import PipelineConfig
+from peft_core.artifacts import check_artifact_files
+from peft_core.backbones import load_backbone
+from peft_core.errors import ArtifactError
 from peft_core.jobs import TrainingResult
 from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
-from tasks.tracking import Tracking, UnitRun, download_unit_artifact, find_finished_unit, record_reuse, unit_lock
+from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
+                            record_reuse, unit_lock)
 
 ARTIFACT_PATH = "adapter"
 PREDICTIONS_FILE = "predictions.json"  # test predictions and labels: what paired comparisons resample
@@ -60,8 +70,10 @@ def run_unit(cfg: PipelineConfig, parent_run_id: str | None, unit: Unit,
     # running it again (in the same work folder).
     with unit_lock(cfg.home_dir(), unit.key):
         tracking = Tracking.from_config(cfg)
-        run_tags = dict(stage=unit.stage, task=unit.task, method=unit.method, unit_key=unit.key, extra_tags=unit.tags)
-        cached = None if stage_of_tag(unit.stage) in cfg.force_stages else find_finished_unit(tracking, unit.key)
+        tags = {**unit.tags, BACKBONE_FINGERPRINT_TAG: backbone_fingerprint(cfg.backbone)}
+        run_tags = dict(stage=unit.stage, task=unit.task, method=unit.method, unit_key=unit.key, extra_tags=tags)
+        forced = stage_of_tag(unit.stage) in cfg.force_stages
+        cached = None if forced else find_reusable_unit(cfg, tracking, unit.key, unit.label)
         if cached is not None:
             result_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
             run_id = record_reuse(tracking, parent_run_id, cached, unit.label, **run_tags)
@@ -71,6 +83,44 @@ def run_unit(cfg: PipelineConfig, parent_run_id: str | None, unit: Unit,
             metrics = work(tracking, run)
         unit_logger().info("%s finished: %s", unit.label, _short(metrics))
         return UnitOutcome(run.run_id, run.run_id, metrics, reused=False)
+
+
+@functools.cache
+def backbone_fingerprint(name: str) -> str:
+    """The fingerprint of the backbone `name` resolves to now, loaded once per process."""
+    return load_backbone(name).fingerprint
+
+
+def find_reusable_unit(cfg: PipelineConfig, tracking: Tracking, key: str, label: str):
+    """The finished run of unit `key` if it may be reused on the config's backbone, else None (a
+    finished run that may not is named in a warning, with the reason)."""
+    run = find_finished_unit(tracking, key)
+    if run is None:
+        return None
+    refusal = reuse_refusal(tracking, run, backbone_fingerprint(cfg.backbone), cfg.home_dir() / "artifact-cache")
+    if refusal is None:
+        return run
+    unit_logger().warning("%s: not reusing finished run %s (%s); running it again", label, run.info.run_id, refusal)
+    return None
+
+
+def reuse_refusal(tracking: Tracking, run, fingerprint: str, cache_dir: Path) -> str | None:
+    """Why the finished unit `run` must not be reused on the backbone of `fingerprint`, or None. The
+    fingerprints it records (its tag, its files' configs) must all be that one, and its files, if it
+    kept any, must load; a run that records none (of an older store, without files) is reused."""
+    run_id = run.data.tags.get("artifact_run_id", run.info.run_id)
+    recorded = {run.data.tags[BACKBONE_FINGERPRINT_TAG]} if BACKBONE_FINGERPRINT_TAG in run.data.tags else set()
+    if tracking.client().list_artifacts(run_id, ARTIFACT_PATH):
+        try:
+            configs = check_artifact_files(download_unit_artifact(tracking, run_id, ARTIFACT_PATH, cache_dir))
+        except (ArtifactError, OSError, MlflowException) as exc:
+            shutil.rmtree(cache_dir / run_id, ignore_errors=True)  # downloaded afresh by whoever needs it next
+            return f"its files do not load: {exc}"
+        recorded |= {str(config.get("backbone", {}).get("fingerprint")) for config in configs.values()}
+    others = sorted(recorded - {fingerprint})
+    if others:
+        return f"it ran on a backbone of fingerprint {', '.join(others)}, the config's backbone has {fingerprint}"
+    return None
 
 
 def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
@@ -83,7 +133,7 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
     """`run_unit` for a unit that trains: `train` writes its artifact (if any), which is logged with the
     run's params, history, metrics, predictions and datasets, and registered as a model. `datasets`:
     the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
-    unit = Unit(stage, task, method, unit_key)
+    unit = Unit(stage, task, method, unit_key, tags=main_metric_tag(task, datasets))
     work = cfg.home_dir() / "work" / unit_key
 
     def train_and_log(tracking: Tracking, run: UnitRun) -> dict[str, float]:
@@ -113,6 +163,11 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
     artifact = _unit_artifact(cfg, outcome.result_run_id)
     return UnitResult(stage, task, method, unit_key, outcome.run_id, str(artifact) if artifact else None,
                       outcome.metrics, reused=outcome.reused, seed=seed)
+
+
+def main_metric_tag(task: str, datasets: Sequence[dict]) -> dict[str, str]:
+    """The tag naming `task`'s main metric, from the prepared data of that task among `datasets`."""
+    return {MAIN_METRIC_TAG: info["spec"]["metrics"][0] for info in datasets if info["task"] == task}
 
 
 def _unit_artifact(cfg: PipelineConfig, run_id: str) -> Path | None:

@@ -46,6 +46,9 @@ class TransferMethod:
         if self.options != declared:
             raise RuntimeError(f"transfer method '{self.name}': its builder takes options {self.options}, "
                                f"peft_core/method_names.py declares {declared}")
+        if self.uses_prompts != (self.name in method_names.PROMPT_METHODS):
+            raise RuntimeError(f"transfer method '{self.name}': uses_prompts is {self.uses_prompts}, "
+                               "peft_core/method_names.py's PROMPT_METHODS says otherwise")
 
     @property
     def uses_prompts(self) -> bool:

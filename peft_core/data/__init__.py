@@ -1,7 +1,8 @@
-"""Task data: load labelled files, split them by a convention, tokenise and batch them.
+"""Task data: load a declared task's labelled rows, split them by a convention, tokenise and batch them.
 
-    splits = load_task_data(get_task("rte"), "local", "../shared/data/glue", max_train=2000)
-    train = EncodedSplit.from_examples(spec, splits.train, tokenizer, max_length=128)
+    splits = load_task_data("rte", "local", "../shared/data/glue", max_train=2000)   # a built-in task
+    splits = load_task_data(my_declaration)                                         # a TaskDeclaration
+    train = EncodedSplit.from_examples(splits.spec, splits.train, tokenizer, max_length=128)
     for batch in train.batches(32, shuffle=True, seed=42, epoch=0): ...
 """
 
@@ -10,31 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from peft_core.data.encoding import EncodedSplit, collate, encode_examples, make_batches
-from peft_core.data.loaders import Source, load_raw
+from peft_core.data.loaders import RawTask, load_raw
 from peft_core.data.splits import Convention, apply_split, few_shot
 from peft_core.data.types import DatasetSplits, Example, digest_examples
-from peft_core.task_specs import TaskSpec
+from peft_core.task_specs import Source, TaskDeclaration, TaskSpec, declaration_for_source
 
 
 def load_task_data(
-    spec: TaskSpec,
-    source: Source,
+    task: TaskDeclaration | TaskSpec | str,
+    source: Source = "local",
     path: Path | str | None = None,
     convention: Convention = "scalearn",
     seed: int = 42,
     max_train: int | None = None,
     max_eval: int | None = None,
 ) -> DatasetSplits:
-    """`load_raw` followed by `apply_split`."""
-    return apply_split(spec, load_raw(spec, source, path), convention, seed, max_train, max_eval)
+    """`load_raw` followed by `apply_split`. A declaration is read from its own data; a built-in
+    task (by name or spec) from `source`: its files under the folder `path`, the hub or the demo."""
+    declaration = task if isinstance(task, TaskDeclaration) else declaration_for_source(task, source, path)
+    raw = load_raw(declaration)
+    return apply_split(raw.spec, raw.examples, convention, seed, max_train, max_eval)
 
 
 __all__ = [
     "DatasetSplits",
     "EncodedSplit",
     "Example",
+    "RawTask",
     "apply_split",
     "collate",
+    "declaration_for_source",
     "digest_examples",
     "encode_examples",
     "few_shot",

@@ -1,85 +1,177 @@
-"""Read a task's labelled file sets ("train", "dev") from a local folder, the HF hub or the demo generator.
+"""Load a declared task's labelled rows, the one way for every task: read its files (or a `datasets`
+folder, a cached Hugging Face dataset, the demo generator), check every row against the
+declaration, and return the spec (with the label names found in train where the declaration
+leaves them open) and the examples of each split the data names.
 
-Every bad input stops with a one-line `DataError` naming the file and line and how to fix it;
-no row is skipped silently. Unlabelled test files are never read.
+Every bad input stops with a one-line `DataError` naming the file, row and column and how to fix
+it; no row is skipped silently.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+import pandas as pd
 
 from peft_core.data.demo import generate_demo_data
+from peft_core.data.readers import Table, dataset_table, read_table
 from peft_core.data.types import Example
 from peft_core.errors import DataError
-from peft_core.task_specs import TaskSpec
+from peft_core.task_specs import SPLITS, Source, TaskData, TaskDeclaration, TaskSpec, declaration_for_source
 
-Source = Literal["demo", "hub", "local"]
-Record = dict[str, object]
-
-
-@dataclass(frozen=True)
-class LocalLayout:
-    """Where a task's files are in a GLUE (`glue_data/`) or SuperGLUE download, and their columns.
-
-    `files` maps each file set to the files pooled into it; sets in `optional` may be absent.
-    `columns` renames spec fields (and "label") to the file's column names where they differ.
-    `header` names the columns of headerless `.tsv` files.
-    """
-
-    folder: str
-    files: dict[str, tuple[str, ...]]
-    optional: frozenset[str] = frozenset()
-    columns: dict[str, str] = field(default_factory=dict)
-    header: tuple[str, ...] | None = None
-
-    def column(self, spec_field: str) -> str:
-        return self.columns.get(spec_field, spec_field)
+POOL = "all"  # rows not yet assigned to a split
 
 
-_GLUE_TSV = {"train": ("train.tsv",), "dev": ("dev.tsv",)}
-_SUPERGLUE_JSONL = {"train": ("train.jsonl",), "dev": ("val.jsonl",)}
+@dataclass
+class RawTask:
+    """A task's spec and its labelled examples: by split, or one pool under `POOL`."""
 
-LOCAL_LAYOUTS: dict[str, LocalLayout] = {
-    "cola": LocalLayout("CoLA", _GLUE_TSV, header=("source", "label", "mark", "sentence")),
-    "sst2": LocalLayout("SST-2", _GLUE_TSV),
-    "mrpc": LocalLayout("MRPC", _GLUE_TSV, columns={
-        "sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}),
-    "stsb": LocalLayout("STS-B", _GLUE_TSV, columns={"label": "score"}),
-    # ../shared/data/glue carries only QQP's train file, QNLI's dev file and MNLI's two dev files.
-    "qqp": LocalLayout("QQP", _GLUE_TSV, optional=frozenset({"dev"}), columns={"label": "is_duplicate"}),
-    "qnli": LocalLayout("QNLI", _GLUE_TSV, optional=frozenset({"train"})),
-    "mnli": LocalLayout("MNLI", {"dev": ("dev.jsonl", "dev_mismatched.jsonl")}),
-    "rte": LocalLayout("RTE", _GLUE_TSV),
-    "wnli": LocalLayout("WNLI", _GLUE_TSV),
-    "boolq": LocalLayout("BoolQ", _SUPERGLUE_JSONL),
-    "cb": LocalLayout("CB", _SUPERGLUE_JSONL),
-    "copa": LocalLayout("COPA", _SUPERGLUE_JSONL),
-    "wic": LocalLayout("WiC", _SUPERGLUE_JSONL),
-    "superglue_rte": LocalLayout("RTE", _SUPERGLUE_JSONL),
-}
-
-# Hugging Face split names pooled into each file set, where they are not simply train/validation.
-_HUB_SPLITS = {"train": ("train",), "dev": ("validation",)}
-_HUB_SPLITS_BY_TASK = {"mnli": {**_HUB_SPLITS, "dev": ("validation_matched", "validation_mismatched")}}
+    spec: TaskSpec
+    examples: dict[str, list[Example]]
 
 
-def load_raw(spec: TaskSpec, source: Source, path: Path | str | None = None) -> dict[str, list[Example]]:
-    """The labelled file sets of a task: "train" and/or "dev" (the labelled held-out file)."""
-    if source == "demo":
-        return generate_demo_data(spec)
-    if source == "hub":
-        return _load_hub(spec)
-    if source == "local":
-        if path is None:
-            raise DataError(f"task {spec.name}: source 'local' needs a data folder; pass path=<folder>")
-        return _load_local(spec, Path(path))
-    raise DataError(f"unknown data source {source!r}; use 'demo', 'hub' or 'local'")
+def load_raw(declaration: TaskDeclaration) -> RawTask:
+    """The spec and labelled examples of a task whose data names one origin (see `declaration_for_source`)."""
+    data = declaration.data
+    if data.generator:
+        spec = declaration.resolve()
+        generated = generate_demo_data(spec)
+        return RawTask(spec, {"train": generated["train"], "test": generated["dev"]})
+    tables = _hub_tables(declaration) if data.hub else _file_tables(declaration)
+    for table in (t for split_tables in tables.values() for t in split_tables):
+        _check_columns(declaration, table)
+    spec = declaration.resolve(_label_names_found(declaration, tables))
+    examples: dict[str, list[Example]] = {}
+    for split, split_tables in tables.items():
+        for table in split_tables:
+            rows = _examples(spec, declaration.label_field, table)
+            if split == POOL and data.split_column:
+                for name, assigned in _assign(declaration, table, rows).items():
+                    examples.setdefault(name, []).extend(assigned)
+            else:
+                examples.setdefault(split, []).extend(rows)
+    if data.split_column:
+        _check_split_values_occur(declaration, examples)
+    return RawTask(spec, examples)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _file_tables(declaration: TaskDeclaration) -> dict[str, list[Table]]:
+    data = declaration.data
+    if not data.files():
+        raise DataError(f"task {declaration.name} names no data; give it data.train (and optionally validation, "
+                        "test), data.all, or data.hub")
+    tables: dict[str, list[Table]] = {}
+    for split, paths in data.files().items():
+        for path in paths:
+            read = read_table(Path(path), data)
+            if isinstance(read, dict):  # a `datasets` DatasetDict folder: its own splits
+                for name, table in _dataset_dict_splits(declaration, Path(path), read).items():
+                    tables.setdefault(name, []).append(table)
+                continue
+            if read.frame.empty:
+                raise DataError(f"{path}: the file has no rows; fill it or remove it from task {declaration.name}'s data")
+            tables.setdefault(split, []).append(read)
+    return tables
+
+
+def _dataset_dict_splits(declaration: TaskDeclaration, path: Path, splits: dict[str, Table]) -> dict[str, Table]:
+    """A DatasetDict's splits as ours: by `split_values` ({our split: its name}), else by the same names."""
+    wanted = declaration.data.split_values or {name: name for name in SPLITS}
+    unknown = [name for name in declaration.data.split_values.values() if name not in splits]
+    if unknown:
+        raise DataError(f"{path}: no split {unknown[0]!r} in this datasets folder (found: {', '.join(splits)}); "
+                        f"fix task {declaration.name}'s data.split_values")
+    chosen = {ours: splits[theirs] for ours, theirs in wanted.items() if theirs in splits}
+    if "train" not in chosen:
+        raise DataError(f"{path}: no train split in this datasets folder (found: {', '.join(splits)}); map one with "
+                        f"task {declaration.name}'s data.split_values, e.g. {{train: {next(iter(splits))}}}")
+    return chosen
+
+
+def _hub_tables(declaration: TaskDeclaration) -> dict[str, list[Table]]:
+    data = declaration.data
+    name = data.hub + (f" ({data.hub_config})" if data.hub_config else "")
+    try:
+        import datasets
+
+        dataset_dict = datasets.load_dataset(data.hub, data.hub_config)
+    except Exception as e:  # network, auth, missing dataset: many types, one fix for the user
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(
+            f"could not load {name} from the Hugging Face cache ({type(e).__name__}: {reason}); download the "
+            "files and point the task at them (data.source 'local', or the task's data.train ...)"
+        ) from None
+    mapping = data.hub_splits or {split: (split,) for split in SPLITS if split in dataset_dict}
+    missing = [s for names in mapping.values() for s in names if s not in dataset_dict]
+    if missing or "train" not in mapping:
+        raise DataError(f"{name} has no split {(missing or ['train'])[0]!r} (found: {', '.join(dataset_dict)}); "
+                        f"map its splits with task {declaration.name}'s data.hub_splits")
+    return {split: [dataset_table(dataset_dict[s], f"{name} split {s}") for s in names]
+            for split, names in mapping.items()}
+
+
+# --- checking and converting rows ------------------------------------------------------------------
+
+
+def _needed_columns(declaration: TaskDeclaration) -> list[str]:
+    split_column = [declaration.data.split_column] if declaration.data.split_column else []
+    return [*declaration.text_fields, *declaration.choice_fields, declaration.label_field, *split_column]
+
+
+def _check_columns(declaration: TaskDeclaration, table: Table) -> None:
+    found = [str(c) for c in table.frame.columns]
+    for column in _needed_columns(declaration):
+        if column not in found:
+            renamed = " (after data.columns renames)" if declaration.data.columns else ""
+            raise DataError(
+                f"{table.path}: no column {column!r}{renamed} (found: {', '.join(found) or 'none'}); task "
+                f"{declaration.name} reads {', '.join(_needed_columns(declaration))}: fix the file or the task's "
+                f"{_field_naming(declaration, column)}"
+            )
+
+
+def _field_naming(declaration: TaskDeclaration, column: str) -> str:
+    for field_name in ("label_field", "text_fields", "choice_fields"):
+        value = getattr(declaration, field_name)
+        if column == value or (isinstance(value, tuple) and column in value):
+            return field_name
+    return "data.split_column"
+
+
+def _label_names_found(declaration: TaskDeclaration, tables: dict[str, list[Table]]) -> tuple[str, ...] | None:
+    """The sorted label values of the training rows, where the declaration leaves `label_names` open."""
+    if declaration.is_regression or declaration.label_names is not None:
+        return None
+    data = declaration.data
+    values: set[str] = set()
+    for split, split_tables in tables.items():
+        for table in split_tables:
+            column = table.frame[declaration.label_field]
+            if split == POOL and data.split_column:
+                column = column[table.frame[data.split_column].map(str) == data.split_values.get("train", "train")]
+            elif split != "train" and "train" in tables:
+                continue
+            values |= {_label_text(v) for v in column.dropna().unique()}
+    if len(values) < 2:
+        raise DataError(f"task {declaration.name}: its training rows have {len(values)} label value(s) "
+                        f"({', '.join(sorted(values)) or 'none'}) in column {declaration.label_field!r}; a classifier "
+                        "needs at least two: fix the data, or the task's label_field")
+    numeric = all(_is_int(v) for v in values)
+    return tuple(sorted(values, key=lambda v: (int(v) if numeric else 0, v)))
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
 
 
 def parse_label(spec: TaskSpec, raw: object, where: str) -> int | float:
@@ -97,7 +189,7 @@ def parse_label(spec: TaskSpec, raw: object, where: str) -> int | float:
             raise DataError(f"{where}: score {raw!r} is not a number; task {spec.name} needs a numeric score")
         return score
     names = spec.label_names
-    key = str(raw).strip() if isinstance(raw, (str, bool)) else raw
+    key = _label_text(raw) if isinstance(raw, (str, bool, float)) else raw
     if key in names:
         return names.index(key)
     if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
@@ -105,171 +197,73 @@ def parse_label(spec: TaskSpec, raw: object, where: str) -> int | float:
         if 0 <= index < len(names):
             return index
     valid = ", ".join(f"{i}={n}" for i, n in enumerate(names))
-    raise DataError(f"{where}: label {raw!r} is not a label of task {spec.name}; use one of {valid}")
+    raise DataError(f"{where}: label {raw!r} is not a label of task {spec.name}; use one of {valid} "
+                    "(or fix the task's label_names)")
 
 
-def _record_to_example(spec: TaskSpec, layout: LocalLayout | None, record: Record, where: str) -> Example:
-    def value(spec_field: str) -> object:
-        column = layout.column(spec_field) if layout else spec_field
-        if column not in record:
-            raise DataError(
-                f"{where}: no column {column!r} (found: {', '.join(map(str, record))}); "
-                f"task {spec.name} needs {', '.join(_expected_columns(spec, layout))}"
-            )
-        return record[column]
-
-    return Example(
-        texts=tuple(str(value(f)) for f in spec.text_fields),
-        label=parse_label(spec, value("label"), where),
-        choices=tuple(str(value(f)) for f in spec.choice_fields),
-    )
+def _examples(spec: TaskSpec, label_field: str, table: Table) -> list[Example]:
+    frame = table.frame
+    texts = [_texts(frame, column, table) for column in spec.text_fields]
+    choices = [_texts(frame, column, table) for column in spec.choice_fields]
+    labels = _labels(spec, frame[label_field], table)
+    if choices:
+        return [Example(t, label, c) for t, label, c in zip(zip(*texts), labels, zip(*choices))]
+    return [Example(t, label) for t, label in zip(zip(*texts), labels)]
 
 
-def _expected_columns(spec: TaskSpec, layout: LocalLayout | None) -> list[str]:
-    fields = [*spec.text_fields, *spec.choice_fields, "label"]
-    return [layout.column(f) if layout else f for f in fields]
+def _texts(frame: pd.DataFrame, column: str, table: Table) -> list[str]:
+    cells = frame[column]
+    missing = cells.isna()
+    if missing.any():
+        row = int(missing.to_numpy().argmax())
+        raise DataError(f"{table.place(row)}: no value in column {column!r}; fill it in or remove the row")
+    return cells.astype(str).tolist()
 
 
-# --- local folders -------------------------------------------------------------------------------
+def _labels(spec: TaskSpec, cells: pd.Series, table: Table) -> list[int | float]:
+    """Every row's label, parsed once per distinct value; the first bad one names its row."""
+    missing = cells.isna()
+    if missing.any():
+        row = int(missing.to_numpy().argmax())
+        raise DataError(f"{table.place(row)}: no label in column {cells.name!r}; fill it in or remove the row")
+    values = cells.tolist()
+    parsed: dict[object, int | float] = {}
+    labels = []
+    for row, value in enumerate(values):
+        key = (type(value), value) if isinstance(value, (bool, int, float, str)) else None
+        if key is None or key not in parsed:
+            label = parse_label(spec, value, f"{table.place(row)}, column {cells.name!r}")
+            if key is None:
+                labels.append(label)
+                continue
+            parsed[key] = label
+        labels.append(parsed[key])
+    return labels
 
 
-def _load_local(spec: TaskSpec, root: Path) -> dict[str, list[Example]]:
-    layout = LOCAL_LAYOUTS.get(spec.name)
-    if layout is None:
-        raise DataError(
-            f"task {spec.name} has no known local file layout; use source 'hub' or 'demo', "
-            f"or one of the tasks with a layout: {', '.join(LOCAL_LAYOUTS)}"
-        )
-    folder = _task_folder(root, layout)
-    raw: dict[str, list[Example]] = {}
-    for file_set, names in layout.files.items():
-        present = [folder / n for n in names if (folder / n).is_file()]
-        if not present and file_set in layout.optional:
-            continue
-        if len(present) != len(names):
-            missing = [n for n in names if not (folder / n).is_file()]
-            raise DataError(
-                f"{folder}: missing {', '.join(missing)}; task {spec.name} expects "
-                f"{_describe_files(layout)} in this folder"
-            )
-        raw[file_set] = [ex for file in present for ex in _read_file(spec, layout, file)]
-    return raw
+def _assign(declaration: TaskDeclaration, table: Table, rows: list[Example]) -> dict[str, list[Example]]:
+    """The rows of a pooled file by the value of its split column."""
+    data = declaration.data
+    split_of = {value: split for split, value in (data.split_values or {s: s for s in SPLITS}).items()}
+    values = table.frame[data.split_column].map(str).tolist()
+    assigned: dict[str, list[Example]] = {}
+    for row, (value, example) in enumerate(zip(values, rows)):
+        split = split_of.get(value)
+        if split is None:
+            raise DataError(f"{table.place(row)}: split column {data.split_column!r} holds {value!r}, which "
+                            f"data.split_values does not map (it maps {', '.join(map(repr, split_of))}); add it to "
+                            f"task {declaration.name}'s split_values or remove the row")
+        assigned.setdefault(split, []).append(example)
+    return assigned
 
 
-def _task_folder(root: Path, layout: LocalLayout) -> Path:
-    """`<root>/<layout.folder>` (matched case-insensitively), or `root` itself if it is that folder."""
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; pass the folder that holds {layout.folder}/")
-    for child in root.iterdir():
-        if child.is_dir() and child.name.lower() == layout.folder.lower():
-            return child
-    all_files = [n for names in layout.files.values() for n in names]
-    if any((root / n).is_file() for n in all_files):
-        return root
-    raise DataError(
-        f"{root}: no {layout.folder}/ folder and none of {', '.join(all_files)}; pass the folder "
-        f"that holds {layout.folder}/ or the {layout.folder} folder itself"
-    )
-
-
-def _describe_files(layout: LocalLayout) -> str:
-    parts = []
-    for file_set, names in layout.files.items():
-        optional = " (optional)" if file_set in layout.optional else ""
-        parts.append(f"{' + '.join(names)} as {file_set}{optional}")
-    return "; ".join(parts)
-
-
-def _read_file(spec: TaskSpec, layout: LocalLayout, path: Path) -> list[Example]:
-    if path.suffix == ".tsv":
-        records = _tsv_records(path, layout.header, _expected_columns(spec, layout))
-    else:
-        records = _jsonl_records(path)
-    examples = [_record_to_example(spec, layout, record, f"{path}:{line}") for line, record in records]
-    if not examples:
-        raise DataError(f"{path}: file has no examples; restore the file from the {layout.folder} download")
-    return examples
-
-
-def _tsv_records(
-    path: Path, fixed_header: tuple[str, ...] | None, expected: list[str]
-) -> Iterator[tuple[int, Record]]:
-    """Rows as dicts keyed by the header (the first line, or `fixed_header` for headerless files)."""
-    # QUOTE_NONE: GLUE text fields contain unbalanced '"'. utf-8-sig: MRPC files start with a BOM.
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = fixed_header or next(reader, None)
-        if header is None:
-            return
-        missing = [c for c in expected if c not in header]
-        if missing:
-            raise DataError(
-                f"{path}:1: header lacks column(s) {', '.join(missing)} (found: {' | '.join(header)}; "
-                f"expected: {' | '.join(expected)}); fix the header or point to the right file"
-            )
-        for row in reader:
-            if len(row) != len(header):
-                raise DataError(
-                    f"{path}:{reader.line_num}: {len(row)} tab-separated fields, expected {len(header)} "
-                    f"({' | '.join(header)}); fix the row (a stray or missing tab?)"
-                )
-            yield reader.line_num, dict(zip(header, row))
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, Record]]:
-    with path.open(encoding="utf-8-sig") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # a blank line (usually the last) holds no row
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_number}: not valid JSON ({e.msg}); fix or remove the line") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_number}: expected a JSON object per line, got {type(record).__name__}")
-            yield line_number, record
-
-
-# --- Hugging Face hub ----------------------------------------------------------------------------
-
-
-def _load_hub(spec: TaskSpec) -> dict[str, list[Example]]:
-    if spec.hub is None:
-        raise DataError(f"task {spec.name} has no Hugging Face dataset; use source 'local' or 'demo'")
-    hub_path, config = spec.hub
-    name = hub_path + (f" ({config})" if config else "")
-    try:
-        import datasets
-
-        dataset_dict = datasets.load_dataset(hub_path, config)
-    except Exception as e:  # network, auth, missing dataset: many types, one fix for the user
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(
-            f"could not load {name} from the Hugging Face hub ({type(e).__name__}: {reason}); "
-            f"download the files and use source 'local' with path=<folder>"
-        ) from None
-    split_names = _HUB_SPLITS_BY_TASK.get(spec.name, _HUB_SPLITS)
-    raw: dict[str, list[Example]] = {}
-    for file_set, hub_splits in split_names.items():
-        available = [s for s in hub_splits if s in dataset_dict]
-        if available:
-            raw[file_set] = [ex for s in available for ex in _hub_split_examples(spec, dataset_dict[s], f"{name} split {s}")]
-    if not raw:
-        wanted = ", ".join(s for splits in split_names.values() for s in splits)
-        raise DataError(
-            f"{name} has none of the splits {wanted} (found: {', '.join(dataset_dict)}); "
-            "use source 'local' with path=<folder>"
-        )
-    return raw
-
-
-def _hub_split_examples(spec: TaskSpec, split, where: str) -> list[Example]:
-    """Rows of one `datasets.Dataset`; ClassLabel ints become their names before `parse_label`."""
-    label_feature = split.features.get("label")
-    class_names = getattr(label_feature, "names", None)
-    examples = []
-    for row_number, row in enumerate(split):
-        if class_names is not None:
-            row = {**row, "label": class_names[row["label"]] if row["label"] >= 0 else row["label"]}
-        examples.append(_record_to_example(spec, None, row, f"{where} row {row_number}"))
-    return examples
+def _check_split_values_occur(declaration: TaskDeclaration, examples: dict[str, list[Example]]) -> None:
+    data = declaration.data
+    for split, value in data.split_values.items():
+        if split not in examples:
+            raise DataError(f"task {declaration.name}: no row has {value!r} in split column {data.split_column!r}, "
+                            f"so its {split} split would be empty; fix data.split_values.{split} (or leave it out to "
+                            "draw that split by the seeded rule)")
+    if "train" not in examples:
+        raise DataError(f"task {declaration.name}: no row of its split column {data.split_column!r} marks train; "
+                        "map the training rows' value with data.split_values.train")

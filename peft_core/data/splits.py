@@ -4,8 +4,11 @@
 - "hyperformer" (also PEMT): dev sets under 10,000 examples are halved into validation and test;
   larger ones stay the test set and 1,000 training examples become validation. Unlike the
   papers' code, validation examples never go back into train.
-- Either way, a task with a single labelled file set (MNLI, QNLI, QQP in ../shared/data/glue, the
-  public BoolQ release) is split by a seeded rule: 10 % test, then 10 % of the rest validation.
+- These conventions apply to a task that gives train and test (GLUE's and SuperGLUE's labelled dev
+  file is their test). A task that gives its validation split keeps it; one without test then
+  holds 10 % of train out as test. A task with a single pool of labelled rows (`data.all`, or
+  train alone: MNLI, QNLI, QQP in ../shared/data/glue, the public BoolQ release) is split by a
+  seeded rule: 10 % test, then 10 % of the rest validation.
 - `few_shot` then turns a split into a low-resource one: k training and k validation examples
   drawn, label-balanced, from the training file's examples; test is kept whole.
 
@@ -39,50 +42,63 @@ def apply_split(
     max_train: int | None = None,
     max_eval: int | None = None,
 ) -> DatasetSplits:
-    """Split `raw` ("train" and/or "dev" from `load_raw`) by `convention`, then apply the caps."""
+    """Split `raw` (`load_raw`'s examples: "train", "validation", "test", or one pool "all") by
+    `convention` where it leaves validation or test open, then apply the caps."""
     if convention not in ("scalearn", "hyperformer"):
         raise ConfigError(f"unknown split convention {convention!r}; use 'scalearn' or 'hyperformer'")
     for cap_name, cap in (("max_train", max_train), ("max_eval", max_eval)):
         if cap is not None and cap < 1:
             raise ConfigError(f"{cap_name} is {cap}; use a positive number or None for no cap")
     stratify = not spec.is_regression
-    file_sets = [name for name in ("train", "dev") if raw.get(name)]
-
-    if not file_sets:
-        raise DataError(f"task {spec.name}: no labelled examples were loaded; check the data folder or source")
-    if len(file_sets) == 1:
-        pool, test = _hold_out(raw[file_sets[0]], math.ceil(VALIDATION_FRACTION * len(raw[file_sets[0]])), seed,
-                               stratify, purpose="test")
-        train, validation = _hold_out(pool, math.ceil(VALIDATION_FRACTION * len(pool)), seed, stratify)
-    elif convention == "scalearn":
-        train_pool = raw["train"]
-        train, validation = _hold_out(train_pool, math.ceil(VALIDATION_FRACTION * len(train_pool)), seed, stratify)
-        test = raw["dev"]
-    elif len(raw["dev"]) < HYPERFORMER_SMALL_DEV:
-        train = raw["train"]
-        test, validation = _hold_out(raw["dev"], len(raw["dev"]) // 2, seed, stratify)
+    given = {name: examples for name, examples in raw.items() if examples}
+    if not given:
+        raise DataError(f"task {spec.name}: no labelled examples were loaded; check its data files or source")
+    pool = given.get("all") or (given["train"] if set(given) == {"train"} else None)
+    if pool is not None:
+        rest, test = _hold_out(pool, math.ceil(VALIDATION_FRACTION * len(pool)), seed, stratify, purpose="test")
+        train, validation = _hold_out(rest, math.ceil(VALIDATION_FRACTION * len(rest)), seed, stratify)
+    elif "train" not in given:
+        raise DataError(f"task {spec.name} has {' and '.join(given)} rows but no train split; declare its data.train "
+                        "(or one file for every split as data.all)")
+    elif "validation" in given:
+        train, validation = given["train"], given["validation"]
+        test = given.get("test")
+        if test is None:
+            train, test = _hold_out(train, math.ceil(VALIDATION_FRACTION * len(train)), seed, stratify, purpose="test")
+    elif convention == "scalearn" or len(given["test"]) < HYPERFORMER_SMALL_DEV:
+        test = given["test"]
+        if convention == "scalearn":
+            train, validation = _hold_out(given["train"], math.ceil(VALIDATION_FRACTION * len(given["train"])), seed,
+                                          stratify)
+        else:
+            train = given["train"]
+            test, validation = _hold_out(test, len(test) // 2, seed, stratify)
     else:
-        train, validation = _hold_out(raw["train"], HYPERFORMER_VALIDATION_SIZE, seed, stratify)
-        test = raw["dev"]
+        train, validation = _hold_out(given["train"], HYPERFORMER_VALIDATION_SIZE, seed, stratify)
+        test = given["test"]
 
     splits = DatasetSplits(
-        task=spec.name,
+        spec=spec,
         train=_cap(train, max_train, seed, stratify),
         validation=_cap(validation, max_eval, seed, stratify),
         test=_cap(test, max_eval, seed, stratify),
     )
-    _check_not_empty(spec, splits, convention)
+    _check_usable(spec, splits, convention)
     return splits
 
 
-def _check_not_empty(spec: TaskSpec, splits: DatasetSplits, convention: str) -> None:
-    for name in ("train", "validation"):
+def _check_usable(spec: TaskSpec, splits: DatasetSplits, convention: str) -> None:
+    sizes = ", ".join(f"{len(splits.split(n))} {n}" for n in ("train", "validation", "test"))
+    for name in ("train", "validation", "test"):
         if not splits.split(name):
             raise DataError(
-                f"task {spec.name}: the {name} split is empty under the {convention!r} convention "
-                f"({len(splits.train)} train / {len(splits.validation)} validation examples); "
-                "provide more labelled examples or raise max_train/max_eval"
+                f"task {spec.name}: the {name} split is empty under the {convention!r} convention ({sizes} "
+                "examples); provide more labelled examples, a file for that split, or raise max_train/max_eval"
             )
+    if not spec.is_regression and len({ex.label for ex in splits.train}) < 2:
+        only = spec.label_names[splits.train[0].label]
+        raise DataError(f"task {spec.name}: every training example has label {only!r}; a classifier needs at least "
+                        "two labels in train: add examples of the others (or check the split's files)")
 
 
 def few_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_label: bool = False,
@@ -99,7 +115,7 @@ def few_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_la
     taken = set(train_idx)
     rest = [i for i in range(len(pool)) if i not in taken]
     validation_idx = [rest[i] for i in _balanced_indices(spec, [pool[i] for i in rest], held_size, rng, "validation")]
-    return DatasetSplits(task=spec.name, train=[pool[i] for i in sorted(train_idx)],
+    return DatasetSplits(spec=spec, train=[pool[i] for i in sorted(train_idx)],
                          validation=[pool[i] for i in sorted(validation_idx)], test=splits.test)
 
 

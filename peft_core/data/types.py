@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from peft_core.task_specs import TaskSpec
+
 
 @dataclass(frozen=True)
 class Example:
@@ -39,16 +41,17 @@ def digest_examples(examples: list[Example]) -> str:
 
 @dataclass
 class DatasetSplits:
-    """The train / validation / test examples of one task after a split convention was applied.
+    """The train / validation / test examples of one task after a split convention was applied,
+    with the spec they were read for (its label names give the labels' indices meaning)."""
 
-    `test` may be empty for source-only tasks whose files carry no held-out set (MNLI, QNLI and
-    QQP in ../shared/data/glue); evaluation then reports validation only.
-    """
-
-    task: str
+    spec: TaskSpec
     train: list[Example]
     validation: list[Example]
     test: list[Example] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.spec.name
 
     def split(self, name: str) -> list[Example]:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
@@ -57,6 +60,7 @@ class DatasetSplits:
         return {name: digest_examples(self.split(name)) for name in ("train", "validation", "test")}
 
     def digest(self) -> str:
-        """One digest for all three splits (used in cache keys and adapter lineage)."""
-        d = self.digests()
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """One digest of the three splits and the spec they were read for (used in cache keys and
+        adapter lineage): editing a label name changes it, moving a file does not."""
+        payload = {"spec": self.spec.identity(), "splits": self.digests()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

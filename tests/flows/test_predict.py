@@ -1,4 +1,4 @@
-"""`adapterflow predict`, `export` and `import` against a real (tiny) pipeline run."""
+"""`adapterflow predict` against a real (tiny) pipeline run."""
 
 from __future__ import annotations
 
@@ -6,36 +6,16 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.config import load_config
 from flows.predictions import predict_file
-from flows.stages import run_stage
-from peft_core.artifacts import CONFIG_FILE
+from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.prepared_data import load_splits
-from tasks.tracking import PARENT_TAG, Tracking
-from tests.conftest import write_tiny_config
+from tasks.tracking import Tracking
+from tests.flows.conftest import invoke as _invoke
 
 TARGET = get_task("demo_lowres")
-SETTINGS = {"sources": ["demo_sentiment", "demo_similarity"], "methods": ["adapter", "scalearn", "hyperformer_plus_plus"]}
-
-
-def _invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(scope="module")
-def fitted(prefect_api, tmp_path_factory, tiny_backbone_dir):
-    """(config path, config) of a finished tiny pipeline run: sources, a target adapter, ScaLearn and a
-    joint HyperFormer++ over the three tasks."""
-    path, _ = write_tiny_config(tmp_path_factory.mktemp("fitted"), tiny_backbone_dir, **SETTINGS)
-    cfg = load_config(path)
-    run_stage(cfg, None)
-    return path, cfg
 
 
 def _rows_file(cfg, task, folder, with_labels=True):
@@ -126,6 +106,11 @@ def test_a_joint_model_predicts_each_of_its_tasks(fitted, tmp_path):
     ("empty file", "file has no rows"),
     ("regression file without labels", "no value for 'label'"),
     ("other backbone", "was trained on backbone"),
+    ("damaged weights", f"{WEIGHTS_FILE} cannot be loaded (incomplete metadata, file not fully covered: damaged or "
+                        "cut short)"),
+    ("a trailing comma", "unit list 'demo_lowres/scalearn,' has an empty entry; join unit names with single commas"),
+    ("a folder that is not there", "is a path, but no folder is there; pass the folder of a fitted unit"),
+    ("a CSV that is not UTF-8", "rows.csv:2: the file is not UTF-8 text (byte 0x93); save it as UTF-8"),
 ])
 def test_bad_input_is_one_clear_line(fitted, tmp_path, case, expected):
     path, cfg = fitted
@@ -148,39 +133,42 @@ def test_bad_input_is_one_clear_line(fitted, tmp_path, case, expected):
         config = json.loads((unit / CONFIG_FILE).read_text())
         config["backbone"]["fingerprint"] = "0" * 16
         (unit / CONFIG_FILE).write_text(json.dumps(config))
+    elif case == "damaged weights":
+        unit = tmp_path / "damaged"
+        shutil.copytree(next((cfg.home_dir() / "artifact-cache").glob("*/adapter")), unit)
+        weights = (unit / WEIGHTS_FILE).read_bytes()
+        (unit / WEIGHTS_FILE).write_bytes(weights[:len(weights) // 2])
+    elif case == "a trailing comma":
+        unit = f"{TARGET.name}/scalearn,"
+    elif case == "a folder that is not there":
+        unit = tmp_path / "exports" / "units" / "adapter-0123" / "adapter"
+    elif case == "a CSV that is not UTF-8":
+        rows = tmp_path / "rows.csv"
+        rows.write_bytes("sentence\n\u201cboring\u201d, she said\n".encode("cp1252"))
     code, stdout, stderr = _invoke("predict", unit, rows, "--config", path, *extra)
     assert code == 2
     assert expected in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr + stdout
 
 
-def test_exported_sources_are_reused_by_another_store(fitted, tmp_path, tiny_backbone_dir):
+def test_the_answers_never_replace_the_input_nor_an_existing_file_unless_asked(fitted, tmp_path):
     path, _ = fitted
-    code, stdout, stderr = _invoke("export", tmp_path / "export", "--stage", "sources", "--config", path)
-    assert code == 0, stderr
-    assert "exported 2 unit(s)" in stdout
-    units = sorted((tmp_path / "export" / "units").iterdir())
-    assert all((u / "adapter" / "adapter.safetensors").is_file() and (u / "unit.json").is_file() for u in units)
-
-    other_path, _ = write_tiny_config(tmp_path, tiny_backbone_dir, **SETTINGS)  # a fresh home: a new machine
-    code, stdout, stderr = _invoke("import", tmp_path / "export", "--config", other_path)
-    assert code == 0 and "imported 2 unit(s); 0 already in the store" in stdout, stderr
-    code, stdout, _ = _invoke("import", tmp_path / "export", "--config", other_path)
-    assert "imported 0 unit(s); 2 already in the store" in stdout
-
-    other = load_config(other_path)
-    run_stage(other, "sources")
-    tracking = Tracking.from_config(other)
-    (parent,) = tracking.client().search_runs([tracking.experiment_id()], "tags.`adapterflow.kind` = 'pipeline'")
-    children = tracking.client().search_runs([tracking.experiment_id()], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
-    assert len(children) == 2 and all(r.data.tags.get("reused") == "true" for r in children)
-
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({"sentence": "the film was good"}) + "\n")
-    code, stdout, stderr = _invoke("predict", "flowtest.demo_sentiment.adapter@current", rows, "--config", other_path)
-    assert code == 0 and json.loads(stdout)["label"] in ("negative", "positive"), stderr
+    rows.write_text(json.dumps({"sentence": "she called it boring"}) + "\n")
+    before = rows.read_bytes()
+    for overwrite in ([], ["--overwrite"]):
+        code, stdout, stderr = _invoke("predict", f"{TARGET.name}/scalearn", rows, "-o", rows, "--config", path,
+                                       *overwrite)
+        assert code == 2 and stderr.count("\n") == 1 and f"output {rows} is the input file; pass another --output" \
+            in stderr, stderr
+        assert rows.read_bytes() == before
 
-
-def test_import_of_a_folder_that_is_no_export(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "home"))
-    code, _, stderr = _invoke("import", tmp_path)
-    assert code == 2 and "is not an adapterflow export" in stderr
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("kept\n")
+    code, _, stderr = _invoke("predict", f"{TARGET.name}/scalearn", rows, "-o", answers, "--config", path)
+    assert code == 2 and f"output {answers} exists; pass --overwrite to replace it" in stderr, stderr
+    assert answers.read_text() == "kept\n"
+    code, _, stderr = _invoke("predict", f"{TARGET.name}/scalearn", rows, "-o", answers, "--config", path,
+                              "--overwrite")
+    assert code == 0, stderr
+    assert json.loads(answers.read_text())["label"] in TARGET.label_names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "rows.jsonl"]  # no file left aside

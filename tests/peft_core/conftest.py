@@ -16,6 +16,7 @@ from transformers import (
 
 from peft_core.backbones import Backbone, wrap_backbone
 from peft_core.data.types import DatasetSplits, Example
+from peft_core.task_specs import get_task
 
 HIDDEN = 32
 VOCAB_SIZE = 100
@@ -118,7 +119,7 @@ def sentiment_examples(n: int, seed: int = 0) -> list[Example]:
 
 
 def sentiment_splits(n_train: int = 32, n_eval: int = 16, seed: int = 0) -> DatasetSplits:
-    return DatasetSplits("demo_sentiment", sentiment_examples(n_train, seed), sentiment_examples(n_eval, seed + 1),
+    return DatasetSplits(get_task("demo_sentiment"), sentiment_examples(n_train, seed), sentiment_examples(n_eval, seed + 1),
                          sentiment_examples(n_eval, seed + 2))
 
 

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from peft_core import recipes
-from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, load_artifact, read_artifact_config
+from peft_core.artifacts import (CONFIG_FILE, WEIGHTS_FILE, check_artifact_files, load_artifact, read_artifact_config,
+                                  save_artifact)
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.encoding import EncodedSplit, collate
 from peft_core.errors import ArtifactError
@@ -117,6 +118,17 @@ def test_no_pickle_files_are_written(trained):
         assert path.suffix not in PICKLE_SUFFIXES
         head = path.read_bytes()[:2]
         assert head[:1] != b"\x80" and head != b"PK", f"{path} looks like a pickle / torch.save file"
+
+
+def test_a_damaged_weights_file_is_named_before_anything_loads_it(tmp_path):
+    fit, source = tmp_path / "fit", tmp_path / "fit" / "sources" / "sst2"
+    save_artifact(fit, {"omega": torch.zeros(4)}, {"method": "scalearn"})
+    save_artifact(source, {"down": torch.ones(4, 2)}, {"method": "adapter"})
+    assert set(check_artifact_files(fit)) == {fit, source}  # the bundled source adapters too
+    weights = source / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-1])
+    with pytest.raises(ArtifactError, match=f"{weights} cannot be loaded .*: damaged or cut short"):
+        check_artifact_files(fit)
 
 
 def test_loaded_model_gives_identical_logits(trained):

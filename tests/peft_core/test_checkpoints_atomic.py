@@ -30,4 +30,17 @@ def test_failed_write_leaves_no_final_folder(tmp_path):
 
     with pytest.raises(RuntimeError):
         atomic_directory_write(tmp_path / "adapter", broken)
-    assert not (tmp_path / "adapter").exists()
+    assert list(tmp_path.iterdir()) == []  # no final folder, and nothing left aside
+
+
+def test_a_failed_rewrite_leaves_the_folder_as_it_was(tmp_path):
+    atomic_directory_write(tmp_path / "adapter", _writer("first"))
+
+    def broken(tmp):
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_directory_write(tmp_path / "adapter", broken)
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+    assert (tmp_path / "adapter" / "a.txt").read_text() == "first"

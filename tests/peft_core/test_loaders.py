@@ -1,11 +1,16 @@
 import json
 
+import pandas as pd
 import pytest
 
-from peft_core.data import Example, load_raw
-from peft_core.data import loaders
+from peft_core.data import Example, declaration_for_source, load_raw, load_task_data
 from peft_core.errors import DataError
-from peft_core.task_specs import get_task
+from peft_core.task_specs import TaskData, TaskDeclaration, get_task
+
+
+def load(task, root, source="local"):
+    """The built-in task's labelled examples by split, read from `root` as data.source 'local' does."""
+    return load_raw(declaration_for_source(task, source, root)).examples
 
 
 def write(path, text, bom=False):
@@ -32,30 +37,19 @@ def write_rte(root, train_rows, dev_rows=(("0", "A b.", "A.", "entailment"),)):
 
 def test_glue_tsv_with_header_and_stray_quotes(tmp_path):
     write_rte(tmp_path, [("0", 'He said "hi.', "He spoke.", "entailment"), ("1", "A dog.", "A cat.", "not_entailment")])
-    raw = load_raw(get_task("rte"), "local", tmp_path)
+    raw = load("rte", tmp_path)
     assert raw["train"] == [
         Example(('He said "hi.', "He spoke."), 0),
         Example(("A dog.", "A cat."), 1),
     ]
-    assert raw["dev"] == [Example(("A b.", "A."), 0)]
-
-
-def test_task_folder_itself_is_accepted(tmp_path):
-    write_rte(tmp_path, [("0", "x", "y", "entailment")])
-    assert load_raw(get_task("rte"), "local", tmp_path / "RTE")["train"] == [Example(("x", "y"), 0)]
-
-
-def test_task_folder_name_is_matched_case_insensitively(tmp_path):
-    write(tmp_path / "sst-2" / "train.tsv", tsv(("sentence", "label"), ("good", "1")))
-    write(tmp_path / "sst-2" / "dev.tsv", tsv(("sentence", "label"), ("bad", "0")))
-    assert load_raw(get_task("sst2"), "local", tmp_path)["dev"] == [Example(("bad",), 0)]
+    assert raw["test"] == [Example(("A b.", "A."), 0)]
 
 
 def test_cola_has_no_header(tmp_path):
     rows = [("gj04", "1", "", "The sailors rode."), ("gj04", "0", "*", "Rode sailors the.")]
     write(tmp_path / "CoLA" / "train.tsv", tsv(*rows))
     write(tmp_path / "CoLA" / "dev.tsv", tsv(rows[0]))
-    raw = load_raw(get_task("CoLA"), "local", tmp_path)
+    raw = load("CoLA", tmp_path)
     assert raw["train"] == [Example(("The sailors rode.",), 1), Example(("Rode sailors the.",), 0)]
 
 
@@ -63,9 +57,9 @@ def test_mrpc_bom_and_column_names(tmp_path):
     header = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
     write(tmp_path / "MRPC" / "train.tsv", tsv(header, ("1", "7", "8", "One.", '"One.')), bom=True)
     write(tmp_path / "MRPC" / "dev.tsv", tsv(header, ("0", "9", "10", "Two.", "Three.")), bom=True)
-    raw = load_raw(get_task("mrpc"), "local", tmp_path)
+    raw = load("mrpc", tmp_path)
     assert raw["train"] == [Example(("One.", '"One.'), 1)]
-    assert raw["dev"] == [Example(("Two.", "Three."), 0)]
+    assert raw["test"] == [Example(("Two.", "Three."), 0)]
 
 
 STSB_HEADER = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score")
@@ -78,31 +72,27 @@ def stsb_row(score):
 def test_stsb_scores_are_floats(tmp_path):
     write(tmp_path / "STS-B" / "train.tsv", tsv(STSB_HEADER, stsb_row("5.000"), stsb_row("3.8")))
     write(tmp_path / "STS-B" / "dev.tsv", tsv(STSB_HEADER, stsb_row("0")))
-    raw = load_raw(get_task("STS-B"), "local", tmp_path)
+    raw = load("STS-B", tmp_path)
     assert [ex.label for ex in raw["train"]] == [5.0, 3.8]
-    assert isinstance(raw["dev"][0].label, float)
+    assert isinstance(raw["test"][0].label, float)
 
 
 @pytest.mark.parametrize("score", ["high", "nan"])
 def test_non_numeric_score_names_file_and_line(tmp_path, score):
     write(tmp_path / "STS-B" / "train.tsv", tsv(STSB_HEADER, stsb_row("1.0"), stsb_row(score)))
     write(tmp_path / "STS-B" / "dev.tsv", tsv(STSB_HEADER, stsb_row("0")))
-    with pytest.raises(DataError, match=rf"STS-B/train.tsv:3: score '{score}' is not a number"):
-        load_raw(get_task("stsb"), "local", tmp_path)
+    with pytest.raises(DataError, match=rf"STS-B/train.tsv:3, column 'label': score '{score}' is not a number"):
+        load("stsb", tmp_path)
 
 
-def test_mnli_pools_matched_and_mismatched_dev(tmp_path):
+def test_a_built_in_task_pointed_at_other_files_pools_them(tmp_path):
+    """MNLI as ../shared/data/glue holds it: two JSON-lines dev files, pooled for the seeded rule."""
     write(tmp_path / "MNLI" / "dev.jsonl", jsonl({"premise": "P1", "hypothesis": "H1", "label": "neutral"}))
     write(tmp_path / "MNLI" / "dev_mismatched.jsonl",
           jsonl({"premise": "P2", "hypothesis": "H2", "label": "contradiction", "pairID": "x"}) + "\n")
-    raw = load_raw(get_task("MNLI"), "local", tmp_path)
-    assert raw == {"dev": [Example(("P1", "H1"), 1), Example(("P2", "H2"), 2)]}
-
-
-def test_qqp_train_only(tmp_path):
-    header = ("id", "qid1", "qid2", "question1", "question2", "is_duplicate")
-    write(tmp_path / "QQP" / "train.tsv", tsv(header, ("1", "2", "3", "Why?", "How?", "0")))
-    assert load_raw(get_task("qqp"), "local", tmp_path) == {"train": [Example(("Why?", "How?"), 0)]}
+    files = (str(tmp_path / "MNLI" / "dev.jsonl"), str(tmp_path / "MNLI" / "dev_mismatched.jsonl"))
+    pooled = declaration_for_source("mnli", "local", tmp_path).with_data(TaskData(all=files))
+    assert load_raw(pooled).examples == {"all": [Example(("P1", "H1"), 1), Example(("P2", "H2"), 2)]}
 
 
 @pytest.mark.parametrize(
@@ -122,80 +112,68 @@ def test_qqp_train_only(tmp_path):
 def test_superglue_jsonl(tmp_path, task, folder, record, expected):
     write(tmp_path / folder / "train.jsonl", jsonl(record))
     write(tmp_path / folder / "val.jsonl", jsonl(record))
-    raw = load_raw(get_task(task), "local", tmp_path)
-    assert raw == {"train": [expected], "dev": [expected]}
+    assert load(task, tmp_path) == {"train": [expected], "test": [expected]}
 
 
-def test_missing_data_folder(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
-        load_raw(get_task("rte"), "local", tmp_path / "nowhere")
-
-
-def test_missing_task_folder(tmp_path):
-    with pytest.raises(DataError, match=r"no RTE/ folder and none of train.tsv, dev.tsv"):
-        load_raw(get_task("rte"), "local", tmp_path)
-
-
-def test_missing_file_lists_expected_files(tmp_path):
-    write(tmp_path / "RTE" / "train.tsv", tsv(RTE_HEADER, ("0", "x", "y", "entailment")))
-    with pytest.raises(DataError, match=r"missing dev.tsv; task rte expects train.tsv as train; dev.tsv as dev"):
-        load_raw(get_task("rte"), "local", tmp_path)
+def test_missing_data_folder_names_the_file_it_looked_for(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere/RTE/train.tsv does not exist"):
+        load("rte", tmp_path / "nowhere")
 
 
 def test_missing_column_names_found_and_expected_header(tmp_path):
     write(tmp_path / "RTE" / "train.tsv", tsv(("index", "sentence1", "sentence2", "gold"), ("0", "x", "y", "entailment")))
-    write(tmp_path / "RTE" / "dev.tsv", tsv(RTE_HEADER))
-    with pytest.raises(DataError, match=r"train.tsv:1: header lacks column\(s\) label \(found: index \| sentence1 \| "
-                                        r"sentence2 \| gold; expected: sentence1 \| sentence2 \| label\)"):
-        load_raw(get_task("rte"), "local", tmp_path)
+    write(tmp_path / "RTE" / "dev.tsv", tsv(RTE_HEADER, ("0", "x", "y", "entailment")))
+    with pytest.raises(DataError, match=r"train.tsv: no column 'label' \(found: index, sentence1, sentence2, gold\); "
+                                        r"task rte reads sentence1, sentence2, label: fix the file or the task's label_field"):
+        load("rte", tmp_path)
 
 
 def test_short_row_names_file_and_line(tmp_path):
     write_rte(tmp_path, [("0", "x", "y", "entailment"), ("1", "x", "entailment")])
     with pytest.raises(DataError, match=r"RTE/train.tsv:3: 3 tab-separated fields, expected 4"):
-        load_raw(get_task("rte"), "local", tmp_path)
+        load("rte", tmp_path)
 
 
 def test_bad_label_lists_valid_labels(tmp_path):
     write_rte(tmp_path, [("0", "x", "y", "entailment"), ("1", "x", "y", "maybe")])
-    with pytest.raises(DataError, match=r"train.tsv:3: label 'maybe' is not a label of task rte; "
+    with pytest.raises(DataError, match=r"train.tsv:3, column 'label': label 'maybe' is not a label of task rte; "
                                         r"use one of 0=entailment, 1=not_entailment"):
-        load_raw(get_task("rte"), "local", tmp_path)
+        load("rte", tmp_path)
 
 
 def test_out_of_range_label_index(tmp_path):
     write(tmp_path / "CB" / "train.jsonl", jsonl({"premise": "P", "hypothesis": "H", "label": 3}))
     write(tmp_path / "CB" / "val.jsonl", jsonl({"premise": "P", "hypothesis": "H", "label": 0}))
-    with pytest.raises(DataError, match=r"CB/train.jsonl:1: label 3 is not a label of task cb"):
-        load_raw(get_task("cb"), "local", tmp_path)
+    with pytest.raises(DataError, match=r"CB/train.jsonl:1, column 'label': label 3 is not a label of task cb"):
+        load("cb", tmp_path)
 
 
-@pytest.mark.parametrize("content", ["", tsv(RTE_HEADER)])
-def test_empty_file(tmp_path, content):
+@pytest.mark.parametrize("content, message", [("", "the file is empty"), (tsv(RTE_HEADER), "the file has no rows")])
+def test_empty_file(tmp_path, content, message):
     write(tmp_path / "RTE" / "train.tsv", content)
     write(tmp_path / "RTE" / "dev.tsv", tsv(RTE_HEADER, ("0", "x", "y", "entailment")))
-    with pytest.raises(DataError, match=r"train.tsv: file has no examples"):
-        load_raw(get_task("rte"), "local", tmp_path)
+    with pytest.raises(DataError, match=rf"train.tsv: {message}"):
+        load("rte", tmp_path)
 
 
 def test_jsonl_missing_field_and_bad_json(tmp_path):
     write(tmp_path / "CB" / "val.jsonl", jsonl({"premise": "P", "hypothesis": "H", "label": 0}))
     write(tmp_path / "CB" / "train.jsonl", jsonl({"premise": "P", "label": "neutral"}))
-    with pytest.raises(DataError, match=r"train.jsonl:1: no column 'hypothesis' \(found: premise, label\)"):
-        load_raw(get_task("cb"), "local", tmp_path)
+    with pytest.raises(DataError, match=r"train.jsonl: no column 'hypothesis' \(found: premise, label\)"):
+        load("cb", tmp_path)
     write(tmp_path / "CB" / "train.jsonl", "{not json\n")
     with pytest.raises(DataError, match=r"train.jsonl:1: not valid JSON"):
-        load_raw(get_task("cb"), "local", tmp_path)
+        load("cb", tmp_path)
 
 
 def test_local_source_needs_a_path():
     with pytest.raises(DataError, match="needs a data folder"):
-        load_raw(get_task("rte"), "local")
+        declaration_for_source("rte", "local")
 
 
 def test_demo_source_for_a_real_task_is_refused():
-    with pytest.raises(DataError, match="not a demo task"):
-        load_raw(get_task("rte"), "demo")
+    with pytest.raises(DataError, match="task rte has no demo data; use data.source 'local' or 'hub'"):
+        declaration_for_source("rte", "demo")
 
 
 def test_hub_errors_become_one_line_data_errors(monkeypatch):
@@ -205,8 +183,8 @@ def test_hub_errors_become_one_line_data_errors(monkeypatch):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub\nmore detail")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataError, match=r"could not load nyu-mll/glue \(rte\) .*ConnectionError.*use source 'local'") as error:
-        load_raw(get_task("rte"), "hub")
+    with pytest.raises(DataError, match=r"could not load nyu-mll/glue \(rte\) .*ConnectionError.*source 'local'") as error:
+        load("rte", None, "hub")
     assert "\n" not in str(error.value)
 
 
@@ -223,15 +201,7 @@ def test_hub_rows_map_class_label_names(monkeypatch):
         for split in ("train", "validation_matched", "validation_mismatched", "test_matched")
     })
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name: fake)
-    raw = load_raw(get_task("mnli"), "hub")
-    assert raw == {"train": [Example(("P", "H"), 2)], "dev": [Example(("P", "H"), 2)] * 2}
-
-
-def test_every_glue_and_superglue_task_has_a_local_layout():
-    from peft_core.task_specs import list_tasks
-
-    expected = {s.name for s in list_tasks("glue") + list_tasks("superglue")}
-    assert set(loaders.LOCAL_LAYOUTS) == expected
+    assert load("mnli", None, "hub") == {"train": [Example(("P", "H"), 2)], "test": [Example(("P", "H"), 2)] * 2}
 
 
 DEMO_TASKS = ["demo_sentiment", "demo_nli", "demo_similarity", "demo_lowres"]
@@ -240,9 +210,9 @@ DEMO_TASKS = ["demo_sentiment", "demo_nli", "demo_similarity", "demo_lowres"]
 @pytest.mark.parametrize("task", DEMO_TASKS)
 def test_demo_suite_is_deterministic_and_uses_every_label(task):
     spec = get_task(task)
-    raw = load_raw(spec, "demo")
-    assert raw == load_raw(spec, "demo")
-    for split in ("train", "dev"):
+    raw = load(task, None, "demo")
+    assert raw == load(task, None, "demo")
+    for split in ("train", "test"):
         labels = [ex.label for ex in raw[split]]
         assert all(len(ex.texts) == len(spec.text_fields) for ex in raw[split])
         if spec.is_regression:
@@ -255,6 +225,6 @@ def test_demo_sizes():
     from peft_core.data.demo import DEMO_SIZES
 
     for task in DEMO_TASKS:
-        raw = load_raw(get_task(task), "demo")
-        assert (len(raw["train"]), len(raw["dev"])) == DEMO_SIZES[task]
+        raw = load(task, None, "demo")
+        assert (len(raw["train"]), len(raw["test"])) == DEMO_SIZES[task]
     assert DEMO_SIZES["demo_lowres"][0] < 100 <= min(DEMO_SIZES[t][0] for t in DEMO_TASKS[:3])

@@ -57,7 +57,7 @@ def test_each_choice_is_scored_alone_and_the_label_names_the_right_choice(tiny_b
 
 def test_multiple_choice_trains_and_round_trips(tiny_backbone, tmp_path):
     backbone = tiny_backbone("bert")
-    splits = DatasetSplits("copa", copa_examples(16), copa_examples(8), copa_examples(8))
+    splits = DatasetSplits(get_task("copa"), copa_examples(16), copa_examples(8), copa_examples(8))
     cfg = TrainConfig(epochs=1, batch_size=8, max_length=16, learning_rate=1e-3)
     result = train_adapter(backbone, COPA, splits, AdapterConfig(reduction_factor=4), cfg, tmp_path / "copa")
     assert set(result.metrics) == {"validation_accuracy", "test_accuracy"}

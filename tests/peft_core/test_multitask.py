@@ -61,7 +61,7 @@ def _example(task: str, rng: random.Random) -> Example:
 def toy_splits(task: str, train: int) -> DatasetSplits:
     rng = random.Random(task)
     make = lambda n: [_example(task, rng) for _ in range(n)]  # noqa: E731
-    return DatasetSplits(task, make(train), make(16), make(16))
+    return DatasetSplits(next(s for s in SPECS if s.name == task), make(train), make(16), make(16))
 
 
 SPLITS = {"toy_sentiment": toy_splits("toy_sentiment", 48), "toy_same_thing": toy_splits("toy_same_thing", 24),
@@ -169,7 +169,7 @@ def test_bad_inputs_are_config_errors(tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="toy_overlap"):
         train_multitask(backbone, SPECS, {k: v for k, v in SPLITS.items() if k != "toy_overlap"}, "hyperformer",
                         ADAPTER, TRAIN, tmp_path / "a")
-    empty = {**SPLITS, "toy_overlap": DatasetSplits("toy_overlap", [], SPLITS["toy_overlap"].validation)}
+    empty = {**SPLITS, "toy_overlap": DatasetSplits(OVERLAP, [], SPLITS["toy_overlap"].validation)}
     with pytest.raises(ConfigError, match="toy_overlap.*no training data"):
         train_multitask(backbone, SPECS, empty, "hyperformer", ADAPTER, TRAIN, tmp_path / "b")
     with pytest.raises(ConfigError, match="unknown multi-task method"):

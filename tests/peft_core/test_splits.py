@@ -19,22 +19,22 @@ def texts(split):
 
 
 def test_scalearn_holds_out_a_stratified_tenth_of_train_and_tests_on_dev():
-    raw = {"train": examples(1000), "dev": examples(50, tag="d")}
+    raw = {"train": examples(1000), "test": examples(50, tag="d")}
     splits = apply_split(RTE, raw)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (900, 100, 50)
     assert Counter(ex.label for ex in splits.validation) == {0: 70, 1: 30}
     assert not texts(splits.train) & texts(splits.validation)
     assert texts(splits.train) | texts(splits.validation) == texts(raw["train"])
-    assert splits.test == raw["dev"]
+    assert splits.test == raw["test"]
 
 
 def test_held_out_size_rounds_up_like_sklearn():
-    splits = apply_split(RTE, {"train": examples(25), "dev": examples(5)})
+    splits = apply_split(RTE, {"train": examples(25), "test": examples(5)})
     assert (len(splits.train), len(splits.validation)) == (22, 3)
 
 
 def test_split_is_deterministic_by_seed_and_keeps_file_order():
-    raw = {"train": examples(200), "dev": examples(20)}
+    raw = {"train": examples(200), "test": examples(20)}
     first, again, other = apply_split(RTE, raw), apply_split(RTE, raw), apply_split(RTE, raw, seed=7)
     assert first.digest() == again.digest()
     assert first.validation != other.validation
@@ -43,18 +43,18 @@ def test_split_is_deterministic_by_seed_and_keeps_file_order():
 
 
 def test_single_file_set_gets_a_seeded_test_split_then_a_validation_split():
-    raw = {"dev": [Example(("p", f"{i}"), i % 3) for i in range(300)]}
+    raw = {"all": [Example(("p", f"{i}"), i % 3) for i in range(300)]}
     splits = apply_split(get_task("mnli"), raw)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (243, 27, 30)
     assert Counter(ex.label for ex in splits.test) == {0: 10, 1: 10, 2: 10}
-    assert texts(splits.train) | texts(splits.validation) | texts(splits.test) == texts(raw["dev"])
+    assert texts(splits.train) | texts(splits.validation) | texts(splits.test) == texts(raw["all"])
     assert not texts(splits.test) & (texts(splits.train) | texts(splits.validation))
     assert apply_split(get_task("mnli"), raw).test == splits.test
     assert apply_split(get_task("mnli"), raw, seed=7).test != splits.test
 
 
 def test_few_shot_draws_k_balanced_examples_per_seed_and_keeps_test_whole():
-    base = apply_split(RTE, {"train": examples(200), "dev": examples(40, tag="d")})
+    base = apply_split(RTE, {"train": examples(200), "test": examples(40, tag="d")})
     sample = few_shot(RTE, base, 11, seed=1)
     assert len(sample.train) == 11 and len(sample.validation) == 11 and sample.test == base.test
     assert sorted(Counter(ex.label for ex in sample.train).values()) == [5, 6]
@@ -67,7 +67,7 @@ def test_few_shot_draws_k_balanced_examples_per_seed_and_keeps_test_whole():
 
 
 def test_few_shot_asking_more_than_a_label_has_names_the_label():
-    base = apply_split(RTE, {"train": examples(20), "dev": examples(4, tag="d")})
+    base = apply_split(RTE, {"train": examples(20), "test": examples(4, tag="d")})
     with pytest.raises(DataError, match="label 'entailment'|label 'not_entailment'"):
         few_shot(RTE, base, 8, seed=1, per_label=True)
     with pytest.raises(DataError, match="11 validation examples but only 9 are left"):
@@ -75,23 +75,23 @@ def test_few_shot_asking_more_than_a_label_has_names_the_label():
 
 
 def test_hyperformer_halves_a_small_dev_set_and_keeps_train_whole():
-    raw = {"train": examples(500), "dev": examples(101, tag="d")}
+    raw = {"train": examples(500), "test": examples(101, tag="d")}
     splits = apply_split(RTE, raw, convention="hyperformer")
     assert splits.train == raw["train"]
     assert (len(splits.validation), len(splits.test)) == (50, 51)
-    assert texts(splits.validation) | texts(splits.test) == texts(raw["dev"])
+    assert texts(splits.validation) | texts(splits.test) == texts(raw["test"])
     assert not texts(splits.validation) & texts(splits.test)
 
 
 def test_hyperformer_takes_1000_train_examples_as_validation_for_a_large_dev_set():
-    raw = {"train": examples(20_000), "dev": examples(10_000, tag="d")}
+    raw = {"train": examples(20_000), "test": examples(10_000, tag="d")}
     splits = apply_split(RTE, raw, convention="hyperformer")
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (19_000, 1_000, 10_000)
     assert not texts(splits.train) & texts(splits.validation)  # no leak back into train
 
 
 def test_caps_are_drawn_after_the_validation_split_and_stratified():
-    raw = {"train": examples(2000), "dev": examples(400, tag="d")}
+    raw = {"train": examples(2000), "test": examples(400, tag="d")}
     full = apply_split(RTE, raw)
     capped = apply_split(RTE, raw, max_train=500, max_eval=100)
     assert capped.validation != full.validation[:100] and len(capped.validation) == 100
@@ -103,14 +103,14 @@ def test_caps_are_drawn_after_the_validation_split_and_stratified():
 
 def test_regression_is_split_without_stratification():
     stsb = get_task("stsb")
-    raw = {"train": [Example(("a", f"{i}"), i / 20) for i in range(100)], "dev": [Example(("a", "b"), 1.0)]}
+    raw = {"train": [Example(("a", f"{i}"), i / 20) for i in range(100)], "test": [Example(("a", "b"), 1.0)]}
     splits = apply_split(stsb, raw, max_train=30)
     assert (len(splits.train), len(splits.validation)) == (30, 10)
 
 
 def test_empty_validation_is_an_error_naming_the_task():
     with pytest.raises(DataError, match="task rte: the validation split is empty"):
-        apply_split(RTE, {"train": examples(10), "dev": examples(1)}, convention="hyperformer")
+        apply_split(RTE, {"train": examples(10), "test": examples(1)}, convention="hyperformer")
 
 
 def test_no_data_and_bad_arguments():

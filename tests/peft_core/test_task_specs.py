@@ -1,8 +1,9 @@
 import pytest
 
-from peft_core import task_specs
 from peft_core.errors import ConfigError, UnknownTaskError
-from peft_core.task_specs import METRIC_NAMES, TaskSpec, get_task, list_tasks, register_task
+from peft_core.task_specs import (
+    METRIC_NAMES, TaskData, TaskDeclaration, TaskSpec, builtin_declarations, get_task, list_tasks,
+)
 
 GLUE = {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
 SUPERGLUE = {"boolq", "cb", "copa", "wic", "superglue_rte"}
@@ -58,19 +59,32 @@ def _spec(**overrides):
     return TaskSpec(**{**fields, **overrides})
 
 
-def test_register_task_makes_it_findable_and_refuses_clashes(monkeypatch):
-    monkeypatch.setattr(task_specs, "_REGISTRY", dict(task_specs._REGISTRY))
-    spec = register_task(_spec(name="user_task"))
-    assert get_task("User-Task") is spec
-    with pytest.raises(ConfigError, match="clashes"):
-        register_task(_spec(name="user_task", description="Another task."))
-    register_task(_spec(name="user_task", description="Another task."), replace=True)
-    assert get_task("user_task").description == "Another task."
+def test_builtin_tasks_are_declarations_with_data_of_the_official_releases():
+    declarations = builtin_declarations()
+    assert declarations["mrpc"].data.columns == {"#1 String": "sentence1", "#2 String": "sentence2", "Quality": "label"}
+    assert declarations["cola"].data.header == ("source", "label", "mark", "sentence")
+    assert declarations["mnli"].data.test == ("MNLI/dev_matched.tsv", "MNLI/dev_mismatched.tsv")
+    assert all(d.data.origins() for d in declarations.values())
+
+
+def test_a_declaration_without_label_names_resolves_with_the_names_found():
+    declaration = TaskDeclaration("tickets", "classification", ("body",), TaskData(train=("t.csv",)))
+    spec = declaration.resolve(("billing", "bug"))
+    assert spec.label_names == ("billing", "bug") and spec.metrics == ("accuracy", "macro_f1")
+    assert TaskSpec.from_json(spec.to_json()) == spec
+
+
+def test_the_data_digest_covers_what_a_model_depends_on_not_the_description():
+    spec = get_task("rte")
+    renamed = TaskSpec.from_json({**spec.to_json(), "label_names": ["yes", "no"]})
+    described = TaskSpec.from_json({**spec.to_json(), "description": "Another sentence."})
+    assert renamed.identity() != spec.identity() and described.identity() == spec.identity()
 
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"name": "My Task"}, "lowercase"), ({"label_names": None}, "regression"),
+    [({"name": "My Task"}, "lowercase"), ({"label_names": None}, "label_names is missing"),
+     ({"problem": "regression"}, "not regression"), ({"problem": "multiple_choice"}, "needs choice_fields"),
      ({"metrics": ("bleu",)}, "unknown metrics"), ({"metrics": ("pearson",)}, "do not fit"),
      ({"label_names": ("a", "b", "c"), "metrics": ("f1",)}, "macro_f1")],
 )

@@ -68,7 +68,7 @@ def adjective_examples(n: int, seed: int) -> list[Example]:
 
 def test_training_lowers_the_loss_on_a_learnable_task(tiny_backbone):
     backbone = tiny_backbone("bert")
-    splits = DatasetSplits(SPEC.name, adjective_examples(48, seed=0), adjective_examples(24, seed=1))
+    splits = DatasetSplits(SPEC, adjective_examples(48, seed=0), adjective_examples(24, seed=1))
     train, validation = encode(backbone, splits)
     model = build(backbone)
     cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 8, "patience": 8, "batch_size": 4})
@@ -86,7 +86,7 @@ def test_training_lowers_the_loss_on_a_learnable_task(tiny_backbone):
 
 def test_training_forward_passes_run_the_cpu_dropout_and_evaluation_does_not(tiny_backbone):
     backbone = tiny_backbone("bert")
-    train, validation = encode(backbone, DatasetSplits(SPEC.name, adjective_examples(16, seed=0),
+    train, validation = encode(backbone, DatasetSplits(SPEC, adjective_examples(16, seed=0),
                                                         adjective_examples(8, seed=1)))
     model = build(backbone)
     seen: list[tuple[bool, bool]] = []  # (training mode, FastCpuDropout active) of each backbone forward
@@ -103,7 +103,7 @@ def test_training_forward_passes_run_the_cpu_dropout_and_evaluation_does_not(tin
 
 def test_examples_per_second_counts_the_training_steps_not_the_validation(tiny_backbone):
     backbone = tiny_backbone("bert")
-    splits = DatasetSplits(SPEC.name, adjective_examples(48, seed=0), adjective_examples(960, seed=1))
+    splits = DatasetSplits(SPEC, adjective_examples(48, seed=0), adjective_examples(960, seed=1))
     train, validation = encode(backbone, splits)
     model = build(backbone)
     try:

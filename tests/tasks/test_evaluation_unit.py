@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 
 import tasks.adapter_units as adapter_units
+from peft_core.task_specs import get_task
 from tasks.config import PipelineConfig
 from tasks.tracking import UNIT_KEY_TAG, Tracking
 
 ADAPTER = {"stage": "sources", "task": "demo_sentiment", "method": "adapter", "unit_key": "adapter-0123",
            "run_id": "f" * 32, "artifact_dir": "/nowhere/adapter", "metrics": {}, "reused": False, "seed": 1}
-PREPARED = {"task": "demo_sentiment", "digest": "d1", "folder": "/nowhere/data"}
+PREPARED = {"task": "demo_sentiment", "digest": "d1", "folder": "/nowhere/data", "spec": get_task("demo_sentiment").to_json()}
 
 
 class Evaluator:
