@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core.backbones import load_backbone
     from peft_core.task_specs import get_task
     from peft_core.transfer import fit_transfer
-    from tasks.data_units import task_splits
+    from tasks.task_data import task_splits
     from tasks.transfer_units import transfer_train_config
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}

@@ -7,7 +7,7 @@ from collections import Counter
 
 from peft_core.task_specs import builtin_declarations
 from tasks.config import PipelineConfig
-from tasks.data_units import task_splits
+from tasks.task_data import task_splits
 from tasks.task_settings import task_declaration
 
 

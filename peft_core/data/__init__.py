@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peft_core.data.encoding import EncodedSplit, collate, encode_examples, make_batches
 from peft_core.data.loaders import RawTask, load_raw
 from peft_core.data.splits import Convention, apply_split, few_shot
 from peft_core.data.types import DatasetSplits, Example, digest_examples
@@ -31,6 +30,19 @@ def load_task_data(
     declaration = task if isinstance(task, TaskDeclaration) else declaration_for_source(task, source, path)
     raw = load_raw(declaration)
     return apply_split(raw.spec, raw.examples, convention, seed, max_train, max_eval)
+
+
+_ENCODING = ("EncodedSplit", "collate", "encode_examples", "make_batches")
+
+
+def __getattr__(name: str):
+    """Tokenisation (torch) loads on first use, so reading and checking data (the CLI's `tasks
+    --check`, config checks) stays free of torch."""
+    if name in _ENCODING:
+        from peft_core.data import encoding
+
+        return getattr(encoding, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

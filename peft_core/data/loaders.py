@@ -41,6 +41,8 @@ def load_raw(declaration: TaskDeclaration) -> RawTask:
     tables = _hub_tables(declaration) if data.hub else _file_tables(declaration)
     for table in (t for split_tables in tables.values() for t in split_tables):
         _check_columns(declaration, table)
+    if data.split_column:
+        _check_split_column(declaration, tables.get(POOL, []))
     spec = declaration.resolve(_label_names_found(declaration, tables))
     examples: dict[str, list[Example]] = {}
     for split, split_tables in tables.items():
@@ -51,8 +53,6 @@ def load_raw(declaration: TaskDeclaration) -> RawTask:
                     examples.setdefault(name, []).extend(assigned)
             else:
                 examples.setdefault(split, []).extend(rows)
-    if data.split_column:
-        _check_split_values_occur(declaration, examples)
     return RawTask(spec, examples)
 
 
@@ -152,7 +152,7 @@ def _label_names_found(declaration: TaskDeclaration, tables: dict[str, list[Tabl
         for table in split_tables:
             column = table.frame[declaration.label_field]
             if split == POOL and data.split_column:
-                column = column[table.frame[data.split_column].map(str) == data.split_values.get("train", "train")]
+                column = column[table.frame[data.split_column].map(str) == _split_values(declaration)["train"]]
             elif split != "train" and "train" in tables:
                 continue
             values |= {_label_text(v) for v in column.dropna().unique()}
@@ -189,10 +189,10 @@ def parse_label(spec: TaskSpec, raw: object, where: str) -> int | float:
             raise DataError(f"{where}: score {raw!r} is not a number; task {spec.name} needs a numeric score")
         return score
     names = spec.label_names
-    key = _label_text(raw) if isinstance(raw, (str, bool, float)) else raw
+    key = _label_text(raw) if isinstance(raw, (str, bool, float, int)) else raw
     if key in names:
         return names.index(key)
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+    if isinstance(key, str) and key.isdigit():
         index = int(key)
         if 0 <= index < len(names):
             return index
@@ -241,29 +241,36 @@ def _labels(spec: TaskSpec, cells: pd.Series, table: Table) -> list[int | float]
     return labels
 
 
-def _assign(declaration: TaskDeclaration, table: Table, rows: list[Example]) -> dict[str, list[Example]]:
-    """The rows of a pooled file by the value of its split column."""
-    data = declaration.data
-    split_of = {value: split for split, value in (data.split_values or {s: s for s in SPLITS}).items()}
-    values = table.frame[data.split_column].map(str).tolist()
-    assigned: dict[str, list[Example]] = {}
-    for row, (value, example) in enumerate(zip(values, rows)):
-        split = split_of.get(value)
-        if split is None:
-            raise DataError(f"{table.place(row)}: split column {data.split_column!r} holds {value!r}, which "
-                            f"data.split_values does not map (it maps {', '.join(map(repr, split_of))}); add it to "
-                            f"task {declaration.name}'s split_values or remove the row")
-        assigned.setdefault(split, []).append(example)
-    return assigned
+def _split_values(declaration: TaskDeclaration) -> dict[str, str]:
+    """{split: its value in the split column}: `split_values`, else each split's own name."""
+    return declaration.data.split_values or {split: split for split in SPLITS}
 
 
-def _check_split_values_occur(declaration: TaskDeclaration, examples: dict[str, list[Example]]) -> None:
+def _check_split_column(declaration: TaskDeclaration, tables: list[Table]) -> None:
+    """Every row's split value is mapped, every mapped value occurs, and some rows are train."""
     data = declaration.data
-    for split, value in data.split_values.items():
-        if split not in examples:
-            raise DataError(f"task {declaration.name}: no row has {value!r} in split column {data.split_column!r}, "
-                            f"so its {split} split would be empty; fix data.split_values.{split} (or leave it out to "
+    mapped = _split_values(declaration)
+    found: set[str] = set()
+    for table in tables:
+        values = table.frame[data.split_column].map(str)
+        unmapped = ~values.isin(list(mapped.values()))
+        if unmapped.any():
+            row = int(unmapped.to_numpy().argmax())
+            raise DataError(f"{table.place(row)}: split column {data.split_column!r} holds {values.iloc[row]!r}, which "
+                            f"data.split_values does not map (it maps {', '.join(map(repr, mapped.values()))}); add it "
+                            f"to task {declaration.name}'s split_values or remove the row")
+        found |= set(values.unique())
+    for split, value in mapped.items():
+        if value not in found and (data.split_values or split == "train"):
+            raise DataError(f"task {declaration.name}: no row has {value!r} in split column {data.split_column!r}, so "
+                            f"its {split} split would be empty; fix data.split_values.{split} (or leave it out to "
                             "draw that split by the seeded rule)")
-    if "train" not in examples:
-        raise DataError(f"task {declaration.name}: no row of its split column {data.split_column!r} marks train; "
-                        "map the training rows' value with data.split_values.train")
+
+
+def _assign(declaration: TaskDeclaration, table: Table, rows: list[Example]) -> dict[str, list[Example]]:
+    """The rows of a pooled file by the value of its split column (checked by `_check_split_column`)."""
+    split_of = {value: split for split, value in _split_values(declaration).items()}
+    assigned: dict[str, list[Example]] = {}
+    for value, example in zip(table.frame[declaration.data.split_column].map(str).tolist(), rows):
+        assigned.setdefault(split_of[value], []).append(example)
+    return assigned
