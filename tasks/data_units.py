@@ -24,10 +24,11 @@ def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source
     info = indexed_preparation(data_dir, key) if key else None
     if info is None:
         splits = task_splits(cfg, task_name, role, seed)
+        lines = splits.lines()  # serialised once, for the digest and the files
         digest = splits.digest()
         folder = data_dir / f"{task_name}-{digest}"
         if not (folder / "manifest.json").exists():
-            save_splits(folder, splits)
+            save_splits(folder, splits, lines)
         info = {"task": task_name, "folder": str(folder), "digest": digest, "spec": splits.spec.to_json(),
                 "sizes": {n: len(splits.split(n)) for n in SPLITS}}
         if key:

@@ -16,11 +16,14 @@ MANIFEST = "manifest.json"
 SOURCE_INDEX = "by-source"  # <data folder>/by-source/<source key>.json -> the prepared folder's info
 
 
-def save_splits(folder: Path, splits: DatasetSplits) -> None:
+def save_splits(folder: Path, splits: DatasetSplits, lines: dict[str, list[str]] | None = None) -> None:
+    """`splits` as JSON-lines files; `lines`: their `DatasetSplits.lines()` when already made."""
+    lines = lines or splits.lines()
+
     def write(tmp: Path) -> None:
         for name in SPLITS:
             with open(tmp / f"{name}.jsonl", "w") as f:
-                f.writelines(json.dumps(ex.to_json(), ensure_ascii=False) + "\n" for ex in splits.split(name))
+                f.writelines(lines[name])
         manifest = {"task": splits.task, "spec": splits.spec.to_json(), "digest": splits.digest(),
                     "digests": splits.digests(), "sizes": {n: len(splits.split(n)) for n in SPLITS}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from peft_core.task_specs import TaskSpec
 
+SPLIT_NAMES = ("train", "validation", "test")
+
 
 @dataclass(frozen=True)
 class Example:
@@ -30,13 +32,21 @@ class Example:
         return cls(tuple(row["texts"]), row["label"], tuple(row.get("choices", ())))
 
 
+def example_lines(examples: list[Example]) -> list[str]:
+    """Examples as JSON lines: the prepared files' content, and what their digest is taken over."""
+    return [json.dumps(ex.to_json(), ensure_ascii=False) + "\n" for ex in examples]
+
+
+def digest_lines(lines: list[str]) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode())
+    return h.hexdigest()[:16]
+
+
 def digest_examples(examples: list[Example]) -> str:
     """Content digest of a split: changes whenever any text, label or the order changes."""
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(json.dumps(ex.to_json(), ensure_ascii=False, sort_keys=True).encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
+    return digest_lines(example_lines(examples))
 
 
 @dataclass
@@ -48,6 +58,8 @@ class DatasetSplits:
     train: list[Example]
     validation: list[Example]
     test: list[Example] = field(default_factory=list)
+    # the splits' digests once taken (splits are not changed after they are made)
+    _digests: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -57,7 +69,16 @@ class DatasetSplits:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
     def digests(self) -> dict[str, str]:
-        return {name: digest_examples(self.split(name)) for name in ("train", "validation", "test")}
+        if not self._digests:
+            self._digests = {name: digest_examples(self.split(name)) for name in SPLIT_NAMES}
+        return dict(self._digests)
+
+    def lines(self) -> dict[str, list[str]]:
+        """Every split as JSON lines (`example_lines`), its digest taken from them on the way, so a
+        split is serialised once to be both stored and digested."""
+        lines = {name: example_lines(self.split(name)) for name in SPLIT_NAMES}
+        self._digests = {name: digest_lines(split_lines) for name, split_lines in lines.items()}
+        return lines
 
     def digest(self) -> str:
         """One digest of the three splits and the spec they were read for (used in cache keys and
