@@ -24,17 +24,19 @@ EXAMPLE = REPO / "configs" / "own-tasks.yaml"
 TINY_TRAINING = {"epochs": 1, "batch_size": 8, "max_length": 24, "learning_rate": 0.001}
 
 
-def test_the_example_config_runs_and_its_fit_predicts_without_the_config(prefect_api, tmp_path, tiny_backbone_dir,
+def test_the_example_config_runs_every_kind_of_fit_and_predicts_without_the_config(prefect_api, tmp_path, tiny_backbone_dir,
                                                                          monkeypatch):
     cfg = load_config(EXAMPLE, **{
         "backbone": str(tiny_backbone_dir), "home": str(tmp_path / "home"), "sources": ["review_score", "tickets"],
-        "methods": ["adapter", "scalearn"], "data.max_train": 48, "data.max_eval": 24,
+        "methods": ["adapter", "scalearn", "pemt", "hyperformer_plus_plus_few_shot"], "data.max_train": 48,
+        "data.max_eval": 24, "training.multitask": TINY_TRAINING,
         "training.sources": TINY_TRAINING, "training.targets": {**TINY_TRAINING, "max_steps": 4}})
     parent_id = run_stage(cfg, None)
     tracking = Tracking.from_config(cfg)
     table = comparison_table(tracking, parent_id)
     fits = table[(table["stage"] == "transfer") & (table["task"] == "tickets")]
-    assert set(fits["method"]) == {"adapter", "scalearn"} and set(fits["main_metric"]) == {"accuracy"}
+    assert set(fits["method"]) == {"adapter", "scalearn", "pemt", "hyperformer_plus_plus_few_shot"}
+    assert set(fits["main_metric"]) == {"accuracy"}
     assert {"test_accuracy", "test_macro_f1"} <= set(table.columns)
     assert table.loc[table["task"] == "review_score", "test_pearson"].notna().all()
 
