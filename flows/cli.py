@@ -16,7 +16,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer (0.29) parses with its own click
 from typer.core import TyperGroup
 
 from flows import logging_filters
@@ -26,13 +28,29 @@ from peft_core.errors import AdapterflowError, ConfigError
 
 
 class _UserErrorsEndTheCommand(TyperGroup):
-    """The one error boundary of every command, those added later included."""
+    """The one error boundary of every command, those added later included: user errors and the
+    command line's own usage errors (a bad option value, an extra argument) end the same way."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            _usage_error(exc)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AdapterflowError as exc:
             _fail(str(exc))
+        except UsageError as exc:  # a command's own arguments, parsed here
+            _usage_error(exc)
+
+
+def _usage_error(exc: UsageError) -> None:
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc  # `adapterflow` alone: the help
+    where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+    _fail(exc.format_message().rstrip(".") + where)
 
 
 app = typer.Typer(cls=_UserErrorsEndTheCommand, add_completion=False, no_args_is_help=True,
@@ -45,8 +63,8 @@ def _fail(message: str) -> None:
     """Print the error last (after any other unit's error that Prefect's logs held back) and exit 2."""
     for other in logging_filters.logged_user_errors():
         if other != message:
-            err.print(f"[bold red]error (another unit):[/] {other}", highlight=False, soft_wrap=True)
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error (another unit):[/] {escape(other)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -113,15 +131,22 @@ def _use_servers(cfg: PipelineConfig) -> None:
 
 
 def _check_inputs(cfg: PipelineConfig) -> None:
-    """What can be checked before any server starts: the data folder and the backbone folder."""
+    """What can be checked before any server starts: the data folder, the tasks' files, the backbone folder."""
     from peft_core.backbone_paths import resolve_backbone_path
 
     path = cfg.data.resolved_path()
-    if path is not None and not path.is_dir():
+    if path is not None and not path.is_dir() and any(t not in cfg.tasks for t in cfg.task_names()):
         raise ConfigError(
             f"data folder {path} does not exist; pass --data-dir PATH, set ${DATA_DIR_ENV}, "
             "or use data.source: hub in the config"
         )
+    for name in cfg.task_names():
+        for split, files in cfg.task_declaration(name).data.files().items():
+            missing = [f for f in files if not Path(f).exists()]
+            if missing:
+                raise ConfigError(f"task {name}: its {split} file {missing[0]} does not exist; fix the path "
+                                  f"(tasks.{name}.data.{split} in the config, relative to the config file) or "
+                                  "the data folder (--data-dir)")
     resolve_backbone_path(cfg.backbone)
 
 
@@ -135,15 +160,34 @@ def _check_servers(cfg: PipelineConfig) -> None:
 
 
 @app.command("tasks")
-def list_tasks_command() -> None:
-    """List the task registry."""
-    from peft_core.task_specs import list_tasks
+def list_tasks_command(
+    config: Optional[Path] = typer.Argument(None, help="a config: its declared tasks are listed too"),
+    check: bool = typer.Option(False, "--check", help="load every task the config trains on and print its rows "
+                               "per split and per label, as the pipeline will see them"),
+    data_dir: Optional[Path] = typer.Option(None, help=f"data folder for data.source 'local' (or ${DATA_DIR_ENV})"),
+) -> None:
+    """List the built-in tasks and the config's own; --check loads the config's tasks."""
+    from tasks.task_listing import task_rows
 
-    table = Table("task", "benchmark", "problem", "labels", "metrics", "description")
-    for spec in list_tasks():
-        labels = "regression" if spec.label_names is None else "/".join(spec.label_names)
-        table.add_row(spec.name, spec.benchmark, spec.problem, labels, ", ".join(spec.metrics), spec.description)
+    cfg = load_config(config, **given({"data.path": str(data_dir) if data_dir else None}))
+    table = Table("task", "benchmark", "problem", "inputs", "labels", "metrics", "in this config", "description")
+    for row in task_rows(cfg):
+        table.add_row(*row)
     console.print(table)
+    if check:
+        _print_task_check(cfg)
+
+
+def _print_task_check(cfg: PipelineConfig) -> None:
+    from tasks.task_listing import check_tasks
+
+    table = Table("task", "split", "rows", "per label", title="what the pipeline will read (before data.few_shot)")
+    for name, split, rows, labels in check_tasks(cfg):
+        table.add_row(name, split, str(rows), labels)
+    console.print(table)
+    if cfg.data.few_shot is not None:
+        console.print(f"targets then draw k = {cfg.data.few_shot.k} training examples per seed (data.few_shot)",
+                      highlight=False)
 
 
 @app.command()
@@ -194,8 +238,8 @@ def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_
 @app.command()
 def up(
     config: Optional[Path] = typer.Argument(None, help="config whose home the servers serve; omit for the demo's"),
-    prefect_port: int = typer.Option(4200, help="Prefect server port on 127.0.0.1"),
-    mlflow_port: int = typer.Option(5000, help="MLflow server port on 127.0.0.1"),
+    prefect_port: int = typer.Option(4200, min=1, max=65535, help="Prefect server port on 127.0.0.1"),
+    mlflow_port: int = typer.Option(5000, min=1, max=65535, help="MLflow server port on 127.0.0.1"),
 ) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 for the project's home; Ctrl-C stops both."""
     from flows.servers import run_servers
@@ -229,6 +273,7 @@ def predict(
     unit: str = typer.Argument(..., help=UNIT_HELP),
     input_file: Path = typer.Argument(..., metavar="INPUT", help=".jsonl, .tsv or .csv with the task's input fields"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help=".jsonl, .csv or .tsv (default: JSON lines on stdout)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --output file (never the input)"),
     metrics: bool = typer.Option(False, "--metrics", help="also score against the input's `label` column (stderr)"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="default: the batch size the unit was evaluated with"),
     config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
@@ -238,24 +283,29 @@ def predict(
     cfg = _tracked_config(config, experiment)
     from flows.predictions import predict_file
 
-    scores = predict_file(cfg, unit, input_file, output, batch_size=batch_size, score=metrics, console=err)
+    scores = predict_file(cfg, unit, input_file, output, batch_size=batch_size, score=metrics, console=err,
+                          overwrite=overwrite)
     if scores is not None:
         err.print(", ".join(f"{name} {value:.4f}" for name, value in scores.items()), highlight=False)
 
 
 @app.command("export")
 def export_command(
-    folder: Path = typer.Argument(..., help="folder to write (replaced if it exists)"),
+    folder: Path = typer.Argument(..., help="a new folder, or an earlier export to replace (with --overwrite)"),
     stage: list[str] = typer.Option([], "--stage", help="only this stage's units (repeatable), e.g. --stage sources"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the earlier export in FOLDER"),
     config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
 ) -> None:
-    """Write every finished unit (adapter folders as safetensors + JSON, keys, tags, params, metrics) to a folder."""
+    """Write every finished unit (adapter folders as safetensors + JSON, keys, tags, params, metrics) to a folder.
+
+    The folder is written in one atomic step, with every file's checksum, and only where nothing is lost:
+    a new folder, or an earlier export with --overwrite."""
     cfg = _tracked_config(config, experiment)
     from tasks.exchange import export_units
     from tasks.tracking import Tracking
 
-    keys = export_units(Tracking.from_config(cfg), folder, cfg.home_dir() / "artifact-cache", stage)
+    keys = export_units(Tracking.from_config(cfg), folder, cfg.home_dir(), stage, overwrite)
     console.print(f"exported {len(keys)} unit(s) to {folder}", highlight=False)
 
 
@@ -265,13 +315,17 @@ def import_command(
     config: Optional[Path] = typer.Option(None, "--config", help="config whose store and experiment receive the units"),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
 ) -> None:
-    """Add exported units to this MLflow store, so runs of the same config reuse them instead of training."""
+    """Add exported units to this MLflow store, so runs of the same config reuse them instead of training.
+
+    Nothing is added unless every unit's files match their checksums and load, and were made on the
+    config's backbone."""
     cfg = _tracked_config(config, experiment)
     from tasks.exchange import import_units
     from tasks.tracking import Tracking
     from tasks.units import registry_name
 
-    done = import_units(Tracking.from_config(cfg), folder, lambda task, method: registry_name(cfg, task, method))
+    done = import_units(Tracking.from_config(cfg), folder, cfg.backbone,
+                        lambda task, method: registry_name(cfg, task, method), cfg.home_dir() / "artifact-cache")
     console.print(f"imported {len(done['imported'])} unit(s); {len(done['present'])} already in the store",
                   highlight=False)
 

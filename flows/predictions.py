@@ -1,9 +1,15 @@
-"""`adapterflow predict`: fitted units over a file of rows, answers to a file or stdout."""
+"""`adapterflow predict`: fitted units over a file of rows, answers to a file or stdout.
+
+The answers file is written whole or not at all (renamed into place), never over the input, and
+over another existing file only when the user asks (`--overwrite`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,15 +30,15 @@ OUTPUT_SUFFIXES = {".jsonl": None, ".csv": ",", ".tsv": "\t"}
 
 
 def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path | None, *,
-                 batch_size: int | None, score: bool, console: Console) -> dict[str, float] | None:
+                 batch_size: int | None, score: bool, console: Console, overwrite: bool = False) -> dict[str, float] | None:
     """Predict every row of `input_path` with the comma-separated `units`; returns the metrics when `score`."""
-    if output is not None and output.suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"output {output}: unknown file type '{output.suffix}'; use {', '.join(OUTPUT_SUFFIXES)}")
+    if output is not None:
+        _check_output(output, input_path, overwrite)
     rows = read_rows(input_path)
     tracking = Tracking.from_config(cfg)
     targets = {}
-    for reference in units.split(","):
-        targets |= resolve_unit(tracking, reference.strip(), cfg.home_dir() / "model-cache")
+    for reference in _references(units):
+        targets |= resolve_unit(tracking, reference, cfg.home_dir() / "model-cache")
     models = FittedModelSet(targets)
     try:
         with _progress(len(rows), console) as advance:
@@ -42,6 +48,28 @@ def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path
         models.close()
     write_predictions(answers, output)
     return metrics
+
+
+def _check_output(output: Path, input_path: Path, overwrite: bool) -> None:
+    """Refuse an output that is of an unknown type, the input itself, or an existing file not to be replaced."""
+    if output.suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"output {output}: unknown file type '{output.suffix}'; use {', '.join(OUTPUT_SUFFIXES)}")
+    if not output.exists():
+        return
+    if output.is_dir():
+        raise DataError(f"output {output} is a folder; pass a file name to --output")
+    if Path(input_path).exists() and output.samefile(input_path):
+        raise DataError(f"output {output} is the input file; pass another --output")
+    if not overwrite:
+        raise DataError(f"output {output} exists; pass --overwrite to replace it, or another --output")
+
+
+def _references(units: str) -> list[str]:
+    references = [reference.strip() for reference in units.split(",")]
+    if not all(references):
+        raise ConfigError(f"unit list {units!r} has an empty entry; join unit names with single commas, "
+                          "none at either end")
+    return references
 
 
 def _score(models: FittedModelSet, rows: list[dict], answers: list[dict], where: str) -> dict[str, float]:
@@ -62,16 +90,21 @@ def _progress(total: int, console: Console):
 
 
 def write_predictions(answers: list[dict], output: Path | None) -> None:
-    """JSON lines to `output` or stdout; `.csv`/`.tsv` get one column per field, probabilities as JSON."""
+    """JSON lines to `output` or stdout; `.csv`/`.tsv` get one column per field, probabilities as JSON.
+    A file is written aside and renamed into place: it is complete, or as it was."""
     lines = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
     if output is None:
         sys.stdout.write(lines)
         return
+    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        if output.suffix == ".jsonl":
-            output.write_text(lines)
-        else:
-            frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in a.items()} for a in answers])
-            frame.to_csv(output, sep=OUTPUT_SUFFIXES[output.suffix], index=False)
+        with tmp.open("x", encoding="utf-8", newline="") as f:
+            if output.suffix == ".jsonl":
+                f.write(lines)
+            else:
+                rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in a.items()} for a in answers]
+                pd.DataFrame(rows).to_csv(f, sep=OUTPUT_SUFFIXES[output.suffix], index=False)
+        os.replace(tmp, output)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {output} ({exc.strerror}); pass another --output") from None

@@ -1,32 +1,35 @@
-"""Finished units carried between MLflow stores: a folder of safetensors + JSON, no MLflow inside.
+"""Finished units carried between MLflow stores as a folder of safetensors + JSON (`export_folder`).
 
-    <folder>/manifest.json                      what was exported, from where
-    <folder>/units/<unit key>/unit.json         the run's tags, params and metrics
-    <folder>/units/<unit key>/adapter/          its fitted folder, source adapters bundled
-
-Importing creates one FINISHED run per unit that the store does not hold yet, tagged with the
-unit's key, with its adapter folder, its MLflow model and registered name: the pipeline's lookup
-by key (`find_finished_unit`) then reuses it instead of training, on a new machine or a
-colleague's store.
+Exporting writes every finished unit's fitted folder (its files checked loadable first), its run's
+record and a checksum of every file into a new folder, or in place of an earlier export when asked,
+in one atomic step. Importing checks the whole export before it writes anything: every checksum,
+every unit's files, and the backbone each unit was made on against the config's. It then creates
+one run per unit the store lacks, tagged with the unit's key, with its adapter folder and MLflow
+model, and marks them all FINISHED together at the end (a failure marks them FAILED; a killed
+import leaves RUNNING runs of a dead process, which nothing reuses). Only then are their models
+registered. The pipeline's lookup by key then reuses them instead of training, on a new machine
+or a colleague's store.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
+from peft_core.artifacts import check_artifact_files
 from peft_core.checkpoints import atomic_directory_write
-from peft_core.errors import DataError
+from peft_core.errors import ConfigError, DataError
 from peft_core.inference import bundle_fitted_model
+from tasks.export_folder import ExportedUnit, check_destination, read_export, write_manifest, write_unit
+from tasks.fitted_units import FITTED_STAGES
 from tasks.models import log_fitted_model, model_example_rows, register_model, run_model_id, unit_targets
-from tasks.tracking import (KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun, download_unit_artifact,
-                            find_finished_unit, unit_key_of)
-from tasks.units import ARTIFACT_PATH
+from tasks.stage_table import stage_of_tag
+from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun,
+                            download_unit_artifact, find_finished_unit, unit_key_of)
+from tasks.units import ARTIFACT_PATH, backbone_fingerprint, reuse_refusal
 
-FORMAT = 1
-MANIFEST = "manifest.json"
-UNIT_FILE = "unit.json"
+EXPORTABLE_STAGES = tuple(dict.fromkeys(stage_of_tag(tag) for tag in FITTED_STAGES))  # stages whose units keep files
 UNIT_TAGS = ("stage", "task", "method", UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG)  # what UnitRun sets from its arguments
 PRIVATE_TAG_PREFIXES = ("mlflow.", "adapterflow.")  # run bookkeeping of the exporting store
 
@@ -39,78 +42,111 @@ def finished_units(tracking: Tracking, stages: Sequence[str] = ()) -> list:
     client = tracking.client()
     runs = client.search_runs([exp_id], f"tags.`{KIND_TAG}` = 'unit' and attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=50000)
+    tags = {tag for tag in FITTED_STAGES if not stages or stage_of_tag(tag) in stages}
     newest = {}
     for run in runs:
-        tags = run.data.tags
-        if tags.get("reused") == "true" or (stages and tags.get("stage") not in stages):
+        if run.data.tags.get("reused") == "true" or run.data.tags.get("stage") not in tags:
             continue
         if unit_key_of(run) not in newest and client.list_artifacts(run.info.run_id, ARTIFACT_PATH):
             newest[unit_key_of(run)] = run
     return list(newest.values())
 
 
-def export_units(tracking: Tracking, destination: Path, cache_dir: Path, stages: Sequence[str] = ()) -> list[str]:
-    """Write every finished unit (of `stages`, if given) into `destination`; returns their keys."""
+def export_units(tracking: Tracking, destination: Path, home: Path, stages: Sequence[str] = (),
+                 overwrite: bool = False) -> list[str]:
+    """Write every finished unit (of `stages`, if given) of the store at `home` into `destination`;
+    returns their keys."""
+    unknown = [s for s in stages if s not in EXPORTABLE_STAGES]
+    if unknown:
+        raise ConfigError(f"unknown --stage {unknown[0]!r}; the stages whose units can be exported: "
+                          f"{', '.join(EXPORTABLE_STAGES)}")
+    check_destination(destination, _store_folders(tracking, home), overwrite)
     runs = finished_units(tracking, stages)
     if not runs:
         which = f" of stage(s) {', '.join(stages)}" if stages else ""
         raise DataError(f"experiment '{tracking.experiment}' at {tracking.uri} has no finished units{which} to export; "
                         "run `adapterflow run` first or pass --config/--experiment")
+    units = {unit_key_of(run): _unit_files(tracking, run, home / "artifact-cache") for run in runs}
 
     def write(tmp: Path) -> None:
-        for run in runs:
-            unit = tmp / "units" / unit_key_of(run)
-            folder = download_unit_artifact(tracking, run.info.run_id, ARTIFACT_PATH, cache_dir)
-            bundle_fitted_model(folder, unit / ARTIFACT_PATH)
-            tags = {k: v for k, v in run.data.tags.items() if not k.startswith(PRIVATE_TAG_PREFIXES)}
-            model_id = run_model_id(tracking, run.info.run_id)
-            record = {"run_name": run.info.run_name, "run_id": run.info.run_id, "tags": tags,
-                      "params": dict(run.data.params), "metrics": dict(run.data.metrics),
-                      "example_rows": model_example_rows(tracking, model_id) if model_id else []}
-            (unit / UNIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
-        manifest = {"format": FORMAT, "experiment": tracking.experiment, "exported_from": tracking.uri,
-                    "units": [unit_key_of(run) for run in runs]}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        for key, (folder, record) in units.items():
+            bundle_fitted_model(folder, write_unit(tmp, key, record) / ARTIFACT_PATH)
+        write_manifest(tmp, list(units), experiment=tracking.experiment, exported_from=tracking.uri)
 
-    atomic_directory_write(Path(destination), write)
-    return [unit_key_of(run) for run in runs]
+    try:
+        atomic_directory_write(destination, write)
+    except OSError as exc:
+        raise DataError(f"cannot write export folder {destination} ({exc.strerror or exc}); "
+                        "pass a folder you can write") from None
+    return list(units)
 
 
-def import_units(tracking: Tracking, source: Path, registry_name: Callable[[str, str], str]) -> dict[str, list[str]]:
-    """Create a finished run for every exported unit the store lacks: {"imported": keys, "present": keys}."""
-    manifest = _read_manifest(Path(source))
-    done: dict[str, list[str]] = {"imported": [], "present": []}
-    for key in manifest["units"]:
-        unit = Path(source) / "units" / key
-        if find_finished_unit(tracking, key) is not None:
-            done["present"].append(key)
-            continue
-        record = json.loads((unit / UNIT_FILE).read_text())
-        tags = record["tags"]
-        extra = {k: v for k, v in tags.items() if k not in UNIT_TAGS} | {"imported_from": record["run_id"]}
-        with UnitRun(tracking, None, record["run_name"], stage=tags["stage"], task=tags["task"],
-                     method=tags["method"], unit_key=key, extra_tags=extra) as run:
-            for name, value in record["params"].items():
-                run.client.log_param(run.run_id, name, value)
-            run.log_metrics(record["metrics"])
-            run.log_folder(unit / ARTIFACT_PATH, ARTIFACT_PATH)
-            targets = unit_targets(tags["task"], tags["method"], unit / ARTIFACT_PATH)
-            model_id = log_fitted_model(tracking, run.run_id, targets, record["example_rows"])
-            register_model(tracking, run.run_id, model_id, registry_name(tags["task"], tags["method"]), "current")
-        done["imported"].append(key)
-    return done
+def _store_folders(tracking: Tracking, home: Path) -> list[Path]:
+    """The folders of the store an export reads: its home, and a SQLite tracking store's folder."""
+    folders = [home]
+    if tracking.uri.startswith("sqlite:///"):
+        folders.append(Path(tracking.uri.removeprefix("sqlite:///")).parent)
+    return folders
 
 
-def _read_manifest(source: Path) -> dict:
-    path = source / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{source} is not an adapterflow export (no {MANIFEST}); pass a folder `adapterflow export` wrote")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path} has export format {manifest.get('format')}, this version reads {FORMAT}; "
-                        "export again with this version")
-    missing = [key for key in manifest["units"] if not (source / "units" / key / UNIT_FILE).is_file()]
-    if missing:
-        raise DataError(f"{source}: units {', '.join(missing)} are missing their {UNIT_FILE}; export again")
-    return manifest
+def _unit_files(tracking: Tracking, run, cache_dir: Path) -> tuple[Path, dict]:
+    """A finished unit's fitted folder (checked loadable) and the record of its run."""
+    folder = download_unit_artifact(tracking, run.info.run_id, ARTIFACT_PATH, cache_dir)
+    check_artifact_files(folder)
+    model_id = run_model_id(tracking, run.info.run_id)
+    record = {"run_name": run.info.run_name, "run_id": run.info.run_id,
+              "tags": {k: v for k, v in run.data.tags.items() if not k.startswith(PRIVATE_TAG_PREFIXES)},
+              "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+              "example_rows": model_example_rows(tracking, model_id) if model_id else []}
+    return folder, record
 
+
+def import_units(tracking: Tracking, source: Path, backbone: str, registry_name: Callable[[str, str], str],
+                 cache_dir: Path) -> dict[str, list[str]]:
+    """Create a finished run for every exported unit the store lacks, after checking them all on
+    `backbone`: {"imported": keys, "present": keys}."""
+    units = read_export(Path(source))
+    fingerprint = backbone_fingerprint(backbone)
+    for unit in units:
+        _check_made_on(unit, backbone, fingerprint)
+    present = [u.key for u in units if _reusable(tracking, u.key, fingerprint, cache_dir)]
+    new = [u for u in units if u.key not in present]
+    with ExitStack() as runs:  # all FINISHED on leaving, or all FAILED if any import fails
+        imported = [(unit, *_log_unit(tracking, unit, fingerprint, runs)) for unit in new]
+    for unit, run_id, model_id in imported:
+        tags = unit.record["tags"]
+        register_model(tracking, run_id, model_id, registry_name(tags["task"], tags["method"]), "current")
+    return {"imported": [u.key for u in new], "present": present}
+
+
+def _check_made_on(unit: ExportedUnit, backbone: str, fingerprint: str) -> None:
+    """The unit's files load, and every artifact in it was made on the backbone of `fingerprint`."""
+    for folder, config in check_artifact_files(unit.folder / ARTIFACT_PATH).items():
+        made_on = config.get("backbone") or {}
+        if made_on.get("fingerprint") != fingerprint:
+            raise DataError(f"unit {unit.label} of the export was made on backbone '{made_on.get('name')}' "
+                            f"(fingerprint {made_on.get('fingerprint')}, {folder}), but this config's backbone "
+                            f"'{backbone}' has fingerprint {fingerprint}; import it with a --config naming the "
+                            "backbone it was made on")
+
+
+def _reusable(tracking: Tracking, key: str, fingerprint: str, cache_dir: Path) -> bool:
+    run = find_finished_unit(tracking, key)
+    return run is not None and reuse_refusal(tracking, run, fingerprint, cache_dir) is None
+
+
+def _log_unit(tracking: Tracking, unit: ExportedUnit, fingerprint: str, runs: ExitStack) -> tuple[str, str]:
+    """A RUNNING run holding the unit, entered into `runs`; returns (run id, model id)."""
+    record, tags = unit.record, unit.record["tags"]
+    extra = {k: v for k, v in tags.items() if k not in UNIT_TAGS} | {"imported_from": record["run_id"],
+                                                                      BACKBONE_FINGERPRINT_TAG: fingerprint}
+    run = runs.enter_context(UnitRun(tracking, None, record["run_name"], stage=tags["stage"], task=tags["task"],
+                                     method=tags["method"], unit_key=unit.key, extra_tags=extra))
+    for name, value in record["params"].items():
+        run.client.log_param(run.run_id, name, value)
+    run.log_metrics(record["metrics"])
+    adapter = unit.folder / ARTIFACT_PATH
+    run.log_folder(adapter, ARTIFACT_PATH)
+    model_id = log_fitted_model(tracking, run.run_id, unit_targets(tags["task"], tags["method"], adapter),
+                                record["example_rows"])
+    return run.run_id, model_id

@@ -17,7 +17,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from peft_core.errors import ConfigError
-from peft_core.artifacts import read_artifact_config
+from peft_core.artifacts import check_artifact_files, read_artifact_config
 from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
@@ -31,13 +31,24 @@ REGISTERED = re.compile(r"(models:/)?(?P<name>[^@/]+)(@(?P<alias>[^/]+)|/(?P<ver
 
 
 def resolve_unit(tracking: Tracking, reference: str, cache_dir: Path) -> dict[str, Target]:
-    """{target name: fitted folder or (joint folder, task)} of the unit `reference` names."""
-    if Path(reference).is_dir():
-        return _folder_targets(Path(reference))
+    """{target name: fitted folder or (joint folder, task)} of the unit `reference` names, its
+    files checked loadable."""
+    targets = _targets(tracking, reference, cache_dir)
+    for target in targets.values():
+        check_artifact_files(target[0] if isinstance(target, tuple) else target)
+    return targets
+
+
+def _targets(tracking: Tracking, reference: str, cache_dir: Path) -> dict[str, Target]:
+    if Path(reference).expanduser().is_dir():
+        return _folder_targets(Path(reference).expanduser())
     if match := RUN_ID.fullmatch(reference):
         return _run_targets(tracking, _get_run(tracking, match.group(2)), cache_dir)
     if match := REGISTERED.fullmatch(reference):
         return _registered_targets(tracking, match, cache_dir)
+    if reference.startswith(("/", ".", "~")) or reference.endswith("/") or reference.count("/") > 1:
+        raise ConfigError(f"unit {reference!r} is a path, but no folder is there; pass the folder of a fitted unit "
+                          "(an export's units/KEY/adapter), TARGET/METHOD, NAME@ALIAS or a run id")
     if reference.count("/") == 1:
         return _latest_run_targets(tracking, *reference.split("/"), cache_dir)
     raise ConfigError(f"unit {reference!r} is not TARGET/METHOD, NAME@ALIAS, models:/NAME/VERSION or a run id; "

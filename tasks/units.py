@@ -116,7 +116,7 @@ def reuse_refusal(tracking: Tracking, run, fingerprint: str, cache_dir: Path) ->
         except (ArtifactError, OSError, MlflowException) as exc:
             shutil.rmtree(cache_dir / run_id, ignore_errors=True)  # downloaded afresh by whoever needs it next
             return f"its files do not load: {exc}"
-        recorded |= {str(config.get("backbone", {}).get("fingerprint")) for config in configs.values()}
+        recorded |= {str((config.get("backbone") or {}).get("fingerprint")) for config in configs.values()}
     others = sorted(recorded - {fingerprint})
     if others:
         return f"it ran on a backbone of fingerprint {', '.join(others)}, the config's backbone has {fingerprint}"

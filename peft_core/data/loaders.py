@@ -216,7 +216,7 @@ def _texts(frame: pd.DataFrame, column: str, table: Table) -> list[str]:
     missing = cells.isna()
     if missing.any():
         row = int(missing.to_numpy().argmax())
-        raise DataError(f"{table.place(row)}: no value in column {column!r}; fill it in or remove the row")
+        raise DataError(f"{table.place(row)}: no value in column {table.column(column)!r}; fill it in or remove the row")
     return cells.astype(str).tolist()
 
 
@@ -225,14 +225,14 @@ def _labels(spec: TaskSpec, cells: pd.Series, table: Table) -> list[int | float]
     missing = cells.isna()
     if missing.any():
         row = int(missing.to_numpy().argmax())
-        raise DataError(f"{table.place(row)}: no label in column {cells.name!r}; fill it in or remove the row")
+        raise DataError(f"{table.place(row)}: no label in column {table.column(cells.name)!r}; fill it in or remove the row")
     values = cells.tolist()
     parsed: dict[object, int | float] = {}
     labels = []
     for row, value in enumerate(values):
         key = (type(value), value) if isinstance(value, (bool, int, float, str)) else None
         if key is None or key not in parsed:
-            label = parse_label(spec, value, f"{table.place(row)}, column {cells.name!r}")
+            label = parse_label(spec, value, f"{table.place(row)}, column {table.column(cells.name)!r}")
             if key is None:
                 labels.append(label)
                 continue

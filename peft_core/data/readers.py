@@ -12,7 +12,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +31,11 @@ class Table:
     frame: pd.DataFrame
     path: Path
     place: Callable[[int], str]
+    file_names: dict[str, str] = field(default_factory=dict)  # {task field: the file's column} of renamed columns
+
+    def column(self, name: str) -> str:
+        """The file's own name of the column the task reads as `name`, for messages."""
+        return self.file_names.get(name, name)
 
 
 def read_table(path: Path, data: TaskData) -> Table | dict[str, Table]:
@@ -59,6 +64,7 @@ def read_table(path: Path, data: TaskData) -> Table | dict[str, Table]:
 def _renamed(table: Table, data: TaskData) -> Table:
     if data.columns:
         table.frame = table.frame.rename(columns=data.columns)
+        table.file_names = {new: old for old, new in data.columns.items()}
     return table
 
 

@@ -81,8 +81,8 @@ def write_config(tmp_path, tiny_backbone_dir):
     ({"bogus_key": 1}, "my.yaml: field 'bogus_key': unknown key"),
     ({"training.sources.epochs": "many"}, "my.yaml: field 'training.sources.epochs'"),
     ({"sources": ["demo_sentiment", "not_a_task"]}, "my.yaml: field 'sources': unknown task 'not_a_task'"),
-    ({"data.max_train_per_task": {"not_a_task": 8}}, "my.yaml: field 'data.max_train_per_task': unknown task "
-                                                     "'not_a_task'; use one of: boolq,"),
+    ({"data.max_train_per_task": {"not_a_task": 8}}, "my.yaml: field 'data.max_train_per_task': task(s) "
+                                                     "not_a_task not among this config's sources and targets"),
     ({"data.max_train_per_task": {"demo_nli": 8}}, "my.yaml: field 'data.max_train_per_task': task(s) demo_nli not "
                                                    "among this config's sources and targets; cap one of: "
                                                    "demo_sentiment, demo_lowres"),
@@ -138,6 +138,20 @@ def test_set_null_clears_a_field_that_may_be_null(write_config):
     assert cfg.data.max_train is None and cfg.tracking.uri is None and cfg.data.max_eval == 16
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["predict", "demo_lowres/adapter", "rows.jsonl", "--batch-size", "0"],
+     "Invalid value for '--batch-size': Input should be greater than or equal to 1; see `"),
+    (["up", "--prefect-port", "70000"], "Invalid value for '--prefect-port': Input should be less than or equal to "
+                                        "65535; see `"),
+    (["export"], "Missing argument 'folder'; see `"),
+    (["report", "extra"], "Got unexpected extra argument(s) (extra); see `"),
+])
+def test_usage_errors_of_the_command_line(tmp_path, args, expected):
+    outcome = run_cli(tmp_path, *args)
+    assert_user_error(outcome, expected)
+    assert "─" not in outcome.output  # no box drawing
+
+
 # --- data files: found in the prepare stage, under Prefect --------------------------------------
 
 HEADER = "index\tsentence1\tsentence2\tlabel\n"
@@ -146,16 +160,16 @@ ROWS = "".join(f"{i}\tthe film was good\tthe film was bad\tnot_entailment\n" for
 
 @pytest.mark.parametrize(("task", "folder", "files", "expected"), [
     ("rte", "RTE", {"train.tsv": "index\tsentence1\tlabel\n0\tgood\tentailment\n", "dev.tsv": HEADER + ROWS},
-     "train.tsv:1: header lacks column(s) sentence2"),
+     "train.tsv: no column 'sentence2' (found: index, sentence1, label)"),
     ("rte", "RTE", {"train.tsv": HEADER + ROWS + "20\ta\tb\tmaybe\n", "dev.tsv": HEADER + ROWS},
-     "train.tsv:22: label 'maybe' is not a label of task rte"),
-    ("rte", "RTE", {"train.tsv": HEADER, "dev.tsv": HEADER + ROWS}, "train.tsv: file has no examples"),
+     "train.tsv:22, column 'label': label 'maybe' is not a label of task rte"),
+    ("rte", "RTE", {"train.tsv": HEADER, "dev.tsv": HEADER + ROWS}, "train.tsv: the file has no rows"),
     ("boolq", "BoolQ", {"train.jsonl": '{"question": "q", "passage": "p", "label": true}\n{"question": "q", \n',
                         "val.jsonl": '{"question": "q", "passage": "p", "label": false}\n'},
      "train.jsonl:2: not valid JSON"),
     ("stsb", "STS-B", {"train.tsv": "index\tsentence1\tsentence2\tscore\n0\ta\tb\t4.2\n1\ta\tb\thigh\n",
                        "dev.tsv": "index\tsentence1\tsentence2\tscore\n0\ta\tb\t1.0\n"},
-     "train.tsv:3: score 'high' is not a number"),
+     "train.tsv:3, column 'score': score 'high' is not a number"),
 ])
 def test_bad_data_files(tmp_path, write_config, prefect_api_url, task, folder, files, expected):
     assert_user_error(_prepare_data(tmp_path, write_config, prefect_api_url, task, folder, files), expected)
@@ -165,7 +179,7 @@ def test_bad_data_file_with_the_dask_runner(tmp_path, write_config, prefect_api_
     files = {"train.tsv": HEADER + ROWS + "20\ta\tb\tmaybe\n", "dev.tsv": HEADER + ROWS}
     outcome = _prepare_data(tmp_path, write_config, prefect_api_url, "rte", "RTE", files,
                             runner={"kind": "dask", "workers": 1})
-    assert_user_error(outcome, "train.tsv:22: label 'maybe' is not a label of task rte")
+    assert_user_error(outcome, "train.tsv:22, column 'label': label 'maybe' is not a label of task rte")
 
 
 def _prepare_data(tmp_path, write_config, prefect_api_url, task: str, folder: str, files: dict[str, str],

@@ -44,7 +44,7 @@ def test_predictions_score_what_evaluation_recorded(fitted, tmp_path):
     rows = _rows_file(cfg, TARGET.name, tmp_path)
     for method in ("scalearn", "adapter"):
         recorded = _unit_run(cfg, TARGET.name, method).data.metrics
-        scores = predict_file(cfg, f"{TARGET.name}/{method}", rows, tmp_path / "out.jsonl", batch_size=None,
+        scores = predict_file(cfg, f"{TARGET.name}/{method}", rows, tmp_path / f"{method}.jsonl", batch_size=None,
                               score=True, console=None)
         assert scores == pytest.approx({m: recorded[f"test_{m}"] for m in TARGET.metrics}, abs=1e-9)
 

@@ -81,7 +81,7 @@ def test_stsb_scores_are_floats(tmp_path):
 def test_non_numeric_score_names_file_and_line(tmp_path, score):
     write(tmp_path / "STS-B" / "train.tsv", tsv(STSB_HEADER, stsb_row("1.0"), stsb_row(score)))
     write(tmp_path / "STS-B" / "dev.tsv", tsv(STSB_HEADER, stsb_row("0")))
-    with pytest.raises(DataError, match=rf"STS-B/train.tsv:3, column 'label': score '{score}' is not a number"):
+    with pytest.raises(DataError, match=rf"STS-B/train.tsv:3, column 'score': score '{score}' is not a number"):
         load("stsb", tmp_path)
 
 

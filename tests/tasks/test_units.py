@@ -1,6 +1,7 @@
-"""The unit skeleton (tasks/units.py run_training_unit): a finished unit is reused by key, --force-stage
-retrains its stage's units, a failing unit is marked FAILED and never reused, two callers of one key
-train it once, and runs of older stores (tagged `adapter_key`) are still found."""
+"""The unit skeleton (tasks/units.py run_training_unit): a finished unit is reused by key, on the backbone
+it ran on only, --force-stage retrains its stage's units, a failing unit is marked FAILED and never
+reused, two callers of one key train it once, and runs of older stores (tagged `adapter_key`) are
+still found."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import tasks.units as units
 from peft_core.jobs import TrainingResult
 from tasks.config import PipelineConfig
 from tasks.stage_table import JOINT_MODEL_TAG
-from tasks.tracking import KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, find_finished_unit
+from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking,
+                            find_finished_unit)
 
 
 class _Silent:
@@ -22,11 +24,11 @@ class _Silent:
 
 
 @pytest.fixture
-def cfg(tmp_path, monkeypatch):
+def cfg(tmp_path, monkeypatch, tiny_backbone_dir):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("ADAPTERFLOW_HOME", raising=False)
     monkeypatch.setattr(units, "TrainingProgress", _Silent)  # no Prefect API needed
-    return PipelineConfig(name="units", home=str(tmp_path / "home"))
+    return PipelineConfig(name="units", home=str(tmp_path / "home"), backbone=str(tiny_backbone_dir))
 
 
 class Trainer:
@@ -63,6 +65,18 @@ def test_a_finished_unit_is_reused_with_its_metrics_and_a_child_run(cfg):
     assert first.metrics["trainable_params"] == 10 and first.metrics["head_params"] == 2
     assert again.run_id != first.run_id  # the reuse is recorded as its own run
     assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123").info.run_id == again.run_id
+
+
+def test_a_unit_finished_on_another_checkpoint_of_the_backbone_is_trained_again(cfg, caplog):
+    train = Trainer()
+    first = _run(cfg, train)
+    client = Tracking.from_config(cfg).client()
+    assert client.get_run(first.run_id).data.tags[BACKBONE_FINGERPRINT_TAG] == units.backbone_fingerprint(cfg.backbone)
+    client.set_tag(first.run_id, BACKBONE_FINGERPRINT_TAG, "0" * 16)  # the same name once held other weights
+    again = _run(cfg, train)
+    assert train.calls == 2 and not again.reused
+    assert f"not reusing finished run {first.run_id} (it ran on a backbone of fingerprint {'0' * 16}" in caplog.text
+    assert _run(cfg, train).reused and train.calls == 2
 
 
 def test_force_stage_retrains_that_stages_units_only(cfg):
