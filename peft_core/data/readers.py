@@ -103,6 +103,7 @@ def _header_line(path: Path, sep: str, quoting: bool) -> list[str]:
 def _ragged_row(path: Path, sep: str, data: TaskData, header: list[str]) -> str:
     """The message for the first row whose number of fields differs from the header's."""
     kind = "tab-separated" if sep == "\t" else "comma-separated"
+    separator = "tab" if sep == "\t" else "comma"  # in words: Prefect's logs quote messages with repr()
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=sep, quoting=csv.QUOTE_MINIMAL if data.quoting else csv.QUOTE_NONE)
         if not data.header:
@@ -110,7 +111,7 @@ def _ragged_row(path: Path, sep: str, data: TaskData, header: list[str]) -> str:
         for row in reader:
             if len(row) != len(header):
                 return (f"{path}:{reader.line_num}: {len(row)} {kind} fields, expected {len(header)} "
-                        f"({' | '.join(header)}); fix the row (a stray or missing {sep!r}"
+                        f"({' | '.join(header)}); fix the row (a stray or missing {separator}"
                         f"{', or an unclosed quote: set the task data.quoting: false if quotes are plain text' if data.quoting else ''})")
     return f"{path}: cannot be read as {kind} values; check its separators and quotes"
 
