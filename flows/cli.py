@@ -274,7 +274,7 @@ def predict(
     input_file: Path = typer.Argument(..., metavar="INPUT", help=".jsonl, .tsv or .csv with the task's input fields"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help=".jsonl, .csv or .tsv (default: JSON lines on stdout)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --output file (never the input)"),
-    metrics: bool = typer.Option(False, "--metrics", help="also score against the input's `label` column (stderr)"),
+    metrics: bool = typer.Option(False, "--metrics", help="also score against the labels in the input (the task's label_field, or `label`; to stderr)"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="default: the batch size the unit was evaluated with"),
     config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings to use"),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),

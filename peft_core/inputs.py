@@ -1,7 +1,7 @@
 """Rows to predict on: read a user's data file (.csv .tsv .jsonl .json .parquet) and turn rows into examples.
 
 A row is a mapping of a task's input fields (`TaskSpec.text_fields`, then `choice_fields`) to
-text; a `label` is optional (needed only to score the predictions). Every bad row stops with a
+text; the label (in the task's `label_field`, or `label`) is optional (needed only to score the predictions). Every bad row stops with a
 one-line `DataError` naming the file, the row and the field.
 """
 
@@ -46,7 +46,8 @@ def rows_to_examples(spec: TaskSpec, rows: Iterable[Mapping], where: str = "inpu
     for number, row in enumerate(rows, start=1):
         texts = [_field(spec, row, name, f"{where} row {number}") for name in input_fields(spec)]
         if with_labels:
-            label = parse_label(spec, _field(spec, row, LABEL, f"{where} row {number}"), f"{where} row {number}")
+            label = parse_label(spec, _field(spec, row, spec.label_field, f"{where} row {number}", label=True),
+                                f"{where} row {number}")
         else:
             label = 0.0 if spec.is_regression else 0
         examples.append(Example(tuple(texts[:len(spec.text_fields)]), label, tuple(texts[len(spec.text_fields):])))
@@ -55,14 +56,15 @@ def rows_to_examples(spec: TaskSpec, rows: Iterable[Mapping], where: str = "inpu
     return examples
 
 
-def _field(spec: TaskSpec, row: Mapping, name: str, where: str) -> str:
-    """`row[name]`, or the column a built-in task's official file calls it (MRPC's '#1 String')."""
+def _field(spec: TaskSpec, row: Mapping, name: str, where: str, label: bool = False) -> str:
+    """`row[name]`, or the column a built-in task's official file calls it (MRPC's '#1 String'); a
+    label may also be in a column named `label`."""
     builtin = builtin_declarations().get(spec.name)
     file_names = [c for c, f in builtin.data.columns.items() if f == name] if builtin and builtin.benchmark == spec.benchmark else []
-    for key in (name, *file_names):
+    for key in dict.fromkeys((name, *file_names, *([LABEL] if label else []))):
         value = row.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            return value if name == LABEL else str(value)
-    needed = ", ".join(input_fields(spec)) + (f" and {LABEL}" if name == LABEL else "")
+            return value if label else str(value)
+    needed = ", ".join(input_fields(spec)) + (f" and {name}" if label else "")
     found = ", ".join(str(k) for k, v in row.items() if v is not None) or "none"
     raise DataError(f"{where}: no value for '{name}' (found: {found}); task {spec.name} needs {needed}")

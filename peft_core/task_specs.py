@@ -55,6 +55,7 @@ class TaskSpec:
     metrics: tuple[str, ...]
     description: str
     choice_fields: tuple[str, ...] = ()
+    label_field: str = "label"  # the column a labelled file (`predict --metrics`) holds the answers in
 
     def __post_init__(self) -> None:
         problems = spec_problems(self.name, self.problem, self.text_fields, self.choice_fields, self.metrics,
@@ -86,8 +87,9 @@ class TaskSpec:
 
     def identity(self) -> dict:
         """What a model trained on this task depends on (part of the data digest): everything but
-        the description, which only PEMT's prompts read (their units key it themselves)."""
-        return {k: v for k, v in self.to_json().items() if k not in ("description", "benchmark")}
+        the description, which only PEMT's prompts read (their units key it themselves), and where
+        files keep things (the examples carry the labels themselves)."""
+        return {k: v for k, v in self.to_json().items() if k not in ("description", "benchmark", "label_field")}
 
 
 def spec_problems(name: str, problem: str, text_fields, choice_fields, metrics, label_names,
@@ -228,7 +230,7 @@ class TaskDeclaration:
         """The spec, with `label_names` (found in the data) where the declaration leaves them open."""
         return TaskSpec(self.name, self.benchmark, self.problem, self.text_fields,
                         self.label_names if self.label_names is not None or self.is_regression else label_names,
-                        self.resolved_metrics, self.description, self.choice_fields)
+                        self.resolved_metrics, self.description, self.choice_fields, self.label_field)
 
     def with_data(self, data: TaskData) -> TaskDeclaration:
         return dataclasses.replace(self, data=data)

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 import yaml
 
+from flows.predictions import predict_file
 from flows.stages import run_stage
 from peft_core.inference import load_fitted_model, predict
 from tasks.config import load_config
@@ -48,6 +49,10 @@ def test_the_example_config_runs_every_kind_of_fit_and_predicts_without_the_conf
     folder = tracking.client().download_artifacts(run_id, "adapter", str(tmp_path / "fit"))
     answers = predict(load_fitted_model(folder), [{"subject": "the app crashes", "body": "it fails every time"}])
     assert answers[0]["label"] in {"billing", "bug", "question"}
+    # predict --metrics scores a file that keeps its labels in the task's own column (queue)
+    scores = predict_file(cfg, "tickets/scalearn", EXAMPLE.parent / "data" / "tickets" / "test.csv",
+                          tmp_path / "answers.jsonl", batch_size=None, score=True, console=None)
+    assert set(scores) == {"accuracy", "macro_f1"} and 0 <= scores["accuracy"] <= 1
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
