@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in map(int, args.seeds.split(",")):
             splits = task_splits(cfg, target, "target", seed)  # the sample the pipeline's fits of `seed` get
             # ScaLearn's fit settings, its rate as a number: "published" would give the average's rate
-            train = transfer_train_config(cfg, "scalearn", seed)
+            train = transfer_train_config(cfg, {"sizes": {"train": len(splits.train)}}, "scalearn", seed)
             started = time.perf_counter()
             result = fit_transfer(backbone, spec, splits, "average", [folders[target]], train,
                                   work / f"{target}-{seed}-oracle", learning_rate=train.learning_rate)

@@ -82,7 +82,7 @@ def prepare(config: PipelineConfig) -> dict[str, dict]:
     return prepared
 
 
-def _source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
+def source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
     prompt_kinds = [False, True] if config.needs_prompts() else [False]
     if config.needs_prompts() and set(config.methods) <= set(config.prompt_methods()):
         prompt_kinds = [True]
@@ -94,7 +94,7 @@ def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: 
     """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
     with _parent_run(config, parent_run_id, "sources") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        jobs = _source_jobs(config)
+        jobs = source_jobs(config)
         return _wait(train_adapter_unit.map(
             unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
             unmapped(parent_run_id), with_prompt=[p for _, _, p in jobs],

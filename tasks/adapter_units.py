@@ -21,7 +21,7 @@ Role = Literal["source", "target"]
 
 
 def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt: bool, role: Role) -> str:
-    train = cfg.training.for_role(role).to_core(seed)
+    train = cfg.training.train_config(role, seed, prepared["sizes"]["train"])
     return unit_key("adapter", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
                     adapter=cfg.adapter.model_dump(), train=train.to_dict(), prompt=with_prompt)
 
@@ -33,7 +33,7 @@ def train_adapter_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_ru
     target's no-transfer baseline (`role` "target", transfer stage; also the own adapter that fits
     combine); `with_prompt` adds a task prompt (PEMT's sources). Returns a `UnitResult` as a dict."""
     spec = prepared_spec(prepared)
-    train_cfg = cfg.training.for_role(role).to_core(seed)
+    train_cfg = cfg.training.train_config(role, seed, prepared["sizes"]["train"])
     method = "prompt_adapter" if with_prompt else "adapter"
     stage = "sources" if role == "source" else "transfer"
 

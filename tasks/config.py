@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -111,14 +112,45 @@ TrainSettings = create_model("TrainSettings", __base__=_TrainBase, **_fields_of(
 }, exclude=("seed",)))
 
 
+class StepBudget(Strict):
+    """A target fit's step budget that grows with its training sample (k): `passes` over the sample,
+    at least `min_steps`, at most `max_steps`."""
+
+    passes: float = Field(..., gt=0, description="passes over the fit's training examples")
+    min_steps: int = Field(1, gt=0, description="the floor, for the smallest samples")
+    max_steps: int | None = Field(None, gt=0, description="the ceiling (none: no ceiling)")
+
+    def steps(self, train_examples: int, batch_size: int) -> int:
+        steps = max(self.min_steps, math.ceil(self.passes * train_examples / batch_size))
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+
 class TrainingSettings(Strict):
     sources: TrainSettings = TrainSettings()
     targets: TrainSettings = TrainSettings()
     multitask: TrainSettings = TrainSettings()
     full_finetune_learning_rate: float = Field(2e-5, gt=0)
+    target_steps: StepBudget | None = Field(
+        None, description="every target fit's step budget from its number of training examples, e.g. {passes: 30, "
+                          "min_steps: 60} (instead of one training.targets.max_steps for every k)")
+
+    @model_validator(mode="after")
+    def _one_step_budget(self) -> TrainingSettings:
+        if self.target_steps is not None and self.targets.max_steps is not None:
+            raise ValueError("training.targets.max_steps and training.target_steps both set the targets' step budget; "
+                             "keep one (target_steps grows with the training sample)")
+        return self
 
     def for_role(self, role: Literal["source", "target"]) -> TrainSettings:
         return self.sources if role == "source" else self.targets
+
+    def train_config(self, role: Literal["source", "target"], seed: int, train_examples: int) -> TrainConfig:
+        """The settings a unit of `role` trains with on `train_examples` examples: a target's step
+        budget follows `target_steps` when set."""
+        train = self.for_role(role).to_core(seed)
+        if role == "target" and self.target_steps is not None:
+            train = dataclasses.replace(train, max_steps=self.target_steps.steps(train_examples, train.batch_size))
+        return train
 
 
 SourceSetRule = Literal["others+own", "others", "all"]

@@ -53,15 +53,22 @@ def finished_units(tracking: Tracking, stages: Sequence[str] = ()) -> list:
 
 
 def export_units(tracking: Tracking, destination: Path, home: Path, stages: Sequence[str] = (),
-                 overwrite: bool = False) -> list[str]:
-    """Write every finished unit (of `stages`, if given) of the store at `home` into `destination`;
-    returns their keys."""
+                 overwrite: bool = False, keys: Sequence[str] = ()) -> list[str]:
+    """Write every finished unit (of `stages`, and with one of `keys`, if given) of the store at `home`
+    into `destination`; returns their keys."""
     unknown = [s for s in stages if s not in EXPORTABLE_STAGES]
     if unknown:
         raise ConfigError(f"unknown --stage {unknown[0]!r}; the stages whose units can be exported: "
                           f"{', '.join(EXPORTABLE_STAGES)}")
     check_destination(destination, _store_folders(tracking, home), overwrite)
     runs = finished_units(tracking, stages)
+    if keys:
+        missing = sorted(set(keys) - {unit_key_of(run) for run in runs})
+        if missing:
+            raise DataError(f"experiment '{tracking.experiment}' at {tracking.uri} has no finished unit {missing[0]}"
+                            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; run the pipeline "
+                            "that trains it first")
+        runs = [run for run in runs if unit_key_of(run) in set(keys)]
     if not runs:
         which = f" of stage(s) {', '.join(stages)}" if stages else ""
         raise DataError(f"experiment '{tracking.experiment}' at {tracking.uri} has no finished units{which} to export; "

@@ -17,15 +17,16 @@ from peft_core.few_shot_options import FewShotOptions
 from peft_core.hyperformer.few_shot import fit_hyperformer_transfer
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits, prepared_spec
+from tasks.transfer_units import target_train_config
 from tasks.units import run_training_unit
 
 FEW_SHOT_RECORD = "few_shot.json"  # init_from, what trained and the joint model, beside the unit's metrics
 
 
-def hyperformer_transfer_train_config(cfg: PipelineConfig, method: str, seed: int) -> TrainConfig:
+def hyperformer_transfer_train_config(cfg: PipelineConfig, prepared: dict, method: str, seed: int) -> TrainConfig:
     """The target settings (`training.targets`), at `transfer.learning_rate`'s rate for `method` when one
     is given: the method has no published rate."""
-    train = cfg.training.targets.to_core(seed)
+    train = target_train_config(cfg, prepared, seed)
     rate = cfg.transfer.learning_rate_for(method)
     return train if rate == "published" else dataclasses.replace(train, learning_rate=rate)
 
@@ -33,7 +34,7 @@ def hyperformer_transfer_train_config(cfg: PipelineConfig, method: str, seed: in
 def hyperformer_transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, joint_key: str, seed: int) -> str:
     options = FewShotOptions.from_options(cfg.transfer.options_for(method))
     return unit_key("hyperformer_transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
-                    method=method, joint=joint_key, train=hyperformer_transfer_train_config(cfg, method, seed).to_dict(),
+                    method=method, joint=joint_key, train=hyperformer_transfer_train_config(cfg, prepared, method, seed).to_dict(),
                     options=options.to_dict())
 
 
@@ -42,7 +43,7 @@ def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: s
                                   parent_run_id: str | None) -> dict:
     """Fit `method` on the target `prepared` over the joint model `joint_unit` (or reuse a finished fit)."""
     spec = prepared_spec(prepared)
-    train_cfg = hyperformer_transfer_train_config(cfg, method, seed)
+    train_cfg = hyperformer_transfer_train_config(cfg, prepared, method, seed)
     options = FewShotOptions.from_options(cfg.transfer.options_for(method))
 
     def train(out: Path, checkpoint: Path, progress):

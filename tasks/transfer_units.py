@@ -3,6 +3,7 @@ full fine-tuning baseline, and finding the source adapters of earlier runs in ML
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prefect import task
@@ -45,14 +46,19 @@ def find_source_units(cfg: PipelineConfig, prepared_sources: dict[str, dict], se
     return found
 
 
-def transfer_train_config(cfg: PipelineConfig, method: str, seed: int) -> TrainConfig:
-    """The settings a fit of `method` runs with: its effective learning rate, resolved precision."""
-    return get_method(method).train_config(cfg.training.targets.to_core(seed), cfg.transfer.learning_rate_for(method))
+def transfer_train_config(cfg: PipelineConfig, prepared: dict, method: str, seed: int) -> TrainConfig:
+    """The settings a fit of `method` on `prepared` runs with: its effective learning rate, resolved precision."""
+    return get_method(method).train_config(target_train_config(cfg, prepared, seed), cfg.transfer.learning_rate_for(method))
+
+
+def target_train_config(cfg: PipelineConfig, prepared: dict, seed: int) -> TrainConfig:
+    """`training.targets` for a fit on the target `prepared`, its step budget resolved for its sample."""
+    return cfg.training.train_config("target", seed, prepared["sizes"]["train"])
 
 
 def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int) -> str:
     return unit_key("transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"], method=method,
-                    sources=[u["unit_key"] for u in source_units], train=transfer_train_config(cfg, method, seed).to_dict(),
+                    sources=[u["unit_key"] for u in source_units], train=transfer_train_config(cfg, prepared, method, seed).to_dict(),
                     options=cfg.transfer.options_for(method), head_from=cfg.transfer.head_from(method, prepared["task"]))
 
 
@@ -64,7 +70,7 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
     if not source_units:
         raise ConfigError(f"target '{spec.name}' has no source adapters for method '{method}'; "
                           "add tasks to `sources` (PEMT excludes the target itself)")
-    train_cfg = transfer_train_config(cfg, method, seed)
+    train_cfg = transfer_train_config(cfg, prepared, method, seed)
     options = cfg.transfer.options_for(method)
     head_from = cfg.transfer.head_from(method, spec.name)
 
@@ -86,22 +92,22 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
                              params=params, train=train, seed=seed, datasets=[prepared]).to_dict()
 
 
-def full_finetune_train_config(cfg: PipelineConfig, seed: int) -> TrainConfig:
+def full_finetune_train_config(cfg: PipelineConfig, prepared: dict, seed: int) -> TrainConfig:
     """The target settings at `training.full_finetune_learning_rate`."""
-    settings = cfg.training.targets.model_copy(update={"learning_rate": cfg.training.full_finetune_learning_rate})
-    return settings.to_core(seed)
+    return dataclasses.replace(target_train_config(cfg, prepared, seed),
+                               learning_rate=cfg.training.full_finetune_learning_rate)
 
 
 def full_finetune_unit_key(cfg: PipelineConfig, prepared: dict, seed: int) -> str:
     return unit_key("full_finetune", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
-                    train=full_finetune_train_config(cfg, seed).to_dict())
+                    train=full_finetune_train_config(cfg, prepared, seed).to_dict())
 
 
 @task(name="full_finetune", cache_policy=NO_CACHE)
 def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
     """The full fine-tuning baseline on a target; its artifact is the whole encoder and head."""
     spec = prepared_spec(prepared)
-    train_cfg = full_finetune_train_config(cfg, seed)
+    train_cfg = full_finetune_train_config(cfg, prepared, seed)
 
     def train(out: Path, checkpoint: Path, progress):
         return train_full_finetune(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]),
