@@ -40,7 +40,7 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "transfer": (2, ("transfer.py", "compositions/*.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
-    "hyperformer_transfer": (1, ("hyperformer/few_shot.py", "few_shot_options.py")),
+    "hyperformer_transfer": (2, ("hyperformer/few_shot.py", "few_shot_options.py")),
 }
 
 # Modules that cannot change a unit's result: I/O, errors, names, metering, data loading (digested

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ConfigError
-from peft_core.few_shot_options import MEAN, FewShotOptions
+from peft_core.few_shot_options import DEFAULT, MEAN, FewShotOptions
 from peft_core.method_names import (
     ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TRANSFER_METHODS, TRANSFER_OPTIONS,
 )
@@ -344,10 +344,18 @@ class PipelineConfig(Strict):
             if not joint:
                 raise ValueError(f"method {method} needs source tasks that are not targets (its hypernetwork is "
                                  "trained on them); add some to `sources`")
-            init_from = self.transfer.options_for(method).get("init_from", MEAN)
-            if init_from != MEAN and init_from not in joint:
-                raise ValueError(f"transfer.options.{method}.init_from {init_from!r} is not a source task of its "
-                                 f"joint model; use '{MEAN}' or one of: {', '.join(joint)}")
+            options = FewShotOptions.from_options(self.transfer.options_for(method))
+            field = f"transfer.options.{method}.init_from"
+            unknown = [t for t in options.named_targets() if t not in self.targets]
+            if unknown:
+                raise ValueError(f"{field} names {', '.join(map(repr, unknown))}, not a target of this config; give "
+                                 f"one entry per target ({', '.join(self.targets)}) or '{DEFAULT}'")
+            named = options.init_from if isinstance(options.init_from, dict) else {"": options.init_from}
+            for target, init_from in named.items():
+                if init_from != MEAN and init_from not in joint:
+                    raise ValueError(f"{field}{'.' + target if target else ''} {init_from!r} is not a source task of "
+                                     f"its joint model (a source that is not a target); use '{MEAN}' or one of: "
+                                     f"{', '.join(joint)}")
         return self
 
     def home_dir(self) -> Path:

@@ -32,7 +32,7 @@ def hyperformer_transfer_train_config(cfg: PipelineConfig, prepared: dict, metho
 
 
 def hyperformer_transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, joint_key: str, seed: int) -> str:
-    options = FewShotOptions.from_options(cfg.transfer.options_for(method))
+    options = FewShotOptions.from_options(cfg.transfer.options_for(method)).for_target(prepared["task"])
     return unit_key("hyperformer_transfer", backbone=cfg.backbone, task=prepared["task"], data=prepared["digest"],
                     method=method, joint=joint_key, train=hyperformer_transfer_train_config(cfg, prepared, method, seed).to_dict(),
                     options=options.to_dict())
@@ -44,7 +44,7 @@ def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: s
     """Fit `method` on the target `prepared` over the joint model `joint_unit` (or reuse a finished fit)."""
     spec = prepared_spec(prepared)
     train_cfg = hyperformer_transfer_train_config(cfg, prepared, method, seed)
-    options = FewShotOptions.from_options(cfg.transfer.options_for(method))
+    options = FewShotOptions.from_options(cfg.transfer.options_for(method)).for_target(spec.name)
 
     def train(out: Path, checkpoint: Path, progress):
         result = fit_hyperformer_transfer(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]),

@@ -4,10 +4,12 @@
                                       TrainConfig(max_steps=200), Path("fits/rte"), init_from="mnli")
 
 The target is new to the hypernetwork: it gets its own task embedding, a copy of a named source
-task's embedding (`init_from="mnli"`) or the mean of every source's (`"mean"`), and a new head.
-Those two train on the target's examples; with `train_hypernetwork=True` the hypernetwork (layer
+task's embedding (`init_from="mnli"`, or one per target: `{"rte": "mnli", "default": "mean"}`) or
+the mean of every source's (`"mean"`), and a new head. By default (the paper's procedure) the
+model is then fine-tuned on the target's examples: the embedding, the head, the hypernetwork (layer
 and position embeddings, projector, generators) and the backbone LayerNorms it was trained with
-train as well. Everything else of the joint model is copied, so the fitted folder stands alone:
+all train; `train_hypernetwork=False` trains the embedding and the head alone. Everything else of
+the joint model is copied, so the fitted folder stands alone:
 the target's embedding, the hypernetwork, the LayerNorms and the head (safetensors), and a JSON
 config naming the joint model (folder, weights fingerprint, tasks), `init_from` and what trained.
 The joint model's LayerNorms are loaded into the shared backbone in place while the target model
@@ -94,10 +96,11 @@ def _train_only(model: HyperFormerModel, options: FewShotOptions) -> None:
 def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: JointHyperFormer | Path,
                                      options: FewShotOptions = FewShotOptions()) -> HyperFormerModel:
     """The untrained target model: a HyperFormer of `spec` alone, the joint model's hypernetwork and
-    LayerNorms, the embedding `options.init_from` says, a new head (initialised from the current seed)."""
+    LayerNorms, the embedding `options.init_from` says for `spec`, a new head (initialised from the
+    current seed)."""
     if not isinstance(joint, JointHyperFormer):
         joint = read_joint_hyperformer(joint, backbone)
-    init = joint.embedding_for(options.init_from)
+    init = joint.embedding_for(options.init_from_for(spec.name))
     model = HyperFormerModel(backbone, [spec], joint.adapter, joint.hypernetwork)
     state = {k: v for k, v in joint.hypernetwork_state.items() if k != TASK_EMBEDDING}
     model.hypernetwork.load_state_dict(state | {TASK_EMBEDDING: init[None]})
@@ -121,19 +124,21 @@ def fit_hyperformer_transfer(
     train: TrainConfig,
     output_dir: Path,
     *,
-    init_from: str = MEAN,
-    train_hypernetwork: bool = False,
+    init_from: str | dict[str, str] = MEAN,
+    train_hypernetwork: bool = True,
     checkpoint_dir: Path | None = None,
     on_epoch=None,
     on_step: StepCallback | None = None,
 ) -> TrainingResult:
-    """Fit a new task embedding and head (and, with `train_hypernetwork`, the hypernetwork and the
-    backbone LayerNorms) of the joint HyperFormer(++) in `joint_model_dir` on `spec`'s data.
+    """Fit a new task embedding and head and (with `train_hypernetwork`, the default) the hypernetwork
+    and the backbone LayerNorms of the joint HyperFormer(++) in `joint_model_dir` on `spec`'s data.
+    `init_from`: a task of the joint model or "mean", or a mapping from target to one (see
+    `FewShotOptions`); the record holds the one `spec` started from.
 
     `result.metrics` has `validation_<metric>` and `test_<metric>` like every single-task fit;
     `result.extra["few_shot"]` says where the embedding started, what trained and from which joint model.
     """
-    options = FewShotOptions(init_from, train_hypernetwork)
+    options = FewShotOptions(init_from, train_hypernetwork).for_target(spec.name)
     data = encode_splits(spec, splits, backbone, train.max_length)
     if data.train is None or data.validation is None:
         raise ConfigError(f"task {spec.name} needs training and validation examples for a few-shot fit")

@@ -30,6 +30,14 @@ def test_the_method_and_its_options_are_validated(tiny_config):
     assert cfg.hyperformer_transfer_tasks() == ["demo_sentiment", "demo_nli"]
     for transfer, message in [
         ({"options": {METHOD: {"init_from": "demo_lowres"}}}, "init_from 'demo_lowres' is not a source task"),
+        ({"options": {METHOD: {"init_from": {"demo_lowres": "demo_lowres"}}}},
+         r"transfer.options.hyperformer_plus_plus_few_shot.init_from.demo_lowres 'demo_lowres' is not a source task "
+         r"of its joint model \(a source that is not a target\); use 'mean' or one of: demo_sentiment, demo_nli"),
+        ({"options": {METHOD: {"init_from": {"default": "rte"}}}}, "init_from.default 'rte' is not a source task"),
+        ({"options": {METHOD: {"init_from": {"demo_nli": "demo_sentiment"}}}},
+         r"init_from names 'demo_nli', not a target of this config; give one entry per target \(demo_lowres\) or "
+         "'default'"),
+        ({"options": {METHOD: {"init_from": {"demo_lowres": ["demo_nli"]}}}}, "init_from must be a source task's name"),
         ({"options": {METHOD: {"train_hypernetwork": "sometimes"}}}, "train_hypernetwork must be true or false"),
         ({"options": {METHOD: {"omega_dropout": 0.1}}}, r"no option\(s\) \['omega_dropout'\]"),
         ({"source_set": {METHOD: "all"}}, "transfer.source_set has unknown method"),
@@ -40,8 +48,26 @@ def test_the_method_and_its_options_are_validated(tiny_config):
         load_config(tiny_config(methods=[METHOD], sources=["demo_lowres"])[0])
 
 
+def test_a_fits_key_holds_its_own_targets_init_from_and_what_trains(tiny_config):
+    """Per-target init_from: a fit's key and params hold the task its target starts from, so naming
+    another target's task leaves it; the default (the hypernetwork trains) is in the key."""
+    from tasks.hyperformer_transfer_units import hyperformer_transfer_unit_key
+
+    def key(options: dict, target: str = "demo_lowres") -> str:
+        cfg = load_config(tiny_config(methods=[METHOD], transfer={"options": {METHOD: options}})[0])
+        prepared = {"task": target, "digest": "d1", "sizes": {"train": 8}}
+        return hyperformer_transfer_unit_key(cfg, prepared, METHOD, "joint-1", 1)
+
+    plain = key({"init_from": "demo_nli"})
+    assert key({"init_from": {"demo_lowres": "demo_nli", "default": "mean"}}) == plain
+    assert key({"init_from": {"default": "demo_nli"}}) == plain
+    assert key({"init_from": "demo_nli", "train_hypernetwork": True}) == plain  # the default
+    assert len({plain, key({"init_from": "demo_sentiment"}), key({"init_from": "demo_nli", "train_hypernetwork": False}),
+                key({})}) == 4
+
+
 def test_fits_per_seed_over_one_joint_model_of_the_sources_reused_from_mlflow(prefect_api, tiny_config):
-    options = {"init_from": "demo_nli"}
+    options = {"init_from": {"demo_lowres": "demo_nli"}}
     changes = dict(methods=[METHOD], seeds=[1, 2], source_seeds=[42], transfer={"options": {METHOD: options}},
                    data={"source": "demo", "max_train": 48, "max_eval": 24, "few_shot": {"k": 8}})
     cfg = load_config(tiny_config(**changes)[0])
@@ -59,7 +85,10 @@ def test_fits_per_seed_over_one_joint_model_of_the_sources_reused_from_mlflow(pr
     local = tracking.client().download_artifacts(fits[0].info.run_id, "few_shot.json")
     with open(local) as handle:
         record = json.load(handle)
-    assert record["init_from"] == "demo_nli" and record["trained"] == ["task_embedding", "head"]
+    assert record["init_from"] == "demo_nli" and record["trained"] == ["task_embedding", "head", "hypernetwork",
+                                                                       "backbone_layernorms"]
+    params = fits[0].data.params
+    assert (params["options.init_from"], params["options.train_hypernetwork"]) == ("demo_nli", "True")
     assert set(record["joint_model"]["tasks"]) == {"demo_sentiment", "demo_nli"}
     table = comparison_table(tracking, parent_id)
     assert "multitask" not in set(table["stage"])  # a joint model that is only a source has no report rows

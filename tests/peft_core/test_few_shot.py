@@ -62,7 +62,7 @@ def test_the_embedding_starts_from_the_named_task_or_the_mean(backbone, joint_di
     assert joint.tasks == [SENTIMENT.name, NLI.name]
     embeddings = joint.hypernetwork_state["task_embeddings.weight"]
     for init_from, expected in ((NLI.name, embeddings[1]), ("mean", embeddings.mean(0))):
-        model = build_hyperformer_transfer_model(backbone, LOWRES, joint, FewShotOptions(init_from))
+        model = build_hyperformer_transfer_model(backbone, LOWRES, joint, FewShotOptions(init_from, train_hypernetwork=False))
         try:
             assert model.tasks == [LOWRES.name]
             assert torch.equal(model.hypernetwork.task_embeddings.weight[0].detach(), expected)
@@ -78,13 +78,51 @@ def test_the_embedding_starts_from_the_named_task_or_the_mean(backbone, joint_di
         FewShotOptions.from_options({"train_hypernetwork": "yes"})
     with pytest.raises(ConfigError, match="init_from, train_hypernetwork"):
         FewShotOptions.from_options({"init": "mean"})
+    for bad in ({}, {"demo_lowres": ""}, {"demo_lowres": 3}, 7):
+        with pytest.raises(ConfigError, match="one per target, e.g. {rte: mnli"):
+            FewShotOptions(bad)
+
+
+def test_init_from_per_target_picks_each_targets_related_task(backbone, joint_dir):
+    """{target: task, default: ...}: a named target starts from its task's embedding, any other from
+    the default's (or the mean without one); the options a fit records name its target's task alone."""
+    joint = read_joint_hyperformer(joint_dir, backbone)
+    embeddings = joint.hypernetwork_state["task_embeddings.weight"]
+    per_target = {LOWRES.name: NLI.name, "default": SENTIMENT.name}
+    for options, target, expected in [
+        (per_target, LOWRES, embeddings[1]),
+        (per_target, SENTIMENT, embeddings[0]),  # not named: the default
+        ({LOWRES.name: SENTIMENT.name}, NLI, embeddings.mean(0)),  # not named, no default: the mean
+    ]:
+        model = build_hyperformer_transfer_model(backbone, target, joint, FewShotOptions(options))
+        try:
+            assert torch.equal(model.hypernetwork.task_embeddings.weight[0].detach(), expected)
+        finally:
+            model.detach()
+    resolved = FewShotOptions.from_options({"init_from": per_target})
+    assert resolved.for_target(LOWRES.name).to_dict() == {"init_from": NLI.name, "train_hypernetwork": True}
+    assert resolved.named_tasks() == [NLI.name, SENTIMENT.name] and resolved.named_targets() == [LOWRES.name]
+
+
+def test_by_default_the_hypernetwork_and_its_layernorms_train_too(backbone, joint_dir):
+    """The paper's procedure (METHODS §2a): the whole model is fine-tuned on the k examples."""
+    assert FewShotOptions().train_hypernetwork is True
+    assert FewShotOptions().trained() == ["task_embedding", "head", "hypernetwork", "backbone_layernorms"]
+    model = build_hyperformer_transfer_model(backbone, LOWRES, read_joint_hyperformer(joint_dir, backbone))
+    try:
+        trainable = set(model.trainable_parameters())
+        hypernetwork = {f"hypernetwork.{n}" for n, _ in model.hypernetwork.named_parameters()}
+        assert hypernetwork <= trainable and len(hypernetwork) > 1
+        assert any(n.startswith("encoder.") and "LayerNorm" in n for n in trainable)
+    finally:
+        model.detach()
 
 
 def test_a_frozen_hypernetwork_stays_bit_identical_and_the_backbone_is_restored(backbone, joint_dir, tmp_path):
     before = pristine(backbone)
     joint = read_joint_hyperformer(joint_dir, backbone)
     result = fit_hyperformer_transfer(backbone, LOWRES, splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
-                                      init_from=SENTIMENT.name)
+                                      init_from=SENTIMENT.name, train_hypernetwork=False)
     assert_backbone_is(backbone, before)
     assert {"validation_accuracy", "test_accuracy", "test_f1"} <= result.metrics.keys()
     assert result.trainable_params == 64 and result.head_params == 33 * 2  # the embedding; the head apart
@@ -108,13 +146,14 @@ def test_training_the_hypernetwork_too_and_reloading_predicts_what_evaluation_co
     before = pristine(backbone)
     joint = read_joint_hyperformer(joint_dir, backbone)
     result = fit_hyperformer_transfer(backbone, LOWRES, splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
-                                      train_hypernetwork=True)
+                                      init_from={LOWRES.name: NLI.name, "default": "mean"})  # the default trains it
     assert_backbone_is(backbone, before)
     saved = load_file(tmp_path / "fit" / "adapter.safetensors")
     assert not torch.equal(saved["hypernetwork.generators.0.linear.weight"], joint.hypernetwork_state["generators.0.linear.weight"])
     assert any(not torch.equal(saved[k], v) for k, v in joint.layernorms.items())
     config = json.loads((tmp_path / "fit" / "adapter_config.json").read_text())
     assert config["few_shot"]["trained"] == ["task_embedding", "head", "hypernetwork", "backbone_layernorms"]
+    assert config["few_shot"]["init_from"] == NLI.name and config["few_shot"]["train_hypernetwork"] is True
 
     fitted = load_fitted_model(tmp_path / "fit", backbone)
     try:
