@@ -22,6 +22,7 @@ from transformers import AutoModel, RobertaConfig, T5Config
 
 from peft_core.compositions import TRANSFER_METHODS
 from peft_core.configs import AdapterConfig
+from peft_core.layernorms import layernorm_parameter_count
 from peft_core.parameter_counts import transfer_parameter_count
 
 NUM_SOURCES = 8
@@ -41,13 +42,18 @@ RESULTS = Path(__file__).parent / "results"
 
 def roberta_rows() -> list[dict]:
     d, layers = ROBERTA_BASE.hidden_size, ROBERTA_BASE.num_hidden_layers
+    with torch.device("meta"):
+        layernorms = layernorm_parameter_count(AutoModel.from_config(ROBERTA_BASE))
     rows = []
     for method in TRANSFER_METHODS:
-        count = transfer_parameter_count(method, d, layers, NUM_SOURCES, AdapterConfig())
+        count = transfer_parameter_count(method, d, layers, NUM_SOURCES, AdapterConfig(),
+                                         backbone_layernorm_params=layernorms)
         published = PUBLISHED.get(method)
+        notes = ["+ target prompt (l × d)"] if TRANSFER_METHODS[method].uses_prompts else []
+        if count != transfer_parameter_count(method, d, layers, NUM_SOURCES, AdapterConfig()):
+            notes.append(f"the backbone's LayerNorms ({layernorms:,}) included")
         rows.append({"backbone": "roberta-base", "method": method, "params": count, "published": published,
-                     "ok": published is None or count == published,
-                     "note": "+ target prompt (l × d)" if TRANSFER_METHODS[method].uses_prompts else ""})
+                     "ok": published is None or count == published, "note": "; ".join(notes)})
     return rows
 
 

@@ -5,6 +5,8 @@ An *architecture layout* names, per layer, the modules adapters wrap:
   its input). The "pfeiffer" placement wraps it (METHODS §0).
 - `attn_out` / `ffn_out`: the output projections of the attention and feed-forward sub-layers.
   The "houlsby" placement wraps them, acting on the sub-layer output before the residual.
+- `ffn_dropout`: the dropout after the FFN's output projection, whose output is f; the "pfeiffer"
+  site observes it (its LayerNorm only receives the sum f + x).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ class ArchitectureLayout:
     ffn_norm: str
     attn_out: str
     ffn_out: str
+    ffn_dropout: str
 
 
 _BERT_LIKE = ArchitectureLayout(
-    layers="encoder.layer", ffn_norm="output.LayerNorm", attn_out="attention.output.dense", ffn_out="output.dense"
+    layers="encoder.layer", ffn_norm="output.LayerNorm", attn_out="attention.output.dense", ffn_out="output.dense",
+    ffn_dropout="output.dropout",
 )
 LAYOUTS: dict[str, ArchitectureLayout] = {
     "bert": _BERT_LIKE,  # BERT and MiniLM (all-MiniLM-L6-v2 is a BertModel)
@@ -39,7 +43,8 @@ LAYOUTS: dict[str, ArchitectureLayout] = {
     "electra": _BERT_LIKE,
     "deberta-v2": _BERT_LIKE,
     "distilbert": ArchitectureLayout(
-        layers="transformer.layer", ffn_norm="output_layer_norm", attn_out="attention.out_lin", ffn_out="ffn.lin2"
+        layers="transformer.layer", ffn_norm="output_layer_norm", attn_out="attention.out_lin", ffn_out="ffn.lin2",
+        ffn_dropout="ffn.dropout",
     ),
 }
 

@@ -34,10 +34,10 @@ DIGESTS_FILE = ROOT / "compute_digests.json"
 COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "encoding": (1, ("data/encoding.py", "task_specs.py")),
     "model": (1, ("backbones.py", "backbone_paths.py", "sites.py", "model.py", "heads.py", "adapters.py",
-                  "prompts.py", "compositions/single.py")),
+                  "prompts.py", "compositions/single.py", "layernorms.py")),
     "training": (3, ("training.py", "configs.py", "precision.py", "dropout.py", "metrics.py", "jobs.py", "recipes.py",
                      "full_finetune.py")),
-    "transfer": (2, ("transfer.py", "compositions/*.py")),
+    "transfer": (3, ("transfer.py", "compositions/*.py")),
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
     "hyperformer_transfer": (2, ("hyperformer/few_shot.py", "few_shot_options.py")),

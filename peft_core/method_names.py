@@ -48,5 +48,5 @@ TRANSFER_OPTIONS: dict[str, tuple[str, ...]] = implemented("transfer option", TR
     "adaptersoup": ("weights",),
     "adapterfusion": ("regularization", "attention_dropout"),
     **{variant: ("omega_dropout",) for variant in SCALEARN_VARIANTS},
-    "pemt": ("sparsity_weight",),
+    "pemt": ("sparsity_weight", "target_adapter", "train_layernorms"),
 })

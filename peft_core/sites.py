@@ -4,16 +4,21 @@ A site keeps the wrapped module as `base_layer` (PEFT's convention) and holds a 
 module that turns the site's input `z` into the residual update `delta` (one adapter, a ScaLearn
 mix of K frozen adapters, a fusion, a generated adapter...). With no composition the site is an
 exact pass-through, and `detach_sites` puts every original module back.
+
+A composition that needs more of its site than `z` reads a `SiteView`: the sub-layer's own output
+(what it adds to the residual stream before any adapter) and the adapter input as it would be
+after an update of the composition's own (so it can stack a second adapter on the first update).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .backbones import Backbone
+from .backbones import ArchitectureLayout, Backbone
 
 
 @dataclass
@@ -30,12 +35,36 @@ class ForwardContext:
         self.auxiliary_losses = []
 
 
+@dataclass
+class SiteView:
+    """What a composition may read at its site, for one call.
+
+    `z`: the adapter input. `sublayer_output`: what the sub-layer adds to the residual stream
+    before any adapter (houlsby: `sub(x)`, which is z; pfeiffer: the FFN output f after dropout,
+    which the site observes; None where the site has not observed it). `adapter_input(delta)`: z
+    as it is once `delta` has been added to the residual update (houlsby `sub(x) + delta`,
+    pfeiffer `LN(f + x + delta)`).
+    """
+
+    z: torch.Tensor
+    sublayer_output: torch.Tensor | None
+    adapter_input: Callable[[torch.Tensor], torch.Tensor]
+
+
 class Composition(nn.Module):
-    """What a site does with its adapters. Subclasses implement `forward(z, context) -> delta`.
+    """What a site does with its adapters. Subclasses implement `forward(z, context) -> delta`; one
+    that needs more of its site than z overrides `site_delta` instead.
 
     `report` returns what the method explains itself with (ω, gate weights, attention), as plain
-    lists for JSON.
+    lists for JSON. `trains_backbone_layernorms`: the backbone's own LayerNorms train alongside
+    this composition (the model saves them with it and puts the originals back when it detaches).
     """
+
+    trains_backbone_layernorms: bool = False
+
+    def site_delta(self, site: SiteView, context: ForwardContext) -> torch.Tensor:
+        """The residual update at `site`; by default `forward(site.z, context)`."""
+        return self(site.z, context)
 
     def report(self) -> dict:
         return {}
@@ -54,18 +83,46 @@ class AdapterSite(nn.Module):
     def key(self) -> str:
         return f"{self.layer}.{self.position}"
 
+    def bind(self, layer: nn.Module, layout: ArchitectureLayout) -> None:
+        """Called when the site is put in place in `layer` (`layout` names its modules);
+        a site that observes other modules of its layer hooks them here."""
+
+    def unbind(self) -> None:
+        """Called when the site is taken off: remove whatever `bind` added to the backbone."""
+
 
 class PostNormSite(AdapterSite):
     """Pfeiffer placement around the FFN output LayerNorm: `LN(s + delta(LN(s)))`, s = f + x.
 
     This equals METHODS §0's `LN(f + A(LN(f + x)) + x)` with the layer's own LayerNorm used twice.
+    The LayerNorm only receives the sum s, so the site observes f itself: a forward hook on the
+    dropout after the FFN's output projection (`layout.ffn_dropout`) keeps its output for the call.
     """
 
+    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
+        super().__init__(base_layer, layer, position, context)
+        self._hook = None
+        self._ffn_output: torch.Tensor | None = None
+
+    def bind(self, layer: nn.Module, layout: ArchitectureLayout) -> None:
+        self._hook = layer.get_submodule(layout.ffn_dropout).register_forward_hook(self._observe)
+
+    def unbind(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._ffn_output = None
+
+    def _observe(self, module: nn.Module, args, output: torch.Tensor) -> None:
+        self._ffn_output = output
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        f, self._ffn_output = self._ffn_output, None  # used by this call only, never kept
         z = self.base_layer(s)
         if self.composition is None:
             return z
-        return self.base_layer(s + self.composition(z, self.context))
+        site = SiteView(z, f, lambda delta: self.base_layer(s + delta))
+        return self.base_layer(s + self.composition.site_delta(site, self.context))
 
 
 class ResidualSite(AdapterSite):
@@ -75,7 +132,7 @@ class ResidualSite(AdapterSite):
         y = self.base_layer(*args, **kwargs)
         if self.composition is None:
             return y
-        return y + self.composition(y, self.context)
+        return y + self.composition.site_delta(SiteView(y, y, lambda delta: y + delta), self.context)
 
 
 PLACEMENTS = {
@@ -90,9 +147,10 @@ def attach_sites(backbone: Backbone, placement: str, context: ForwardContext) ->
         raise ValueError(f"unknown placement '{placement}'; use one of {sorted(PLACEMENTS)}")
     _check_no_sites(backbone)
     sites = []
-    for i, position, site_cls, parent, child in _slots(backbone, placement):
+    for i, layer, position, site_cls, parent, child in _slots(backbone, placement):
         site = site_cls(getattr(parent, child), i, position, context)
         setattr(parent, child, site)
+        site.bind(layer, backbone.layout)
         sites.append(site)
     return sites
 
@@ -100,8 +158,9 @@ def attach_sites(backbone: Backbone, placement: str, context: ForwardContext) ->
 def reattach_sites(backbone: Backbone, placement: str, sites: list[AdapterSite]) -> None:
     """Put sites that `detach_sites` took off back in place (a parked model returns to the backbone)."""
     _check_no_sites(backbone)
-    for (_, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
+    for (_, layer, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
         setattr(parent, child, site)
+        site.bind(layer, backbone.layout)
 
 
 def _check_no_sites(backbone: Backbone) -> None:
@@ -111,11 +170,11 @@ def _check_no_sites(backbone: Backbone) -> None:
 
 
 def _slots(backbone: Backbone, placement: str):
-    """(layer index, position, site class, parent module, attribute) of every site of `placement`."""
+    """(layer index, layer, position, site class, parent module, attribute) of every site of `placement`."""
     for i, layer in enumerate(backbone.layers()):
         for position, attr, site_cls in PLACEMENTS[placement]:
             parent_path, _, child = getattr(backbone.layout, attr).rpartition(".")
-            yield i, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
+            yield i, layer, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
 
 
 def detach_sites(backbone: Backbone) -> None:
@@ -123,6 +182,7 @@ def detach_sites(backbone: Backbone) -> None:
     for layer in backbone.layers():
         for name, module in list(layer.named_modules()):
             if isinstance(module, AdapterSite):
+                module.unbind()
                 parent_path, _, child = name.rpartition(".")
                 parent = layer.get_submodule(parent_path) if parent_path else layer
                 setattr(parent, child, module.base_layer)

@@ -5,10 +5,11 @@
     result.extra["weights"]  # {"sources", "sites", "weights": sites × sources, "details"}
 
 The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
-compositions, a new head and (PEMT) the target prompt are all that train. The artifact holds
-those trainable tensors only, plus the list of sources (name, folder, fingerprint) needed to
-rebuild the model (`load_transfer_model`); the weights report is in the result, for the caller to
-log or draw (`weights_plot`).
+compositions, a new head and (PEMT) the target prompt and the backbone's LayerNorms are all that
+train. The artifact holds those trainable tensors only (the LayerNorms as backbone overrides,
+`backbone.<path>`), plus the list of sources (name, folder, fingerprint) needed to rebuild the
+model (`load_transfer_model`) and the method's options; the weights report is in the result, for
+the caller to log or draw (`weights_plot`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import torch
 from torch import nn
 
 from .adapters import AdapterBank
-from .artifacts import WEIGHTS_FILE, artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
+from .artifacts import (
+    BACKBONE_OVERRIDES, WEIGHTS_FILE, artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries,
+)
 from .backbones import Backbone
 from .compositions import TransferMethod, get_method
 from .compositions.tracking import TrackedComposition
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
+from .layernorms import layernorm_parameters, train_backbone_layernorms
 from .model import AdapterModel
 from .prompts import description_embeddings
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
@@ -145,6 +149,8 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
         banks = {site.key: frozen_bank(sources, site.key, backbone.hidden_size, adapter) for site in model.sites}
         compositions = dict(zip(banks, method.compositions(list(banks.values()), adapter, options)))
         model.set_compositions(lambda site: compositions[site.key])
+        if any(c.trains_backbone_layernorms for c in compositions.values()):
+            train_backbone_layernorms(model)
         model.add_head(spec)
         if method.uses_prompts:
             model.prompt = method.target_prompt(description_embeddings(backbone, spec.description),
@@ -172,8 +178,8 @@ def start_head_from(model: AdapterModel, spec: TaskSpec, sources: Sequence[Sourc
 
 def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Parameter]:
     """Every trainable tensor under its artifact name: `sites.{layer}.{position}.{name}`,
-    `head.{name}`, `prompt.embeddings`. A Parameter shared by several sites (ScaLearn++'s ω)
-    appears once, under the first site."""
+    `head.{name}`, `prompt.embeddings`, `backbone.{path}` (the backbone's LayerNorms, where they
+    train). A Parameter shared by several sites (ScaLearn++'s ω) appears once, under the first site."""
     named: dict[str, nn.Parameter] = {}
     seen: set[int] = set()
     groups = [(f"sites.{site.key}", site.composition) for site in model.sites]
@@ -183,7 +189,8 @@ def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Paramete
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 named[f"{prefix}.{name}"] = p
-    return named
+    layernorms = {BACKBONE_OVERRIDES + path: p for path, p in layernorm_parameters(model.encoder).items()}
+    return named | {name: p for name, p in layernorms.items() if p.requires_grad}
 
 
 def reset_weight_statistics(model: AdapterModel) -> None:
@@ -250,7 +257,8 @@ def fit_transfer(
         report = weights_report(model, [s.name for s in sources])
         config = artifact_config(method, backbone, sources[0].adapter_config, train.to_dict(), run.metrics,
                                  **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch,
-                                 sources=[s.describe() for s in sources], method_options=method_options or {},
+                                 sources=[s.describe() for s in sources],
+                                 method_options=transfer_method.options_to_record(method_options),
                                  **({"head_from": head_from} if head_from is not None else {}),
                                  weights={k: report[k] for k in ("sources", "sites", "weights")})
         tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
@@ -270,7 +278,8 @@ def load_transfer_model(artifact_dir: Path, backbone: Backbone, spec: TaskSpec,
         if source.fingerprint != recorded["fingerprint"]:
             raise ArtifactError(f"source '{source.name}' ({source.directory}) changed since transfer model "
                                 f"{artifact_dir} was fitted on it; re-run the transfer stage")
-    model = build_transfer_model(backbone, spec, sources, get_method(config["method"]), config.get("method_options"))
+    method = get_method(config["method"])
+    model = build_transfer_model(backbone, spec, sources, method, method.recorded_options(config.get("method_options")))
     model.load_saved_parameters(transfer_parameters(model, spec.name), tensors, artifact_dir,
                                 f"method '{config['method']}' on task {spec.name}: re-run the transfer stage")
     return model

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..sites import Composition
 from .average import UniformAverage, build_average
 from .fusion import FUSION_LEARNING_RATE, AdapterFusion, build_fusion
-from .pemt import PEMT_LEARNING_RATE, AttentivePrompt, PEMTMixture, build_pemt
+from .pemt import LEGACY_OPTIONS as PEMT_LEGACY_OPTIONS, PEMT_LEARNING_RATE, AttentivePrompt, PEMTMixture, build_pemt
 from .scalearn import SCALEARN_LEARNING_RATE, SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
 from .single import SingleAdapter
 from .soup import AdapterSoup, build_adaptersoup
@@ -40,6 +40,9 @@ class TransferMethod:
     # PEMT: the target's prompt module, built from the target's description embeddings and the sources'
     # task prompts (which the sources must then carry); None: the method uses no prompts
     target_prompt: Callable[[torch.Tensor, Sequence[torch.Tensor]], nn.Module] | None = None
+    # options added after fits of the method were first saved -> the value those fits ran with: a fit
+    # records each one's value (its default when not given), and a saved fit without it loads with this
+    legacy_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         declared = method_names.TRANSFER_OPTIONS[self.name]
@@ -66,6 +69,16 @@ class TransferMethod:
         params = inspect.signature(self.build).parameters.values()
         return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
+    def options_to_record(self, options: dict | None) -> dict:
+        """`options` plus the value of every legacy option, so that a default changed later cannot
+        change what a saved fit computes."""
+        defaults = inspect.signature(self.build).parameters
+        return {**{name: defaults[name].default for name in self.legacy_options}, **(options or {})}
+
+    def recorded_options(self, recorded: dict | None) -> dict:
+        """The options a saved fit ran with, from those its artifact records."""
+        return {**self.legacy_options, **(recorded or {})}
+
     def compositions(self, banks: Sequence[AdapterBank], adapter: AdapterConfig,
                      options: dict | None = None) -> list[Composition]:
         options = dict(options or {})
@@ -83,7 +96,8 @@ TRANSFER_METHODS: dict[str, TransferMethod] = method_names.implemented(
         "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
         **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
            for name, variant in SCALEARN_VARIANTS.items()},
-        "pemt": TransferMethod("pemt", build_pemt, learning_rate=PEMT_LEARNING_RATE, target_prompt=AttentivePrompt),
+        "pemt": TransferMethod("pemt", build_pemt, learning_rate=PEMT_LEARNING_RATE, target_prompt=AttentivePrompt,
+                               legacy_options=PEMT_LEGACY_OPTIONS),
     })
 
 

@@ -3,20 +3,38 @@
 - The target's prompt attends over each frozen source prompt and the input is prefixed with
   `P̃ = P_t + Σ_j softmax_row(P_t P_jᵀ) P_j` (`AttentivePrompt`; only P_t trains).
 - Per site, a gate `g = softmax(mean_{prompt positions}(z) · W_g)` (W_g zero-initialised, so the
-  start is uniform), one gate vector per example; `delta = Σ_j g_j e_j + A_t(z)` with e_j source
-  expert j's output and A_t a trainable target adapter.
-- Task Sparsity Loss per site `TSL_l = Σ_j ḡ_j (1 − mean_tokens cos(z, e_j))` with ḡ the gate
-  averaged over the batch; the model's loss gains `λ · mean_l TSL_l` (λ = 0.1).
+  start is uniform), one gate vector per example, mixes the source experts' outputs e_j(z):
+  `mix = Σ_j g_j e_j`.
+- A trainable target adapter A_t (`target_adapter`):
+  - "sequential" (the default, the released code's): A_t reads the site's adapter input as it is
+    after the mixture update, `delta = mix + A_t(z')`, with `z' = LN(f + x + mix)` for the
+    pfeiffer placement and `z' = sub(x) + mix` for houlsby. The released code (T5, houlsby-like,
+    `y = A_t(M) + M` with `M = FFN(h) + mix`) is exactly the houlsby form; the pfeiffer form follows
+    that placement's convention of an adapter reading the LayerNorm of the residual stream.
+  - "parallel": A_t reads the same z as the experts, `delta = mix + A_t(z)` (what this module
+    computed before; the paper's figure can be read either way).
+- Task Sparsity Loss per site `TSL_l = Σ_j ḡ_j (1 − mean_tokens cos(y, e_j))` with ḡ the gate
+  averaged over the batch and y the sub-layer's output, gated mixture and target adapter included,
+  as the paper and its released code compute it: `y = sub(x) + delta` for houlsby (the site's
+  output) and, for pfeiffer, `y = f + delta`, what the FFN sub-layer adds to the residual stream
+  (f the FFN output after dropout, observed by the site; `SiteView.sublayer_output`). The model's
+  loss gains `λ · mean_l TSL_l` (λ = 0.1).
+- `train_layernorms` (default True, the released code's `unfreeze_layer_norms` in stage 2): the
+  backbone's own LayerNorms train too; they are saved with the fit (as backbone overrides) and put
+  back when the model detaches. The paper does not mention them.
 
-Choices where the paper is silent: the gate and the TSL read the site's input z (= LN(f + x)
-for the pfeiffer placement); `mean_tokens` pools every non-padding position of the batch,
-prompt positions included; the gate has no bias. Without a prompt (prompt_length 0) the gate
-reads the mean over all non-padding tokens instead.
+Choices where the paper is silent, or where we follow the paper rather than the code: the gate
+reads the site's input z (the released code gates on the FFN's intermediate activations at the
+prompt positions); the experts are bottleneck adapters on z (the code: rank-64 LoRA on the FFN
+output projection); `mean_tokens` pools every non-padding position of the batch, prompt positions
+included (the code pools every position, padding included); the gate has no bias. Without a prompt
+(prompt_length 0) the gate reads the mean over all non-padding tokens instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +42,16 @@ from torch import nn
 
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig
-from ..sites import ForwardContext
+from ..errors import ConfigError
+from ..sites import ForwardContext, SiteView
 from .tracking import TrackedComposition
 
 PEMT_LEARNING_RATE = 3e-4
 DEFAULT_SPARSITY_WEIGHT = 0.1
+TargetAdapterPlacement = Literal["sequential", "parallel"]
+TARGET_ADAPTER_PLACEMENTS: tuple[str, ...] = get_args(TargetAdapterPlacement)
+# what PEMT artifacts written before these options existed ran with
+LEGACY_OPTIONS = {"target_adapter": "parallel", "train_layernorms": False}
 
 
 def masked_token_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -52,11 +75,21 @@ def task_sparsity_loss(y: torch.Tensor, experts: torch.Tensor, gate: torch.Tenso
 
 
 class PEMTMixture(TrackedComposition):
-    def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int):
+    """One site's gate, target adapter and sparsity loss; called with the whole `SiteView`."""
+
+    def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int,
+                 target_adapter: TargetAdapterPlacement = "sequential", train_layernorms: bool = True):
         super().__init__(bank.num_adapters)
+        if target_adapter not in TARGET_ADAPTER_PLACEMENTS:
+            raise ConfigError(f"PEMT option target_adapter is {target_adapter!r}; use one of "
+                              f"{', '.join(TARGET_ADAPTER_PLACEMENTS)}")
+        if not isinstance(train_layernorms, bool):
+            raise ConfigError(f"PEMT option train_layernorms is {train_layernorms!r}; use true or false")
         self.bank = bank
         self.gate = nn.Parameter(torch.zeros(bank.hidden_size, bank.num_adapters))
         self.target_adapter = AdapterBank(1, bank.hidden_size, adapter)
+        self.sequential = target_adapter == "sequential"
+        self.trains_backbone_layernorms = train_layernorms
         self.sparsity_scale = sparsity_weight / num_sites  # λ · mean over sites, one share per site
 
     def gate_weights(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
@@ -67,14 +100,22 @@ class PEMTMixture(TrackedComposition):
             query = masked_token_mean(z, context.attention_mask)
         return torch.softmax((query @ self.gate).float(), dim=-1)  # fp32 routing also under bf16 autocast
 
-    def forward(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
+    def site_delta(self, site: SiteView, context: ForwardContext) -> torch.Tensor:
+        return self(site, context)
+
+    def forward(self, site: SiteView, context: ForwardContext) -> torch.Tensor:
+        z = site.z
         gate = self.gate_weights(z, context)
         experts = self.bank.outputs(z)  # (B, T, K, d): the TSL needs every expert's output anyway
+        mix = torch.einsum("btkd,bk->btd", experts, gate)
+        delta = mix + self.target_adapter(site.adapter_input(mix) if self.sequential else z)
         if self.training and self.sparsity_scale:
-            loss = task_sparsity_loss(z, experts, gate, context.attention_mask)
+            if site.sublayer_output is None:
+                raise RuntimeError("PEMT's sparsity loss needs the sub-layer output, which this site did not observe")
+            loss = task_sparsity_loss(site.sublayer_output + delta, experts, gate, context.attention_mask)
             context.auxiliary_losses.append(self.sparsity_scale * loss)
         self.track(gate)
-        return torch.einsum("btkd,bk->btd", experts, gate) + self.target_adapter(z)
+        return delta
 
     def report(self) -> dict:
         """Gate weight per source averaged over the examples of the tracked evaluation passes."""
@@ -118,5 +159,10 @@ class AttentivePrompt(nn.Module):
 
 
 def build_pemt(banks: Sequence[AdapterBank], adapter: AdapterConfig, *,
-               sparsity_weight: float = DEFAULT_SPARSITY_WEIGHT) -> list[PEMTMixture]:
-    return [PEMTMixture(bank, adapter, sparsity_weight, len(banks)) for bank in banks]
+               sparsity_weight: float = DEFAULT_SPARSITY_WEIGHT,
+               target_adapter: TargetAdapterPlacement = "sequential",
+               train_layernorms: bool = True) -> list[PEMTMixture]:
+    """`target_adapter`: "sequential" (after the mixture, the released code's) or "parallel" (beside
+    the experts); `train_layernorms`: the backbone's LayerNorms train too (the released code's)."""
+    return [PEMTMixture(bank, adapter, sparsity_weight, len(banks), target_adapter, train_layernorms)
+            for bank in banks]

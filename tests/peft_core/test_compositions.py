@@ -12,7 +12,7 @@ from peft_core.compositions.pemt import task_sparsity_loss
 from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
-from peft_core.sites import ForwardContext
+from peft_core.sites import ForwardContext, SiteView
 from peft_core.task_specs import get_task
 from peft_core.parameter_counts import transfer_parameter_count
 
@@ -213,34 +213,83 @@ def test_pemt_gate_is_uniform_at_init():
     torch.testing.assert_close(gate, torch.full((3, 4), 0.25))
 
 
-def test_pemt_output_gate_and_sparsity_loss_by_hand():
+def hand_tsl(y, experts, gate, mask):
+    """`Σ_j ḡ_j (1 − mean over the batch's real tokens of cos(y, e_j))`, one token at a time."""
+    batch, length, k = experts.shape[:3]
+    tsl = 0.0
+    for j in range(k):
+        cosines = [F.cosine_similarity(y[b, t], experts[b, t, j], dim=0)
+                   for b in range(batch) for t in range(length) if mask[b, t]]
+        tsl = tsl + gate[:, j].mean() * (1 - torch.stack(cosines).mean())
+    return tsl
+
+
+def test_task_sparsity_loss_by_hand():
+    torch.manual_seed(0)
+    y, experts = torch.randn(2, 5, D), torch.randn(2, 5, 3, D)
+    gate = torch.softmax(torch.randn(2, 3), -1)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    torch.testing.assert_close(task_sparsity_loss(y, experts, gate, mask), hand_tsl(y, experts, gate, mask))
+    assert not torch.allclose(task_sparsity_loss(y, experts, gate, mask), task_sparsity_loss(y, experts, gate))
+
+
+def pemt_site(seed=0):
+    """A pfeiffer-like SiteView by hand: s = f + x, z = LN(s), the adapter input after delta LN(s + delta)."""
+    g = torch.Generator().manual_seed(seed)
+    f, x = torch.randn(2, 5, D, generator=g), torch.randn(2, 5, D, generator=g)
+    ln = lambda t: F.layer_norm(t, (D,))  # noqa: E731
+    return SiteView(ln(f + x), f, lambda delta: ln(f + x + delta)), f, ln, f + x
+
+
+@pytest.mark.parametrize("target_adapter", ["sequential", "parallel"])
+def test_pemt_output_gate_and_sparsity_loss_on_y_by_hand(target_adapter):
     bank = random_bank(3)
-    mixture = PEMTMixture(bank, ADAPTER, sparsity_weight=0.1, num_sites=2)
+    mixture = PEMTMixture(bank, ADAPTER, sparsity_weight=0.1, num_sites=2, target_adapter=target_adapter)
     with torch.no_grad():
         mixture.gate.normal_(0, 1.0)
-    z = torch.randn(2, 5, D)
+        mixture.target_adapter.up_bias.normal_(0, 0.3)
+    site, f, ln, s = pemt_site()
+    z = site.z
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
     context = ForwardContext(attention_mask=mask, prompt_length=2)
     gate = torch.softmax(z[:, :2].mean(1) @ mixture.gate, -1)
     experts = bank.outputs(z)
-    expected = sum(gate[:, j, None, None] * experts[..., j, :] for j in range(3)) + mixture.target_adapter(z)
-    torch.testing.assert_close(mixture.train()(z, context), expected)
+    mix = sum(gate[:, j, None, None] * experts[..., j, :] for j in range(3))
+    target = mixture.target_adapter(ln(s + mix) if target_adapter == "sequential" else z)
+    delta = mixture.train().site_delta(site, context)
+    torch.testing.assert_close(delta, mix + target)
 
-    tsl = 0.0
-    for j in range(3):  # TSL = Σ_j ḡ_j (1 − mean over the batch's real tokens of cos(y, e_j))
-        cosines = [F.cosine_similarity(z[b, t], experts[b, t, j], dim=0) for b in range(2) for t in range(5) if mask[b, t]]
-        tsl = tsl + gate[:, j].mean() * (1 - torch.stack(cosines).mean())
-    torch.testing.assert_close(task_sparsity_loss(z, experts, gate, mask), tsl)
+    tsl = hand_tsl(f + mix + target, experts, gate, mask)  # y: the sub-layer's output, mixture and target adapter in
     torch.testing.assert_close(context.auxiliary_losses[0], 0.1 / 2 * tsl)
+    assert not torch.allclose(tsl, hand_tsl(z, experts, gate, mask), atol=1e-3)  # not the TSL on the site's input
 
-    mixture.eval()(z, ForwardContext(attention_mask=mask, prompt_length=2))
+    mixture.eval().site_delta(site, ForwardContext(attention_mask=mask, prompt_length=2))
     assert mixture.report()["weights"] == pytest.approx(gate.mean(0).tolist())
 
 
+def test_pemt_placements_differ_and_options_are_checked():
+    site = pemt_site()[0]
+    deltas = {}
+    for placement in ("sequential", "parallel"):
+        torch.manual_seed(3)
+        mixture = PEMTMixture(random_bank(2), ADAPTER, 0.1, 1, placement).eval()
+        deltas[placement] = mixture.site_delta(site, ForwardContext())
+    assert not torch.allclose(deltas["sequential"], deltas["parallel"])
+    with pytest.raises(ConfigError, match="target_adapter.*sequential, parallel"):
+        get_method("pemt").compositions([random_bank(2)], ADAPTER, {"target_adapter": "after"})
+    with pytest.raises(ConfigError, match="train_layernorms"):
+        get_method("pemt").compositions([random_bank(2)], ADAPTER, {"train_layernorms": "yes"})
+    built = {flag: get_method("pemt").compositions([random_bank(2)], ADAPTER, {"train_layernorms": flag})[0]
+             for flag in (True, False)}
+    assert built[True].trains_backbone_layernorms and not built[False].trains_backbone_layernorms
+    assert PEMTMixture(random_bank(2), ADAPTER, 0.1, 1).sequential  # the released code's placement by default
+    assert PEMTMixture(random_bank(2), ADAPTER, 0.1, 1).trains_backbone_layernorms
+
+
 def test_pemt_sparsity_loss_is_not_added_in_eval_or_with_zero_weight():
-    z, context = torch.randn(2, 5, D), ForwardContext(prompt_length=1)
-    PEMTMixture(random_bank(2), ADAPTER, 0.1, 1).eval()(z, context)
-    PEMTMixture(random_bank(2), ADAPTER, 0.0, 1).train()(z, context)
+    site, context = pemt_site()[0], ForwardContext(prompt_length=1)
+    PEMTMixture(random_bank(2), ADAPTER, 0.1, 1).eval().site_delta(site, context)
+    PEMTMixture(random_bank(2), ADAPTER, 0.0, 1).train().site_delta(site, context)
     assert context.auxiliary_losses == []
 
 
@@ -275,3 +324,11 @@ def test_registry_names_and_errors():
 ])
 def test_published_parameter_counts_on_roberta_base(method, expected):
     assert transfer_parameter_count(method, 768, 12, 8, AdapterConfig()) == expected
+    layernorms = (1 + 2 * 12) * 2 * 768  # RoBERTa-base: the embeddings' LayerNorm and two per layer
+    counted = transfer_parameter_count(method, 768, 12, 8, AdapterConfig(), backbone_layernorm_params=layernorms)
+    assert counted == expected + (layernorms if method == "pemt" else 0)  # PEMT trains them by default
+
+
+def test_pemt_without_trained_layernorms_counts_none_of_them():
+    assert transfer_parameter_count("pemt", 768, 12, 8, AdapterConfig(), method_options={"train_layernorms": False},
+                                    backbone_layernorm_params=38_400) == 12 * (768 * 8 + 2 * 768 * 48 + 48 + 768)

@@ -1,5 +1,6 @@
 """Adapter sites on every backbone family and both placements: pass-through, zero adapters,
-detach, double attach, and the pfeiffer / houlsby formulas computed by hand."""
+detach, double attach, the pfeiffer / houlsby formulas computed by hand, what a site shows a
+composition (`SiteView`), and PEMT's sequential target adapter and sparsity loss at real sites."""
 
 from contextlib import contextmanager
 
@@ -7,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from peft_core.compositions import SingleAdapter
+from peft_core.compositions import TRANSFER_METHODS, SingleAdapter, get_method
+from peft_core.compositions.pemt import masked_token_mean, task_sparsity_loss
 from peft_core.configs import AdapterConfig
 from peft_core.model import AdapterModel
-from peft_core.sites import AdapterSite, PostNormSite, ResidualSite
+from peft_core.sites import AdapterSite, PostNormSite, ResidualSite, detach_sites, reattach_sites
 
 from .conftest import HIDDEN, tiny_batch
+from .test_compositions import random_bank
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,8 +45,11 @@ def zero_adapter(seed: int) -> SingleAdapter:
 
 
 def hand_adapter(adapter: SingleAdapter, z: torch.Tensor) -> torch.Tensor:
-    """`W_up · relu(W_down · z + b_down) + b_up`, from the bank's raw tensors."""
-    bank = adapter.bank
+    return hand_bank(adapter.bank, z)
+
+
+def hand_bank(bank, z: torch.Tensor) -> torch.Tensor:
+    """`W_up · relu(W_down · z + b_down) + b_up`, from a bank of one's raw tensors."""
     return torch.relu(z @ bank.down_weight + bank.down_bias) @ bank.up_weight[0] + bank.up_bias[0]
 
 
@@ -216,3 +222,117 @@ def test_houlsby_sites_equal_y_plus_adapter_of_y(tiny_backbone, family):
                 expected = y + hand_adapter(adapter, y)
             torch.testing.assert_close(captured[("out", key)], expected, rtol=1e-5, atol=1e-5)
             assert (expected - y).abs().max() > 1e-2
+
+
+# -- what a site shows a composition -----------------------------------------------------------
+def random_compositions(method: str, sites) -> dict:
+    """`method`'s compositions over random 3-source banks, their trainable tensors moved off their start."""
+    torch.manual_seed(1)
+    compositions = get_method(method).compositions([random_bank(3, seed=i) for i in range(len(sites))], ADAPTER)
+    for composition in compositions:
+        with torch.no_grad():
+            for param in composition.parameters():
+                if param.requires_grad:
+                    param.add_(torch.randn_like(param) * 0.3)
+    return {site.key: c for site, c in zip(sites, compositions)}
+
+
+def capture(module, name: str, captured: dict, what: str = "output"):
+    """A hook keeping `module`'s first input (`what="input"`) or its output in captured[name]."""
+    if what == "input":
+        return module.register_forward_pre_hook(lambda m, args: captured.__setitem__(name, args[0]))
+    return module.register_forward_hook(lambda m, args, out: captured.__setitem__(name, out))
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("method", [m for m in TRANSFER_METHODS if m != "pemt"])
+def test_every_other_composition_sees_only_z_bit_for_bit(tiny_backbone, method, placement):
+    """The site hands a composition that reads z exactly what it did before sites showed more:
+    pfeiffer `LN(s + c(LN(s)))`, houlsby `y + c(y)`, bit for bit."""
+    backbone = tiny_backbone("bert")
+    batch = tiny_batch(backbone)
+    with attached(backbone, placement) as model:
+        compositions = random_compositions(method, model.sites)
+        model.set_compositions(lambda site: compositions[site.key])
+        model.eval()
+        captured, hooks = {}, []
+        for site in model.sites:
+            hooks.append(capture(site, ("in", site.key), captured, "input"))
+            hooks.append(capture(site.base_layer, ("base", site.key), captured))
+            hooks.append(capture(site, ("out", site.key), captured))
+        with hooks_removed_after(hooks):
+            hidden_states(backbone, batch)
+        with torch.no_grad():
+            for site in model.sites:
+                composition = compositions[site.key]
+                if placement == "pfeiffer":
+                    s = captured[("in", site.key)]
+                    expected = site.base_layer(s + composition(site.base_layer(s), model.context))
+                else:
+                    y = captured[("base", site.key)]
+                    expected = y + composition(y, model.context)
+                assert torch.equal(captured[("out", site.key)], expected), site.key
+
+
+def test_detached_sites_leave_no_hooks_and_reattached_ones_observe_again(tiny_backbone, family):
+    backbone = tiny_backbone(family)
+    hooked = lambda: [n for n, m in backbone.model.named_modules() if m._forward_hooks]  # noqa: E731
+    model = AdapterModel(backbone, "pfeiffer")
+    assert len(hooked()) == backbone.num_layers  # each pfeiffer site observes its FFN's output dropout
+    sites = model.sites
+    detach_sites(backbone)
+    assert hooked() == []
+    reattach_sites(backbone, "pfeiffer", sites)
+    assert len(hooked()) == backbone.num_layers
+    model.detach()
+    assert hooked() == []
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_pemt_sequential_target_adapter_and_sparsity_loss_at_the_sites(tiny_backbone, family, placement):
+    """In training (dropout on), every site by hand: z, the gate over the real tokens, the mixture,
+    the target adapter on the adapter input after the mixture, and the TSL on y = sub-layer output +
+    delta; pfeiffer `LN(f + x + mix + A_t(LN(f + x + mix)))` with f after dropout, houlsby
+    `y0 + mix + A_t(y0 + mix)`."""
+    backbone = tiny_backbone(family)
+    batch = tiny_batch(backbone)
+    with attached(backbone, placement) as model:
+        compositions = random_compositions("pemt", model.sites)
+        assert all(c.sequential for c in compositions.values())
+        model.set_compositions(lambda site: compositions[site.key])
+        model.train()
+        model.context.reset(None, batch["attention_mask"], 0)
+        captured, hooks = {}, []
+        for site in model.sites:
+            layer = backbone.layers()[site.layer]
+            hooks.append(capture(site, ("out", site.key), captured))
+            hooks.append(capture(site.base_layer, ("base", site.key), captured))
+            if placement == "pfeiffer":
+                hooks.append(capture(layer.get_submodule(FFN_INPUT[family]), ("x", site.key), captured, "input"))
+                hooks.append(capture(layer.get_submodule(backbone.layout.ffn_dropout), ("f", site.key), captured))
+        torch.manual_seed(7)
+        with hooks_removed_after(hooks):
+            hidden_states(backbone, batch)
+        mask = batch["attention_mask"]
+        assert len(model.context.auxiliary_losses) == len(model.sites)
+        with torch.no_grad():
+            for site, loss in zip(model.sites, model.context.auxiliary_losses):
+                pemt = compositions[site.key]
+                if placement == "pfeiffer":
+                    f, x = captured[("f", site.key)], captured[("x", site.key)]
+                    norm = site.base_layer
+                    ln = lambda t: F.layer_norm(t, (HIDDEN,), norm.weight, norm.bias, norm.eps)  # noqa: E731
+                    z, after = ln(f + x), lambda mix: ln(f + x + mix)  # noqa: E731
+                    output = lambda delta: ln(f + x + delta)  # noqa: E731
+                else:
+                    f = z = captured[("base", site.key)]
+                    after = output = lambda delta: z + delta  # noqa: E731
+                gate = torch.softmax(masked_token_mean(z, mask) @ pemt.gate, -1)
+                experts = pemt.bank.outputs(z)
+                mix = torch.einsum("btkd,bk->btd", experts, gate)
+                delta = mix + hand_bank(pemt.target_adapter, after(mix))
+                torch.testing.assert_close(captured[("out", site.key)], output(delta), rtol=1e-5, atol=1e-5)
+                tsl = task_sparsity_loss(f + delta, experts, gate, mask)
+                torch.testing.assert_close(loss, pemt.sparsity_scale * tsl)
+                parallel = output(mix + hand_bank(pemt.target_adapter, z))
+                assert (captured[("out", site.key)] - parallel).abs().max() > 1e-3

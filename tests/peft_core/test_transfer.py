@@ -12,6 +12,7 @@ from peft_core.compositions import TRANSFER_METHODS, get_method
 from peft_core.configs import TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.jobs import encode_splits, final_metrics
+from peft_core.layernorms import layernorm_parameter_count, layernorm_parameters
 from peft_core.prompts import description_embeddings
 from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
@@ -65,7 +66,9 @@ def test_fit_transfer_end_to_end(method, backbone, source_dirs, tmp_path):
     assert len(result.history) >= 1 and result.artifact_dir == tmp_path / "out"
 
     prompt_length = len(description_embeddings(backbone, TARGET.description))
-    assert result.trainable_params == transfer_parameter_count(method, D, 2, 2, ADAPTER, prompt_length=prompt_length)
+    assert result.trainable_params == transfer_parameter_count(
+        method, D, 2, 2, ADAPTER, prompt_length=prompt_length,
+        backbone_layernorm_params=layernorm_parameter_count(backbone.model))  # PEMT trains them too
     assert result.head_params == D * 2 + 2
 
     config = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())
@@ -102,7 +105,7 @@ def test_gradients_reach_only_the_trainable_parts(method, backbone, source_dirs)
         with_grad = {id(p) for p in model.parameters() if p.grad is not None}
         assert with_grad == trainable  # model.parameters() holds the backbone and the source banks too
         assert all(p.grad is None for site in model.sites for p in site.composition.bank.parameters())
-        assert all(p.grad is None for p in backbone.model.embeddings.parameters())
+        assert all(p.grad is None for p in backbone.model.embeddings.word_embeddings.parameters())
     finally:
         model.detach()
 
@@ -186,6 +189,81 @@ def test_pemt_needs_sources_with_prompts(backbone, source_dirs, tmp_path):
     with pytest.raises(ConfigError, match="needs sources trained with task prompts, but 'cola'.*add 'pemt'"):
         fit_transfer(backbone, TARGET, sentiment_splits(), "pemt", [source_dirs[0], bare], FAST,
                      tmp_path / "out")
+    assert no_sites_left(backbone)
+
+
+# -- PEMT's options: the target adapter's placement and the backbone's LayerNorms -----------------
+def layernorm_values(backbone) -> dict[str, torch.Tensor]:
+    return {path: p.detach().clone() for path, p in layernorm_parameters(backbone.model).items()}
+
+
+def eval_logits(model, backbone) -> torch.Tensor:
+    batch = dict(backbone.tokenizer(["the film was good", "we hated the very dull meal"], padding=True,
+                                    return_tensors="pt"))
+    model.eval()
+    with torch.no_grad():
+        return model(batch, TARGET.name).logits
+
+
+def reloaded_logits(folder, backbone) -> torch.Tensor:
+    model = load_transfer_model(folder, backbone, TARGET)
+    try:
+        return eval_logits(model, backbone)
+    finally:
+        model.detach()
+
+
+def test_pemt_records_the_released_codes_defaults(backbone, source_dirs, tmp_path):
+    fit_transfer(backbone, TARGET, sentiment_splits(), "pemt", source_dirs, FAST, tmp_path / "out")
+    config = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())
+    assert config["method_options"] == {"target_adapter": "sequential", "train_layernorms": True}
+
+
+@pytest.mark.parametrize("target_adapter", ["sequential", "parallel"])
+@pytest.mark.parametrize("train_layernorms", [True, False])
+def test_a_saved_pemt_fit_of_each_option_loads_back_and_predicts_the_same(target_adapter, train_layernorms, backbone,
+                                                                          source_dirs, tmp_path):
+    options = {"target_adapter": target_adapter, "train_layernorms": train_layernorms}
+    pristine = layernorm_values(backbone)
+    splits = sentiment_splits()
+    out = tmp_path / "out"
+    result = fit_transfer(backbone, TARGET, splits, "pemt", source_dirs, FAST, out, method_options=options)
+    # the shared backbone is handed back as loaded, its LayerNorms frozen again
+    assert all(torch.equal(p, pristine[path]) and not p.requires_grad
+               for path, p in layernorm_parameters(backbone.model).items())
+    assert json.loads((out / CONFIG_FILE).read_text())["method_options"] == options
+
+    saved = load_file(out / WEIGHTS_FILE)
+    saved_layernorms = {k[len("backbone."):]: v for k, v in saved.items() if k.startswith("backbone.")}
+    if train_layernorms:  # every LayerNorm of the backbone, under its path as loaded, moved by training
+        assert saved_layernorms.keys() == pristine.keys()
+        assert all(not torch.equal(v, pristine[path]) for path, v in saved_layernorms.items())
+    else:
+        assert saved_layernorms == {}
+
+    model = load_transfer_model(out, backbone, TARGET)
+    try:
+        assert all(c.sequential == (target_adapter == "sequential") for c in (s.composition for s in model.sites))
+        assert all(torch.equal(p, saved_layernorms.get(path, pristine[path]))  # applied to the backbone while loaded
+                   for path, p in layernorm_parameters(backbone.model).items())
+        again = final_metrics(model, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), 16)
+        logits = eval_logits(model, backbone)
+    finally:
+        model.detach()
+    assert again == result.metrics
+    assert all(torch.equal(p, pristine[path]) for path, p in layernorm_parameters(backbone.model).items())
+
+    other = "parallel" if target_adapter == "sequential" else "sequential"
+    flipped = rewritten_source(out, tmp_path / "flipped", change_config=lambda c: c | {
+        "method_options": options | {"target_adapter": other}})
+    assert not torch.allclose(reloaded_logits(flipped, backbone), logits)  # the recorded placement is the one used
+    if train_layernorms:
+        without = rewritten_source(out, tmp_path / "without", change_tensors=lambda t: {
+            k: (pristine[k[len("backbone."):]] if k.startswith("backbone.") else v) for k, v in t.items()})
+        assert not torch.equal(reloaded_logits(without, backbone), logits)  # the saved LayerNorms are applied
+    else:  # a fit saved before these options existed recorded none: it ran with the parallel adapter, no LayerNorms
+        legacy = rewritten_source(out, tmp_path / "legacy", change_config=lambda c: c | {"method_options": {}})
+        assert torch.equal(reloaded_logits(legacy, backbone), logits) == (target_adapter == "parallel")
     assert no_sites_left(backbone)
 
 
