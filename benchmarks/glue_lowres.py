@@ -51,19 +51,21 @@ class Profile:
     ks: tuple[int, ...]
     seeds: tuple[int, ...]
     note: str
-    max_steps: int | None = None  # per fit (None: the config's, training.targets.max_steps)
+    max_steps: int | None = None  # per fit, at every k (None: the config's budget, training.target_steps)
     overrides: dict = field(default_factory=dict)  # config keys the profile sets (beyond k, seeds and steps)
     larger_k_methods: tuple[str, ...] | None = None  # the methods at every k but the smallest (None: all)
     narrowed: dict = field(default_factory=dict)  # --targets / --methods: config overrides for a part of the profile
 
 
 PROFILES = {
-    # Every method of the config at k = 32, where the papers claim the most; at k = 256 the five that
-    # answer the main question (no transfer, the two references, the two ScaLearns). 3 targets x 3 seeds
-    # x (10 + 5) fits and the recovery check at the config's step budget: 87 min on 2 cores with the
-    # sources cached (measured; HyperFormer++ few-shot at k = 256 would add about 5).
-    "cpu": Profile((32, 256), (1, 2, 3), "sized for 2 CPU cores (90 min with the sources cached)",
-                   larger_k_methods=("adapter", "average", "adapterfusion", "scalearn", "scalearn_plus_plus")),
+    # Every method of the config at k = 32, where the papers claim the most; at k = 256 the three that
+    # answer the main question (no transfer and the two ScaLearns). The budget grows with k
+    # (training.target_steps: 60 steps at k = 32, 240 at k = 256), so a k = 256 fit costs about twice
+    # one at k = 32 (43 s of a fit at 60 steps was evaluation and set-up, measured at d2167a5): keeping
+    # all five methods of the 60-step profile at k = 256 would have taken it to about 2 h. Seeds stay 3
+    # (the intervals need them). Estimated 90 min on 2 cores with the one-time units imported.
+    "cpu": Profile((32, 256), (1, 2, 3), "sized for 2 CPU cores (about 90 min with the one-time units cached)",
+                   larger_k_methods=("adapter", "scalearn", "scalearn_plus_plus")),
     "full": Profile((16, 32, 100, 1000), (1, 2, 3, 4, 5),
                     "for a GPU or a night: ScaLearn's 1,000 steps at the published rates, 5 seeds", 1000,
                     {"transfer.learning_rate": {"default": "published"}}),
@@ -71,7 +73,8 @@ PROFILES = {
 
 
 def profile_config(profile: Profile, k: int, data_dir: str | None, **extra) -> PipelineConfig:
-    steps = {} if profile.max_steps is None else {"training.targets.max_steps": profile.max_steps}
+    steps = {} if profile.max_steps is None else {"training.targets.max_steps": profile.max_steps,
+                                                  "training.target_steps": None}
     return load_config(CONFIG, **{"data.path": data_dir, "data.few_shot.k": k, "seeds": list(profile.seeds),
                                   **steps, **profile.overrides, **profile.narrowed, **extra})
 
@@ -133,6 +136,15 @@ def source_scores(units: pd.DataFrame) -> pd.DataFrame:
     sources = units[(units["stage"] == "sources")]
     cols = ["task", "method"] + sorted(c for c in sources.columns if c.startswith(("validation_", "test_")))
     return sources[cols + [c for c in ("best_epoch", "wall_time_s") if c in sources]].sort_values(["method", "task"])
+
+
+def _step_budget(cfg: PipelineConfig, profile: Profile) -> str:
+    """The fits' step budget in words: fixed, or per k from training.target_steps."""
+    rule = cfg.training.target_steps
+    if rule is None:
+        return f"{cfg.training.targets.max_steps} steps"
+    per_k = ", ".join(f"{rule.steps(k, cfg.training.targets.batch_size)} at k = {k}" for k in profile.ks)
+    return f"{rule.passes:g} passes over the sample, at least {rule.min_steps} steps ({per_k})"
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -238,7 +250,7 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         f"- profile: {profile.note}; k = {list(profile.ks)} training examples per target (label-balanced, drawn per "
         f"seed; as many for validation), seeds {list(profile.seeds)}; test = the whole original dev set"
         + (f"; at k > {profile.ks[0]} the methods {', '.join(profile.larger_k_methods)}" if profile.larger_k_methods and len(profile.ks) > 1 else ""),
-        f"- every fit: {t.max_steps} steps at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
+        f"- every fit: {_step_budget(cfg, profile)} at batch {t.batch_size}, max length {t.max_length}, {t.epochs} rounds, "
         f"the last kept; learning rates (as the fits logged them): {dict(sorted(rates.items()))} (config: transfer.learning_rate "
         f"{dict(cfg.transfer.learning_rate)}); precision "
         f"{t.precision}; sources: {dict(cfg.transfer.source_set)}; head: {dict(cfg.transfer.head_init)}",
