@@ -135,8 +135,9 @@ def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared:
             names = config.transfer.sources_for(method, target, config.sources)
             kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt) if set(names) - {OWN_ADAPTER} else {}
             chosen = [own[(target, seed)] if name == OWN_ADAPTER else kind[name] for name in names]
+            data = [prepared["target"][target][seed] if name == OWN_ADAPTER else prepared["source"][name] for name in names]
             futures.append(fit_transfer_unit.submit(config, prepared["target"][target][seed], method, chosen, seed,
-                                                    parent_run_id))
+                                                    parent_run_id, source_data=data))
         futures += _hyperformer_transfer_fits(config, prepared, pairs, parent_run_id)
         return _wait(futures)
 

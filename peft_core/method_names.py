@@ -42,10 +42,11 @@ def implemented(kind: str, names: tuple[str, ...], implementations: dict[str, T]
     return {name: implementations[name] for name in names}
 
 
-# transfer method -> the keyword options of its builder (`transfer.options`; TransferMethod checks them)
+# transfer method -> its options (`transfer.options`): its builder's keyword options, then those of its choice
+# of sources (AdapterSoup); TransferMethod checks them
 TRANSFER_OPTIONS: dict[str, tuple[str, ...]] = implemented("transfer option", TRANSFER_METHODS, {
     "average": (),
-    "adaptersoup": ("weights",),
+    "adaptersoup": ("weights", "select", "top_k", "sample_size", "include_target"),
     "adapterfusion": ("regularization", "attention_dropout"),
     **{variant: ("omega_dropout",) for variant in SCALEARN_VARIANTS},
     "pemt": ("sparsity_weight", "target_adapter", "train_layernorms"),

@@ -2,7 +2,7 @@
 
     result = fit_transfer(backbone, get_task("rte"), splits, "scalearn", [mnli_dir, rte_dir],
                           TrainConfig(), Path("out/rte-scalearn"))
-    result.extra["weights"]  # {"sources", "sites", "weights": sites × sources, "details"}
+    result.extra["weights"]  # {"sources", "sites", "weights": sites × sources, "details"} (+ "choice")
 
 The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
 compositions, a new head and (PEMT) the target prompt and the backbone's LayerNorms are all that
@@ -28,10 +28,10 @@ from .artifacts import (
     BACKBONE_OVERRIDES, WEIGHTS_FILE, artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries,
 )
 from .backbones import Backbone
-from .compositions import TransferMethod, get_method
+from .compositions import SourceTexts, TransferMethod, get_method
 from .compositions.tracking import TrackedComposition
 from .configs import AdapterConfig, TrainConfig
-from .data.types import DatasetSplits
+from .data.types import DatasetSplits, Example
 from .errors import ArtifactError, ConfigError
 from .layernorms import layernorm_parameters, train_backbone_layernorms
 from .model import AdapterModel
@@ -57,6 +57,11 @@ class SourceAdapter:
     @property
     def adapter_config(self) -> AdapterConfig:
         return AdapterConfig(**self.config["adapter"])
+
+    @property
+    def task(self) -> str:
+        """The task it was trained on (its name may carry a suffix when two sources share one)."""
+        return self.config.get("task", {}).get("name", self.name)
 
     @property
     def prompt(self) -> torch.Tensor | None:
@@ -203,7 +208,8 @@ def weights_report(model: AdapterModel, sources: Sequence[str]) -> dict:
     """Per site, the weight of each source (ω mean, attention, gate) plus each method's details.
 
     `weights` is a sites × sources matrix (a row is None where a tracked method saw no
-    evaluation pass); `details` holds the rest of each site's report (e.g. full ω vectors).
+    evaluation pass); `details` holds the rest of each site's report (e.g. full ω vectors). The
+    fit adds `choice` for a method that chose among its sources (AdapterSoup: the similarities).
     """
     reports = {site.key: site.composition.report() for site in model.sites}
     return {
@@ -227,11 +233,16 @@ def fit_transfer(
     method_options: dict | None = None,
     learning_rate: float | Literal["published"] = "published",
     head_from: str | None = None,
+    source_examples: Sequence[Sequence[Example]] | None = None,
     checkpoint_dir: Path | None = None,
     on_epoch=None,
     on_step: StepCallback | None = None,
 ) -> TrainingResult:
     """Train `method`'s combination of the frozen sources (and a new head) on the target `spec`.
+
+    `source_examples`: each source's training examples, in the order of `source_dirs`, for a
+    method that chooses among its sources by them (AdapterSoup's default, `select: similarity`);
+    the choice is in the artifact (`source_choice`) and in `result.extra["weights"]["choice"]`.
 
     `head_from` names a source whose task head (same task, same labels) the target head starts
     from, instead of a new random one: in ScaLearn's setting the target's own adapter, trained
@@ -247,6 +258,12 @@ def fit_transfer(
     transfer_method = get_method(method)
     train = transfer_method.train_config(train, learning_rate)
     sources = load_sources(source_dirs, backbone, spec.name)
+    if source_examples is not None and len(source_examples) != len(sources):
+        raise ConfigError(f"fit_transfer got training examples of {len(source_examples)} source(s) for "
+                          f"{len(sources)} source adapter(s); give one list per source, in source order")
+    method_options, choice = transfer_method.choose_sources(method_options, SourceTexts(
+        backbone, spec.name, splits.train, [s.name for s in sources], [s.task for s in sources], source_examples,
+        train.max_length))
     with job_model(train, lambda: build_transfer_model(backbone, spec, sources, transfer_method,
                                                        method_options)) as model:
         if head_from is not None:
@@ -254,13 +271,14 @@ def fit_transfer(
         data = encode_splits(spec, splits, backbone, train.max_length)
         run = fit_single_task(model, spec, data, train, before_evaluation=reset_weight_statistics,
                               checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step)
-        report = weights_report(model, [s.name for s in sources])
+        report = weights_report(model, [s.name for s in sources]) | ({"choice": choice} if choice else {})
         config = artifact_config(method, backbone, sources[0].adapter_config, train.to_dict(), run.metrics,
                                  **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch,
                                  sources=[s.describe() for s in sources],
                                  method_options=transfer_method.options_to_record(method_options),
                                  **({"head_from": head_from} if head_from is not None else {}),
-                                 weights={k: report[k] for k in ("sources", "sites", "weights")})
+                                 weights={k: report[k] for k in ("sources", "sites", "weights")},
+                                 **({"source_choice": choice} if choice else {}))
         tensors = {k: p.detach() for k, p in transfer_parameters(model, spec.name).items()}
         save_artifact(output_dir, tensors, config)
     return run.result(output_dir, {"method": method, "sources": [s.describe() for s in sources], "weights": report})

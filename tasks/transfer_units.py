@@ -64,8 +64,10 @@ def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_u
 
 @task(name="fit_transfer", cache_policy=NO_CACHE)
 def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int,
-                      parent_run_id: str | None) -> dict:
-    """Fit `method`'s combination of the frozen `source_units` on the target (or reuse a finished fit)."""
+                      parent_run_id: str | None, source_data: list[dict] | None = None) -> dict:
+    """Fit `method`'s combination of the frozen `source_units` on the target (or reuse a finished fit).
+    `source_data`: the prepared data each source adapter was trained on (in the same order), which a
+    method that chooses among its sources by their training examples reads (AdapterSoup)."""
     spec = prepared_spec(prepared)
     if not source_units:
         raise ConfigError(f"target '{spec.name}' has no source adapters for method '{method}'; "
@@ -75,9 +77,11 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
     head_from = cfg.transfer.head_from(method, spec.name)
 
     def train(out: Path, checkpoint: Path, progress):
+        chooses = get_method(method).choose is not None and source_data is not None
         result = fit_transfer(load_backbone(cfg.backbone), spec, load_splits(prepared["folder"]), method,
                               [Path(u["artifact_dir"]) for u in source_units], train_cfg, out,
                               method_options=options, learning_rate=train_cfg.learning_rate, head_from=head_from,
+                              source_examples=[load_splits(d["folder"]).train for d in source_data] if chooses else None,
                               checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
         report = result.extra["weights"]
         plot_weights_heatmap(report, report["sources"], out / WEIGHTS_PLOT, title=f"{method} → {spec.name}")

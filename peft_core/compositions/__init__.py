@@ -6,6 +6,10 @@ composition per site; building all sites at once is what lets the ++ variants sh
 
     method = get_method("scalearn")
     compositions = method.compositions(banks, adapter_config, {"omega_dropout": 0.1})
+
+A method may also choose among the fit's sources from their training examples before the model
+is built (AdapterSoup: `choose`, whose options are the method's too); `choose_sources` turns the
+fit's options into the builder's and a record of the choice.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from .fusion import FUSION_LEARNING_RATE, AdapterFusion, build_fusion
 from .pemt import LEGACY_OPTIONS as PEMT_LEGACY_OPTIONS, PEMT_LEARNING_RATE, AttentivePrompt, PEMTMixture, build_pemt
 from .scalearn import SCALEARN_LEARNING_RATE, SCALEARN_VARIANTS, ScaLearn, ScaLearnVariant
 from .single import SingleAdapter
-from .soup import AdapterSoup, build_adaptersoup
+from .soup import CHOICE_DEFAULTS as SOUP_CHOICE, AdapterSoup, build_adaptersoup, choose_soup_sources
+from .text_similarity import SourceTexts
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class TransferMethod:
     # options added after fits of the method were first saved -> the value those fits ran with: a fit
     # records each one's value (its default when not given), and a saved fit without it loads with this
     legacy_options: dict = field(default_factory=dict)
+    # AdapterSoup: (the fit's options, its texts) -> (the builder's options, a record of the choice),
+    # called before the model is built; `choice_options` are the options it reads (not the builder's)
+    choose: Callable[[dict, SourceTexts], tuple[dict, dict]] | None = None
+    choice_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         declared = method_names.TRANSFER_OPTIONS[self.name]
@@ -65,9 +74,15 @@ class TransferMethod:
 
     @property
     def options(self) -> tuple[str, ...]:
-        """The keyword options `build` accepts (the method's `method_options`)."""
+        """The method's `method_options`: the keyword options `build` accepts, then `choice_options`."""
         params = inspect.signature(self.build).parameters.values()
-        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY) + self.choice_options
+
+    def choose_sources(self, options: dict | None, texts: SourceTexts) -> tuple[dict, dict | None]:
+        """The options this fit's compositions are built with, and the record of how its sources
+        were chosen (None: the method does not choose)."""
+        options = dict(options or {})
+        return (options, None) if self.choose is None else self.choose(options, texts)
 
     def options_to_record(self, options: dict | None) -> dict:
         """`options` plus the value of every legacy option, so that a default changed later cannot
@@ -86,13 +101,14 @@ class TransferMethod:
         if unknown:
             valid = ", ".join(self.options) or "none"
             raise ConfigError(f"method '{self.name}' has no option(s) {unknown}; its options: {valid}")
-        return self.build(banks, adapter, **options)
+        return self.build(banks, adapter, **{k: v for k, v in options.items() if k not in self.choice_options})
 
 
 TRANSFER_METHODS: dict[str, TransferMethod] = method_names.implemented(
     "transfer method", method_names.TRANSFER_METHODS, {
         "average": TransferMethod("average", build_average),
-        "adaptersoup": TransferMethod("adaptersoup", build_adaptersoup),
+        "adaptersoup": TransferMethod("adaptersoup", build_adaptersoup, choose=choose_soup_sources,
+                                      choice_options=tuple(SOUP_CHOICE)),
         "adapterfusion": TransferMethod("adapterfusion", build_fusion, learning_rate=FUSION_LEARNING_RATE),
         **{name: TransferMethod(name, variant.build, learning_rate=SCALEARN_LEARNING_RATE)
            for name, variant in SCALEARN_VARIANTS.items()},
@@ -110,5 +126,5 @@ def get_method(name: str) -> TransferMethod:
 
 __all__ = [
     "TRANSFER_METHODS", "AdapterFusion", "AdapterSoup", "AttentivePrompt", "PEMTMixture", "ScaLearn",
-    "ScaLearnVariant", "SingleAdapter", "TransferMethod", "UniformAverage", "get_method",
+    "ScaLearnVariant", "SingleAdapter", "SourceTexts", "TransferMethod", "UniformAverage", "get_method",
 ]

@@ -1,4 +1,6 @@
-"""AdapterSoup: the sources' parameters averaged into one frozen adapter per site; only the head trains."""
+"""AdapterSoup: the sources' parameters averaged into one frozen adapter per site; only the head trains.
+By default the sources are chosen by the similarity of their training text to the target's (top 5,
+weighted by similarity, the target's own adapter left out); `select: all` is the uniform soup."""
 
 import json
 
@@ -7,7 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
-from peft_core.compositions import AdapterSoup, SingleAdapter, get_method
+from peft_core.compositions import AdapterSoup, SingleAdapter, SourceTexts, get_method
+from peft_core.compositions import soup as soup_module
+from peft_core.compositions.soup import choose_soup_sources, similarity_choice
+from peft_core.compositions.text_similarity import text_similarities
 from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
@@ -21,7 +26,7 @@ from tasks.config import load_config
 from .conftest import HIDDEN as D
 from .conftest import sentiment_splits
 from .test_compositions import ADAPTER, SPEC, model_logits, random_batch, random_bank, single_adapter_from
-from .test_transfer import FAST, backbone, source_dirs  # noqa: F401  (its module-scoped fixtures: two trained sources)
+from .test_transfer import FAST, SOURCE_TASKS, backbone, rewritten_source, source_dirs  # noqa: F401  (fixtures: two trained sources)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,10 +111,14 @@ def test_a_soup_trains_no_transfer_parameters_at_roberta_base_size():
 
 
 # -- options -----------------------------------------------------------------------------------
-def test_weights_is_the_only_option_and_a_misspelt_one_is_named():
-    assert SOUP.options == ("weights",)
-    with pytest.raises(ConfigError, match=r"method 'adaptersoup' has no option\(s\) \['weight'\]; its options: weights"):
+def test_the_options_and_a_misspelt_one_is_named():
+    assert SOUP.options == ("weights", "select", "top_k", "sample_size", "include_target")
+    with pytest.raises(ConfigError, match=r"method 'adaptersoup' has no option\(s\) \['weight'\]; its options: weights, "
+                                          "select, top_k, sample_size, include_target"):
         SOUP.compositions([random_bank(2)], ADAPTER, {"weight": [1, 1]})
+    # the choice's options are read by the choice, not the builder: given weights are what it averages with
+    built = SOUP.compositions([random_bank(2)], ADAPTER, {"select": "similarity", "top_k": 1, "weights": [1, 3]})
+    assert built[0].report()["weights"] == [0.25, 0.75]
 
 
 @pytest.mark.parametrize("weights, problem", [
@@ -140,6 +149,8 @@ def test_yaml_options_of_adaptersoup_reach_the_fit_as_written(tmp_path):
     config = load_config(write_config(tmp_path, {"weights": [0.7, 0.3, 0.0, 1.0]}))
     assert config.methods == ["adapter", "adaptersoup"]
     assert config.transfer.options_for("adaptersoup") == {"weights": [0.7, 0.3, 0.0, 1.0]}
+    chosen = load_config(write_config(tmp_path, {"select": "similarity", "top_k": 3, "sample_size": 200}))
+    assert chosen.transfer.options_for("adaptersoup") == {"select": "similarity", "top_k": 3, "sample_size": 200}
 
 
 def test_a_misspelt_yaml_option_of_adaptersoup_is_a_one_line_config_error(tmp_path):
@@ -148,7 +159,8 @@ def test_a_misspelt_yaml_option_of_adaptersoup_is_a_one_line_config_error(tmp_pa
         load_config(path)
     message = str(caught.value)
     assert "\n" not in message and str(path) in message and "transfer.options" in message
-    assert "adaptersoup has unknown option(s) ['weigths']; adaptersoup's options: weights" in message
+    assert ("adaptersoup has unknown option(s) ['weigths']; adaptersoup's options: weights, select, top_k, "
+            "sample_size, include_target") in message
 
 
 # -- in a model: only the head trains, and a fit saves and reloads -----------------------------
@@ -218,3 +230,101 @@ def test_wrong_weights_fail_the_fit_before_training_and_leave_the_backbone_clean
                      method_options={"weights": [1, 1, 1]})
     assert not (tmp_path / "fit").exists()
     assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())
+
+
+# -- the choice of sources by similarity (ScaLearn's setting) ------------------------------------
+def test_the_top_k_eligible_sources_are_chosen_and_weighted_by_their_similarity():
+    """Hand-computed: similarities 0.2, 0.9 (the target's own: not eligible), -0.1, 0.5, 0.5; top 3 are
+    sources 3 and 4 (a tie: the earlier first) and 0, weighted 0.5 : 0.5 : 0.2 scaled to sum to 1."""
+    similarities, eligible = [0.2, 0.9, -0.1, 0.5, 0.5], [True, False, True, True, True]
+    assert similarity_choice(similarities, eligible, 3) == pytest.approx({3: 0.5 / 1.2, 4: 0.5 / 1.2, 0: 0.2 / 1.2})
+    assert list(similarity_choice(similarities, eligible, 3)) == [3, 4, 0]
+    assert similarity_choice(similarities, eligible, 5) == pytest.approx({3: 0.5 / 1.2, 4: 0.5 / 1.2, 0: 0.2 / 1.2,
+                                                                          2: 0.0})  # a negative one gets 0
+    assert similarity_choice(similarities, [True] * 5, 1) == {1: 1.0}
+    assert similarity_choice([-0.3, -0.1], [True, True], 2) == {1: 0.5, 0: 0.5}  # none positive: uniform
+
+
+def texts_of(backbone, tasks, examples, target=SPEC.name):
+    names = [f"s{j}" for j in range(len(tasks))]
+    return SourceTexts(backbone, target, sentiment_splits(12, 4).train, names, tasks, examples, 24)
+
+
+def test_the_choice_leaves_out_the_targets_own_adapter_and_records_why(backbone, monkeypatch):
+    tasks = ["sst2", SPEC.name, "cola", "mnli", "qnli", "qqp", "rte"]
+    similarity = [0.2, 0.99, 0.4, 0.1, 0.3, 0.6, 0.5]
+    monkeypatch.setattr(soup_module, "text_similarities", lambda *args: similarity)
+    examples = [sentiment_splits(8, 4, seed=j).train for j in range(len(tasks))]
+    options, record = choose_soup_sources({}, texts_of(backbone, tasks, examples))
+    assert options["weights"] == pytest.approx([0.2 / 2.0, 0.0, 0.4 / 2.0, 0.0, 0.3 / 2.0, 0.6 / 2.0, 0.5 / 2.0])
+    assert record["select"] == "similarity" and record["top_k"] == 5 and record["include_target"] is False
+    assert record["similarity"] == dict(zip([f"s{j}" for j in range(7)], similarity))
+    assert record["left_out"] == ["s1"] and list(record["chosen"]) == ["s5", "s6", "s2", "s4", "s0"]
+    assert record["chosen"]["s5"] == pytest.approx(0.3)
+
+    options, record = choose_soup_sources({"include_target": True, "top_k": 2}, texts_of(backbone, tasks, examples))
+    assert list(record["chosen"]) == ["s1", "s5"] and record["left_out"] == []
+    assert options["weights"][1] == pytest.approx(0.99 / 1.59)
+    # no choice: fixed weights or every source uniformly, recorded as such
+    assert choose_soup_sources({"select": "all"}, texts_of(backbone, tasks, None)) == ({"select": "all"}, {"select": "all"})
+    assert choose_soup_sources({"weights": [1] * 7}, texts_of(backbone, tasks, None))[1] == {"select": "weights"}
+
+
+def test_the_choice_measures_the_examples_and_is_the_same_every_time(backbone):
+    examples = [sentiment_splits(10, 4, seed=3).train, sentiment_splits(30, 4, seed=4).train]
+    texts = texts_of(backbone, ["sst2", "cola"], examples)
+    options, record = choose_soup_sources({"sample_size": 8}, texts)
+    expected = text_similarities(backbone, texts.target_examples, examples, 8, 24)
+    assert list(record["similarity"].values()) == expected and record["sample_size"] == 8
+    assert choose_soup_sources({"sample_size": 8}, texts) == (options, record)
+    assert sum(options["weights"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("options, problem", [
+    ({"select": "best"}, "option 'select' must be one of similarity, all, not 'best'"),
+    ({"top_k": 0}, "option 'top_k' must be a whole number of at least 1, not 0"),
+    ({"sample_size": "100"}, "option 'sample_size' must be a whole number of at least 1, not '100'"),
+    ({"include_target": "yes"}, "option 'include_target' must be true or false, not 'yes'"),
+    ({"select": "similarity", "weights": [1, 1]}, "options 'weights' and select: similarity both set the weights"),
+])
+def test_bad_choice_options_are_one_line_config_errors(options, problem, backbone):
+    with pytest.raises(ConfigError, match=f"adaptersoup {problem}") as caught:
+        choose_soup_sources(options, texts_of(backbone, ["sst2", "cola"], None))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_choice_needs_the_sources_examples_and_a_source_besides_the_target(backbone):
+    with pytest.raises(ConfigError, match="pass each source's training examples .* or set select: all"):
+        choose_soup_sources({}, texts_of(backbone, ["sst2", "cola"], None))
+    with pytest.raises(ConfigError, match="no other source; add sources, or set include_target: true"):
+        choose_soup_sources({}, texts_of(backbone, [SPEC.name], [sentiment_splits(4, 4).train]))
+    with pytest.raises(ConfigError, match="but s1 has none"):
+        choose_soup_sources({}, texts_of(backbone, ["sst2", "cola"], [sentiment_splits(4, 4).train, []]))
+
+
+def test_a_fit_chooses_by_similarity_records_it_and_reloads_without_the_data(backbone, source_dirs, tmp_path):
+    """Two sources and the target's own adapter (a source of the target's task): by default the own
+    one is left out and the two others are weighted by similarity; the artifact holds the weights, so
+    the fit reloads from the source folders alone."""
+    own = rewritten_source(source_dirs[0], tmp_path / "own", lambda c: c | {"task": c["task"] | {"name": SPEC.name}})
+    splits = sentiment_splits()
+    examples = [sentiment_splits(24, 8, seed=j + 1).train for j in range(len(SOURCE_TASKS))] + [splits.train]
+    result = fit_transfer(backbone, SPEC, splits, "adaptersoup", [*source_dirs, own], FAST, tmp_path / "fit",
+                          source_examples=examples)
+    choice = result.extra["weights"]["choice"]
+    assert choice["left_out"] == [SPEC.name] and list(choice["chosen"]) != [] and set(choice["chosen"]) == set(SOURCE_TASKS)
+    similarity = text_similarities(backbone, splits.train, examples, 1000, FAST.max_length)
+    assert list(choice["similarity"].values()) == pytest.approx(similarity)
+    expected = [max(s, 0) / sum(max(t, 0) for t in similarity[:2]) for s in similarity[:2]] + [0.0]
+    assert result.extra["weights"]["weights"][0] == pytest.approx(expected)
+    config = json.loads((tmp_path / "fit" / CONFIG_FILE).read_text())
+    assert config["source_choice"] == choice and config["method_options"]["weights"] == pytest.approx(expected)
+
+    reloaded = load_transfer_model(tmp_path / "fit", backbone, SPEC)
+    try:
+        assert all(site.composition.weights == pytest.approx(expected) for site in reloaded.sites)
+    finally:
+        reloaded.detach()
+    with pytest.raises(ConfigError, match="training examples of 1 source\\(s\\) for 3 source adapter"):
+        fit_transfer(backbone, SPEC, splits, "adaptersoup", [*source_dirs, own], FAST, tmp_path / "again",
+                     source_examples=examples[:1])

@@ -60,7 +60,8 @@ def fits(backbone, tmp_path_factory):
     train_adapter(backbone, SIMILARITY, splits(SIMILARITY), ADAPTER, FAST, root / "similarity")
     found["adapter (regression)"] = (root / "similarity", None)
     for method in TRANSFER_METHODS:
-        fit_transfer(backbone, SENTIMENT, splits(SENTIMENT), method, sources, FAST, root / method)
+        fit_transfer(backbone, SENTIMENT, splits(SENTIMENT), method, sources, FAST, root / method,
+                     source_examples=[splits(spec).train for spec in (SENTIMENT, NLI)])  # AdapterSoup chooses by them
         found[method] = (root / method, None)
     for method in ("hyperformer", "hyperformer_plus_plus"):
         train_multitask(backbone, [SENTIMENT, SIMILARITY], {s.name: splits(s) for s in (SENTIMENT, SIMILARITY)},

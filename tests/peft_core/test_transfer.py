@@ -60,7 +60,9 @@ def no_sites_left(backbone):
 @pytest.mark.parametrize("method", list(TRANSFER_METHODS))
 def test_fit_transfer_end_to_end(method, backbone, source_dirs, tmp_path):
     splits = sentiment_splits()
-    result = fit_transfer(backbone, TARGET, splits, method, source_dirs, FAST, tmp_path / "out")
+    source_examples = [sentiment_splits(24, 8, seed=seed + 1).train for seed in range(len(SOURCE_TASKS))]  # AdapterSoup's
+    result = fit_transfer(backbone, TARGET, splits, method, source_dirs, FAST, tmp_path / "out",
+                          source_examples=source_examples)
     assert no_sites_left(backbone)
     assert {"validation_accuracy", "test_accuracy"} <= set(result.metrics)
     assert len(result.history) >= 1 and result.artifact_dir == tmp_path / "out"
