@@ -2,11 +2,13 @@
 
 The config records what the weights only make sense with: the method and placement, the
 bottleneck settings, the backbone's name and fingerprint, the task spec and label names, the
-training settings, the data digest and the library version. Loading checks the backbone.
+training settings, the data digest and the library version. Loading checks the backbone. What
+the tensors are called, and which kinds of artifact there are, is `artifact_layout`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,10 +26,6 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
 FORMAT_VERSION = 1
 LIBRARY_VERSION = "0.1.0"
-# Tensors under this prefix are values of the shared encoder's own parameters, named by their path in
-# it, that the artifact's model computes with (e.g. the LayerNorms a HyperFormer trained).
-BACKBONE_OVERRIDES = "backbone."
-LEGACY_BACKBONE_OVERRIDES = "backbone_layernorms."  # the same section in materialised adapters written before
 
 
 def artifact_config(method: str, backbone: Backbone, adapter: AdapterConfig | None, training: dict | None,
@@ -44,15 +42,9 @@ def task_entries(spec: TaskSpec, data_digest: str | None) -> dict:
     return {"task": spec.to_json(), "data_digest": data_digest}
 
 
-def backbone_override_tensors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The artifact tensors that carry `params` ({path in the encoder: parameter}) as backbone overrides."""
-    return {BACKBONE_OVERRIDES + path: p.detach().clone() for path, p in params.items()}
-
-
-def backbone_overrides(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """{path in the encoder: value} of the backbone overrides among an artifact's tensors (most have none)."""
-    return {key[len(prefix):]: value for key, value in tensors.items()
-            for prefix in (BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES) if key.startswith(prefix)}
+def joint_task_specs(config: dict) -> list[TaskSpec]:
+    """The task specs a joint multi-task artifact's config records, in its order."""
+    return [TaskSpec.from_json(entry["spec"]) for entry in config["tasks"]]
 
 
 def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
@@ -65,6 +57,11 @@ def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) 
 
     atomic_directory_write(Path(folder), write)
     return Path(folder)
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """A digest of an artifact's weights file: a changed artifact is told apart on reload."""
+    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
 
 
 def read_artifact_config(folder: Path) -> dict:

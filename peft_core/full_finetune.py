@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .artifact_layout import ENCODER, FULL_FINETUNE, HEAD, prefixed, under
 from .artifacts import artifact_config, load_artifact, save_artifact, task_entries
 from .backbones import Backbone
 from .configs import TrainConfig
@@ -42,9 +43,8 @@ def train_full_finetune(
         run = fit_single_task(model, spec, data, train, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
                               on_step=on_step)
     if output_dir is not None:  # saved once detached: the encoder's tensors under its own names, not the sites'
-        tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
-        tensors |= {f"head.{k}": v for k, v in model.heads[spec.name].state_dict().items()}
-        config = artifact_config("full_finetune", backbone, None, train.to_dict(), run.metrics,
+        tensors = prefixed(model.encoder.state_dict(), ENCODER) | prefixed(model.heads[spec.name].state_dict(), HEAD)
+        config = artifact_config(FULL_FINETUNE, backbone, None, train.to_dict(), run.metrics,
                                  **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch)
         save_artifact(output_dir, tensors, config)
     return run.result(output_dir)
@@ -53,8 +53,7 @@ def train_full_finetune(
 def load_full_finetune_model(folder: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
     """Rebuild a `train_full_finetune` model: its encoder weights are copied into `backbone` in place."""
     _, tensors = load_artifact(folder, backbone)
-    encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
-    backbone.model.load_state_dict(encoder)  # before the sites wrap the modules and change their names
+    backbone.model.load_state_dict(under(tensors, ENCODER))  # before the sites wrap the modules and change their names
     model = AdapterModel(backbone, "pfeiffer")
-    model.add_head(spec).load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+    model.add_head(spec).load_state_dict(under(tensors, HEAD))
     return model

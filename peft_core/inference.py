@@ -6,8 +6,9 @@
 
 The folder may hold an adapter (a PEMT source with its prompt, a materialised HyperFormer task),
 a transfer fit (ScaLearn and its variants, averaging, AdapterFusion, PEMT), a full fine-tuning,
-or a joint multi-task model (HyperFormer(++), shared adapter, full multi-task: `task=` picks
-the task). `bundle_fitted_model` copies a transfer fit with the source adapters it stacks, so
+a HyperFormer few-shot fit or a joint multi-task model (HyperFormer(++), shared adapter, full
+multi-task: `task=` picks the task); `artifact_layout.ARTIFACT_KINDS` says which function rebuilds
+each kind. `bundle_fitted_model` copies a transfer fit with the source adapters it stacks, so
 the copy loads on any machine with the same backbone.
 """
 
@@ -21,26 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artifact_layout import ArtifactKind, artifact_kind, bundled_source
 from .artifacts import CONFIG_FILE, WEIGHTS_FILE, read_artifact_config
 from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
-from .compositions import TRANSFER_METHODS
 from .data.encoding import EncodedSplit, collate, make_batches
 from .data.types import Example
 from .errors import ArtifactError, ConfigError
-from .full_finetune import load_full_finetune_model
-from .hyperformer.few_shot import load_hyperformer_transfer
 from .inputs import rows_to_examples
-from .method_names import HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS
 from .metrics import compute_metrics
 from .model import AdapterModel
-from .multitask import load_multitask_model
 from .precision import autocast, default_device, native_bf16
-from .recipes import load_adapter_model
 from .task_specs import TaskSpec, get_task
-from .transfer import load_transfer_model
-
-SOURCES_DIR = "sources"  # a bundle's copies of its source adapters: <bundle>/sources/<source name>/
 
 
 @dataclass
@@ -75,13 +68,11 @@ def load_fitted_model(folder: Path, backbone: Backbone | str | None = None, *, t
     """
     folder = Path(folder)
     config = read_artifact_config(folder)
-    loader = LOADERS.get(config.get("method"))
-    if loader is None:
-        raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, which has no loader; "
-                            f"known: {', '.join(LOADERS)}")
+    kind = artifact_kind(config, folder)
     if not isinstance(backbone, Backbone):
         backbone = load_backbone(backbone or config["backbone"]["name"])
-    model, spec = loader(folder, backbone, config, task)
+    spec = _own_task(folder, config, task)
+    model = _load(kind, folder, backbone, config, spec)
     target = torch.device(device or default_device())
     model.to(target).eval()
     return FittedModel(model, spec, backbone, config, _precision(config, target.type), target)
@@ -92,7 +83,17 @@ def _precision(config: dict, device_type: str) -> str:
     return "bf16" if recorded == "bf16" and native_bf16(device_type) else "fp32"
 
 
-# -- one loader per kind of artifact: (folder, backbone, config, task) -> (model, spec) -----------
+def _load(kind: ArtifactKind, folder: Path, backbone: Backbone, config: dict, spec: TaskSpec) -> AdapterModel:
+    """The model of `folder`, rebuilt by its kind's loader (see `ArtifactKind` for the calls)."""
+    load = kind.loader()
+    if kind.joint:
+        return load(folder, backbone)
+    if kind.stacks_sources:
+        bundled = [bundled_source(folder, s["name"]) for s in config.get("sources") or []]
+        return load(folder, backbone, spec, bundled if bundled and all(d.is_dir() for d in bundled) else None)
+    return load(folder, backbone, spec)
+
+
 def _own_task(folder: Path, config: dict, task: str | None) -> TaskSpec:
     """The spec of the task the artifact was trained on (`task`: which one of a joint model), as the
     artifact records it; artifacts written before specs were recorded whole name a built-in task,
@@ -122,37 +123,6 @@ def fitted_spec(folder: Path, task: str | None = None) -> TaskSpec:
     """The task spec of a fitted folder (`task`: which task of a joint model), without loading it."""
     folder = Path(folder)
     return _own_task(folder, read_artifact_config(folder), task)
-
-
-def _single_task(load: Callable[[Path, Backbone, TaskSpec], AdapterModel]):
-    def loader(folder: Path, backbone: Backbone, config: dict, task: str | None):
-        spec = _own_task(folder, config, task)
-        return load(folder, backbone, spec), spec
-
-    return loader
-
-
-def _transfer(folder: Path, backbone: Backbone, config: dict, task: str | None):
-    spec = _own_task(folder, config, task)
-    bundled = [folder / SOURCES_DIR / s["name"] for s in config.get("sources") or []]
-    sources = bundled if bundled and all(d.is_dir() for d in bundled) else None
-    return load_transfer_model(folder, backbone, spec, sources), spec
-
-
-def _joint(folder: Path, backbone: Backbone, config: dict, task: str | None):
-    spec = _own_task(folder, config, task)
-    return load_multitask_model(folder, backbone), spec
-
-
-LOADERS: dict[str, Callable] = {
-    "adapter": _single_task(load_adapter_model),
-    "prompt_adapter": _single_task(load_adapter_model),
-    "hyperformer_adapter": _single_task(load_adapter_model),
-    "full_finetune": _single_task(load_full_finetune_model),
-    **{method: _transfer for method in TRANSFER_METHODS},
-    **{method: _joint for method in MULTITASK_METHODS},
-    **{method: _single_task(load_hyperformer_transfer) for method in HYPERFORMER_TRANSFER_METHODS},
-}
 
 
 def fitted_tasks(folder: Path) -> list[str]:
@@ -227,10 +197,10 @@ def bundle_fitted_model(folder: Path, destination: Path) -> Path:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copy2(folder / name, tmp / name)
         for source in config.get("sources") or []:
-            copied = folder / SOURCES_DIR / source["name"]
+            copied = bundled_source(folder, source["name"])
             origin = copied if copied.is_dir() else Path(source["adapter_dir"])
             read_artifact_config(origin)  # a clear error when a recorded source folder is gone
-            copy = tmp / SOURCES_DIR / source["name"]
+            copy = bundled_source(tmp, source["name"])
             copy.mkdir(parents=True)
             for name in (CONFIG_FILE, WEIGHTS_FILE):
                 shutil.copy2(origin / name, copy / name)

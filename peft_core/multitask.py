@@ -17,13 +17,16 @@ import math
 from pathlib import Path
 from statistics import mean
 
-from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
+from .artifact_layout import MATERIALISED_ADAPTER
+from .artifacts import (
+    artifact_config, joint_task_specs, load_artifact, read_artifact_config, save_artifact, task_entries,
+)
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
-from .hyperformer import HyperFormerModel, HyperNetConfig
+from .hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer, rebuild_hyperformer
 from .model import AdapterModel
 from .method_names import HYPERFORMER_VARIANTS, MULTITASK_METHODS, MultitaskMethod
 from .jobs import EncodedTaskData, TrainingResult, encode_splits, final_metrics, fit_and_evaluate, job_model
@@ -141,20 +144,13 @@ def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
     if config.get("method") not in MULTITASK_METHODS:
         raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a multi-task model; "
                             f"load it with the loader of that method")
-    specs = [TaskSpec.from_json(entry["spec"]) for entry in config["tasks"]]
-    hypernetwork = HyperNetConfig(**config["hypernetwork"]) if config["hypernetwork"] else None
-    model = build_multitask_model(backbone, specs, config["method"], AdapterConfig(**config["adapter"]), hypernetwork)
+    if config["method"] in HYPERFORMER_VARIANTS:
+        return rebuild_hyperformer(backbone, config, tensors, folder)
+    model = build_multitask_model(backbone, joint_task_specs(config), config["method"],
+                                  AdapterConfig(**config["adapter"]))
     model.load_saved_parameters(model.trainable_parameters(), tensors, folder,
                                 f"{config['method']}: re-run the multi-task stage")
     return model
-
-
-def load_hyperformer(folder: Path, backbone: Backbone) -> HyperFormerModel:
-    method = read_artifact_config(folder).get("method")
-    if method not in HYPERFORMER_VARIANTS:
-        raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer "
-                            f"({' or '.join(HYPERFORMER_VARIANTS)})")
-    return load_multitask_model(folder, backbone)
 
 
 def materialise_adapter(source: Path | HyperFormerModel, backbone: Backbone, task: str, output_dir: Path) -> Path:
@@ -174,7 +170,7 @@ def materialise_adapter(source: Path | HyperFormerModel, backbone: Backbone, tas
         metrics = {f"{split}_{m}": joint_metrics[f"{task}_{split}_{m}"] for split in ("validation", "test")
                    for m in spec.metrics if f"{task}_{split}_{m}" in joint_metrics}
         config = artifact_config(
-            "hyperformer_adapter", backbone, model.adapter_config, saved.get("training"), metrics,
+            MATERIALISED_ADAPTER, backbone, model.adapter_config, saved.get("training"), metrics,
             **task_entries(spec, entry.get("data_digest")),
             materialised_from={"method": model.hypernetwork.config.variant,
                                "folder": str(source) if from_folder else None},

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import artifact_config, backbone_overrides, load_artifact, read_artifact_config, save_artifact, task_entries
+from .artifact_layout import (
+    ADAPTER, HEAD, PROMPT_ADAPTER, PROMPT_EMBEDDINGS, backbone_overrides, single_adapter_tensors, site_tensors, under,
+)
+from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
@@ -24,15 +27,9 @@ from .training import StepCallback
 
 def adapter_tensors(model: AdapterModel, task: str) -> dict[str, torch.Tensor]:
     """The artifact layout of a one-adapter model: per-site adapter, head, and prompt if any."""
-    tensors = {}
-    for site in model.sites:
-        for name, value in site.composition.adapter_state().items():
-            tensors[f"sites.{site.key}.{name}"] = value
-    for name, value in model.heads[task].state_dict().items():
-        tensors[f"head.{name}"] = value
-    if model.prompt is not None:
-        tensors["prompt.embeddings"] = model.prompt.embeddings.detach()
-    return tensors
+    return single_adapter_tensors({site.key: site.composition.adapter_state() for site in model.sites},
+                                  model.heads[task].state_dict(),
+                                  model.prompt.embeddings.detach() if model.prompt is not None else None)
 
 
 def build_adapter_model(backbone: Backbone, spec: TaskSpec, adapter: AdapterConfig, *, with_prompt: bool = False) -> AdapterModel:
@@ -62,7 +59,7 @@ def train_adapter(
         data = encode_splits(spec, splits, backbone, train.max_length)
         run = fit_single_task(model, spec, data, train, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
                               on_step=on_step)
-        config = artifact_config("prompt_adapter" if with_prompt else "adapter", backbone, adapter, train.to_dict(),
+        config = artifact_config(PROMPT_ADAPTER if with_prompt else ADAPTER, backbone, adapter, train.to_dict(),
                                  run.metrics, **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch)
         save_artifact(output_dir, adapter_tensors(model, spec.name), config)
     return run.result(output_dir)
@@ -72,14 +69,13 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
     """Rebuild the model an adapter artifact was trained as (checks the backbone fingerprint)."""
     config, tensors = load_artifact(adapter_dir, backbone)
     adapter = AdapterConfig(**config["adapter"])
-    model = build_adapter_model(backbone, spec, adapter, with_prompt="prompt.embeddings" in tensors)
+    model = build_adapter_model(backbone, spec, adapter, with_prompt=PROMPT_EMBEDDINGS in tensors)
     for site in model.sites:
-        prefix = f"sites.{site.key}."
-        site.composition.load_adapter_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    model.heads[spec.name].load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+        site.composition.load_adapter_state(site_tensors(tensors, site.key))
+    model.heads[spec.name].load_state_dict(under(tensors, HEAD))
     if model.prompt is not None:
         with torch.no_grad():
-            model.prompt.embeddings.copy_(tensors["prompt.embeddings"])
+            model.prompt.embeddings.copy_(tensors[PROMPT_EMBEDDINGS])
     model.override_backbone(backbone_overrides(tensors))
     return model
 

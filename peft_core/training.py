@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from .artifact_layout import CHECKPOINT_BEST, CHECKPOINT_CURRENT, prefixed, under
 from .checkpoints import load_checkpoint, optimizer_from_files, save_checkpoint
 from .configs import TrainConfig
 from .data.encoding import EncodedSplit, collate, make_batches
@@ -115,8 +116,8 @@ def fit(
     restored = load_checkpoint(checkpoint_dir) if checkpoint_dir else None
     if restored is not None:
         weights, opt_tensors, state = restored
-        _copy_into(trainable, {k[len("current/"):]: v for k, v in weights.items() if k.startswith("current/")})
-        best_weights = {k[len("best/"):]: v for k, v in weights.items() if k.startswith("best/")}
+        _copy_into(trainable, under(weights, CHECKPOINT_CURRENT))
+        best_weights = under(weights, CHECKPOINT_BEST)
         optimizer_from_files(optimizer, opt_tensors, state["optimizer"])
         start_epoch = result.resumed_from_epoch = state["epoch"]
         best_score, epochs_without_gain = state["best_score"], state["epochs_without_gain"]
@@ -160,7 +161,7 @@ def fit(
         else:
             epochs_without_gain += 1
         if checkpoint_dir:
-            weights = {f"current/{k}": p for k, p in trainable.items()} | {f"best/{k}": v for k, v in best_weights.items()}
+            weights = prefixed(trainable, CHECKPOINT_CURRENT) | prefixed(best_weights, CHECKPOINT_BEST)
             save_checkpoint(checkpoint_dir, weights, optimizer, {
                 "epoch": epoch + 1, "best_score": best_score, "epochs_without_gain": epochs_without_gain,
                 "best_epoch": result.best_epoch, "best_validation": result.best_validation,

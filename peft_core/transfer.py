@@ -14,7 +14,6 @@ the caller to log or draw (`weights_plot`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ import torch
 from torch import nn
 
 from .adapters import AdapterBank
+from .artifact_layout import BACKBONE, HEAD, PROMPT, PROMPT_EMBEDDINGS, prefixed, site_prefix, site_tensors, under
 from .artifacts import (
-    BACKBONE_OVERRIDES, WEIGHTS_FILE, artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries,
+    artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries, weights_fingerprint,
 )
 from .backbones import Backbone
 from .compositions import SourceTexts, TransferMethod, get_method
@@ -39,8 +39,6 @@ from .prompts import description_embeddings
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .task_specs import TaskSpec
 from .training import StepCallback
-
-PROMPT_TENSOR = "prompt.embeddings"
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -65,11 +63,10 @@ class SourceAdapter:
 
     @property
     def prompt(self) -> torch.Tensor | None:
-        return self.tensors.get(PROMPT_TENSOR)
+        return self.tensors.get(PROMPT_EMBEDDINGS)
 
     def site_state(self, key: str) -> dict[str, torch.Tensor]:
-        prefix = f"sites.{key}."
-        state = {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        state = site_tensors(self.tensors, key)
         if not state:
             raise ArtifactError(f"source '{self.name}' ({self.directory}) has no adapter for site {key}; "
                                 "it was trained for another model layout, retrain it")
@@ -77,10 +74,6 @@ class SourceAdapter:
 
     def describe(self) -> dict:
         return {"name": self.name, "adapter_dir": str(self.directory.resolve()), "fingerprint": self.fingerprint}
-
-
-def weights_fingerprint(folder: Path) -> str:
-    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
 
 
 def load_sources(source_dirs: Sequence[Path], backbone: Backbone, target: str) -> list[SourceAdapter]:
@@ -172,7 +165,7 @@ def start_head_from(model: AdapterModel, spec: TaskSpec, sources: Sequence[Sourc
     if source is None:
         raise ConfigError(f"head_from names source '{name}', which is not among the sources "
                           f"({', '.join(s.name for s in sources)}); name one of them or start a new head")
-    saved = {k[len("head."):]: v for k, v in source.tensors.items() if k.startswith("head.")}
+    saved = under(source.tensors, HEAD)
     head = model.heads[spec.name]
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     if {k: tuple(v.shape) for k, v in saved.items()} != shapes:
@@ -187,14 +180,14 @@ def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Paramete
     train). A Parameter shared by several sites (ScaLearn++'s ω) appears once, under the first site."""
     named: dict[str, nn.Parameter] = {}
     seen: set[int] = set()
-    groups = [(f"sites.{site.key}", site.composition) for site in model.sites]
-    groups += [("head", model.heads[task])] + ([("prompt", model.prompt)] if model.prompt is not None else [])
+    groups = [(site_prefix(site.key), site.composition) for site in model.sites]
+    groups += [(HEAD, model.heads[task])] + ([(PROMPT, model.prompt)] if model.prompt is not None else [])
     for prefix, module in groups:
         for name, p in module.named_parameters():
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
-                named[f"{prefix}.{name}"] = p
-    layernorms = {BACKBONE_OVERRIDES + path: p for path, p in layernorm_parameters(model.encoder).items()}
+                named[prefix + name] = p
+    layernorms = prefixed(layernorm_parameters(model.encoder), BACKBONE)
     return named | {name: p for name, p in layernorms.items() if p.requires_grad}
 
 

@@ -4,7 +4,7 @@ from .composition import GeneratedAdapters, HyperAdapter
 from .counting import config_layernorm_count, hyperformer_parameter_count
 from .hypernetwork import POSITIONS, HyperNetConfig, HyperNetwork, TaskEmbeddings
 from .layernorms import layernorm_parameters, load_backbone_layernorms
-from .model import HyperFormerModel
+from .model import HyperFormerModel, load_hyperformer, rebuild_hyperformer
 
 __all__ = [
     "POSITIONS",
@@ -18,4 +18,6 @@ __all__ = [
     "hyperformer_parameter_count",
     "layernorm_parameters",
     "load_backbone_layernorms",
+    "load_hyperformer",
+    "rebuild_hyperformer",
 ]

@@ -23,21 +23,22 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
+from ..artifact_layout import HEAD, HYPERNETWORK, prefixed, under
+from ..artifacts import (
+    artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries, weights_fingerprint,
+)
 from ..backbones import Backbone
 from ..configs import AdapterConfig, TrainConfig
 from ..data.types import DatasetSplits
 from ..errors import ArtifactError, ConfigError
 from ..few_shot_options import MEAN, FewShotOptions
-from ..multitask import load_hyperformer
 from ..jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from ..method_names import FEW_SHOT_SUFFIX, HYPERFORMER_TRANSFER_METHODS
 from ..task_specs import TaskSpec
 from ..training import StepCallback
-from ..transfer import weights_fingerprint
 from .hypernetwork import HyperNetConfig
 from .layernorms import layernorm_parameters, layernorm_tensors, load_backbone_layernorms
-from .model import HyperFormerModel
+from .model import HyperFormerModel, load_hyperformer
 
 TASK_EMBEDDING = "task_embeddings.weight"  # in the hypernetwork's state
 
@@ -51,7 +52,7 @@ class JointHyperFormer:
     hypernetwork: HyperNetConfig
     tasks: list[str]
     hypernetwork_state: dict[str, torch.Tensor]
-    layernorms: dict[str, torch.Tensor]  # artifact layout: backbone_layernorms.<path>
+    layernorms: dict[str, torch.Tensor]  # artifact layout: backbone overrides, backbone.<path>
     described: dict
 
     def embedding_for(self, init_from: str) -> torch.Tensor:
@@ -111,8 +112,7 @@ def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: 
 
 def target_tensors(model: HyperFormerModel, task: str) -> dict[str, torch.Tensor]:
     """Everything the target model computes with beyond the backbone as loaded (artifact layout)."""
-    tensors = {f"hypernetwork.{k}": v.detach() for k, v in model.hypernetwork.state_dict().items()}
-    tensors |= {f"head.{k}": v.detach() for k, v in model.heads[task].state_dict().items()}
+    tensors = prefixed(model.hypernetwork.state_dict(), HYPERNETWORK) | prefixed(model.heads[task].state_dict(), HEAD)
     return tensors | layernorm_tensors(model.encoder)
 
 
@@ -165,8 +165,8 @@ def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) 
                             f"({' or '.join(HYPERFORMER_TRANSFER_METHODS)})")
     model = HyperFormerModel(backbone, [spec], AdapterConfig(**config["adapter"]), HyperNetConfig(**config["hypernetwork"]))
     try:
-        model.hypernetwork.load_state_dict(_under(tensors, "hypernetwork."))
-        model.heads[spec.name].load_state_dict(_under(tensors, "head."))
+        model.hypernetwork.load_state_dict(under(tensors, HYPERNETWORK))
+        model.heads[spec.name].load_state_dict(under(tensors, HEAD))
         load_backbone_layernorms(model.encoder, tensors)
     except (RuntimeError, KeyError) as exc:
         model.detach()
@@ -174,7 +174,3 @@ def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) 
                             f"({str(exc).splitlines()[0]}); re-run its transfer fit") from None
     _train_only(model, FewShotOptions(config["few_shot"]["init_from"], config["few_shot"]["train_hypernetwork"]))
     return model
-
-
-def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

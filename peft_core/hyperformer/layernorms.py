@@ -2,8 +2,8 @@
 
 They are named by their path in the encoder (`embeddings.LayerNorm.weight`, ...; see
 `peft_core.layernorms`, which holds what any method that trains them shares) and stored in
-HyperFormer's artifacts under `backbone_layernorms.` (a materialised adapter carries them as generic
-backbone overrides, `artifacts.BACKBONE_OVERRIDES`).
+HyperFormer's artifacts as backbone overrides (`backbone.<path>`, `artifact_layout`; few-shot fits
+written before it used `backbone_layernorms.<path>`, which still loads).
 """
 
 from __future__ import annotations
@@ -11,26 +11,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..artifact_layout import backbone_override_tensors, backbone_overrides
 from ..layernorms import LayerNormSnapshot, layernorm_parameter_count, layernorm_parameters
 
-PREFIX = "backbone_layernorms."
-
-__all__ = ["PREFIX", "LayerNormSnapshot", "layernorm_parameter_count", "layernorm_parameters", "layernorm_tensors",
+__all__ = ["LayerNormSnapshot", "layernorm_parameter_count", "layernorm_parameters", "layernorm_tensors",
            "load_backbone_layernorms"]
 
 
 def layernorm_tensors(encoder: nn.Module) -> dict[str, torch.Tensor]:
-    """The LayerNorm weights in artifact layout (`backbone_layernorms.<path>`)."""
-    return {PREFIX + name: p.detach().clone() for name, p in layernorm_parameters(encoder).items()}
+    """The LayerNorm weights in artifact layout (backbone overrides, `backbone.<path>`)."""
+    return backbone_override_tensors(layernorm_parameters(encoder))
 
 
 @torch.no_grad()
 def load_backbone_layernorms(encoder: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy the `backbone_layernorms.*` entries of an artifact's tensors into the encoder, if any.
+    """Copy the backbone overrides among an artifact's tensors (its LayerNorms) into the encoder, if any.
 
     The encoder is changed in place (it is the shared backbone); `LayerNormSnapshot` undoes it.
     """
     params = layernorm_parameters(encoder)
-    for key, value in tensors.items():
-        if key.startswith(PREFIX):
-            params[key[len(PREFIX):]].copy_(value)
+    for path, value in backbone_overrides(tensors).items():
+        params[path].copy_(value)

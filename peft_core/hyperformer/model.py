@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from ..artifacts import backbone_override_tensors
+from ..artifact_layout import single_adapter_tensors
+from ..artifacts import joint_task_specs, load_artifact, read_artifact_config
 from ..backbones import Backbone
 from ..configs import AdapterConfig
+from ..errors import ArtifactError
+from ..method_names import HYPERFORMER_VARIANTS
 from ..model import AdapterModel, ModelOutput
 from ..task_specs import TaskSpec
 from .composition import GeneratedAdapters, HyperAdapter
@@ -59,13 +63,10 @@ class HyperFormerModel(AdapterModel):
     def materialised_tensors(self, task: str) -> dict[str, torch.Tensor]:
         """`task`'s generated adapters, head and the backbone LayerNorms (as backbone overrides), as a
         single-adapter artifact."""
-        tensors = {}
-        for site in self.sites:
-            for name, value in site.composition.weights(task).items():
-                tensors[f"sites.{site.key}.{name}"] = value.clone()
+        sites = {site.key: {name: value.clone() for name, value in site.composition.weights(task).items()}
+                 for site in self.sites}
         self.generated.clear()
-        tensors |= {f"head.{name}": value for name, value in self.heads[task].state_dict().items()}
-        return tensors | backbone_override_tensors(layernorm_parameters(self.encoder))
+        return single_adapter_tensors(sites, self.heads[task].state_dict(), backbone=layernorm_parameters(self.encoder))
 
     def closed_form_parameter_count(self) -> dict[str, int]:
         """`hyperformer_parameter_count` for this model's sizes (compare with `count_parameters`)."""
@@ -73,3 +74,24 @@ class HyperFormerModel(AdapterModel):
         return hyperformer_parameter_count(info.hidden_size, info.num_layers, len(self.tasks),
                                            self.adapter_config.reduction_factor, self.hypernetwork.config,
                                            layernorm_params=layernorm_parameter_count(self.encoder))
+
+
+def load_hyperformer(folder: Path, backbone: Backbone) -> HyperFormerModel:
+    """Rebuild a joint HyperFormer(++) that `multitask.train_multitask` saved (checks the method, then
+    the backbone fingerprint). Its LayerNorms are loaded into `backbone` in place, put back by `detach()`."""
+    method = read_artifact_config(folder).get("method")
+    if method not in HYPERFORMER_VARIANTS:
+        raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer "
+                            f"({' or '.join(HYPERFORMER_VARIANTS)})")
+    config, tensors = load_artifact(folder, backbone)
+    return rebuild_hyperformer(backbone, config, tensors, folder)
+
+
+def rebuild_hyperformer(backbone: Backbone, config: dict, tensors: dict[str, torch.Tensor],
+                        folder: Path) -> HyperFormerModel:
+    """The joint HyperFormer(++) of a loaded artifact (`config`, `tensors`: `load_artifact`'s)."""
+    hypernetwork = replace(HyperNetConfig(**config["hypernetwork"]), variant=config["method"])
+    model = HyperFormerModel(backbone, joint_task_specs(config), AdapterConfig(**config["adapter"]), hypernetwork)
+    model.load_saved_parameters(model.trainable_parameters(), tensors, folder,
+                                f"{config['method']}: re-run the multi-task stage")
+    return model

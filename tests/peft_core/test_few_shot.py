@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from peft_core.artifact_layout import BACKBONE
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.few_shot_options import FewShotOptions
 from peft_core.hyperformer.few_shot import (
     build_hyperformer_transfer_model, fit_hyperformer_transfer, load_hyperformer_transfer, read_joint_hyperformer,
 )
-from peft_core.hyperformer.layernorms import PREFIX as LAYERNORMS
 from peft_core.inference import load_fitted_model
 from peft_core.multitask import train_multitask
 from peft_core.recipes import train_adapter
@@ -132,7 +132,7 @@ def test_a_frozen_hypernetwork_stays_bit_identical_and_the_backbone_is_restored(
         if name != "task_embeddings.weight":
             assert torch.equal(saved[f"hypernetwork.{name}"], value), name
     assert not torch.equal(saved["hypernetwork.task_embeddings.weight"][0], joint.hypernetwork_state["task_embeddings.weight"][0])
-    layernorms = {k: v for k, v in saved.items() if k.startswith(LAYERNORMS)}
+    layernorms = {k: v for k, v in saved.items() if k.startswith(BACKBONE)}
     assert layernorms.keys() == joint.layernorms.keys() and all(torch.equal(layernorms[k], joint.layernorms[k]) for k in layernorms)
 
     config = json.loads((tmp_path / "fit" / "adapter_config.json").read_text())

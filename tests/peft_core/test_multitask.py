@@ -10,13 +10,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertTokenizer
 
-from peft_core.artifacts import BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES, WEIGHTS_FILE, save_artifact
+from peft_core.artifact_layout import BACKBONE, LEGACY_BACKBONE
+from peft_core.artifacts import WEIGHTS_FILE, save_artifact
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.errors import ArtifactError, ConfigError
-from peft_core.hyperformer import HyperFormerModel, HyperNetConfig
+from peft_core.hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer
 from peft_core.jobs import encode_splits
-from peft_core.multitask import load_hyperformer, load_multitask_model, materialise_adapter, train_multitask
+from peft_core.multitask import load_multitask_model, materialise_adapter, train_multitask
 from peft_core.recipes import load_adapter_model
 from peft_core.task_specs import TaskSpec
 from peft_core.training import evaluate
@@ -121,8 +122,8 @@ def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer,
     assert restored.keys() == original.keys() and all(torch.equal(restored[k], original[k]) for k in original)
 
     tensors = load_file(tmp_path / "overlap" / WEIGHTS_FILE)
-    assert any(k.startswith(BACKBONE_OVERRIDES) for k in tensors)
-    legacy = {k.replace(BACKBONE_OVERRIDES, LEGACY_BACKBONE_OVERRIDES, 1): v for k, v in tensors.items()}
+    assert any(k.startswith(BACKBONE) for k in tensors)
+    legacy = {k.replace(BACKBONE, LEGACY_BACKBONE, 1): v for k, v in tensors.items()}
     save_artifact(tmp_path / "legacy", legacy, config)  # as materialised adapters were written before
     adapter = load_adapter_model(tmp_path / "legacy", backbone, OVERLAP)
     adapter.eval()
