@@ -47,7 +47,7 @@ def plot_target_heatmaps(reports: dict[str, dict], target: str, path: Path) -> P
     fig, axes = plt.subplots(1, len(drawn), figsize=(len(drawn) * (1.6 + 0.9 * sources), 1.4 + 0.45 * sites), squeeze=False)
     titles = {"scalearn": f"ScaLearn ω (mean over d) → {target}", "pemt": f"PEMT gate → {target}"}
     for ax, (method, report) in zip(axes[0], drawn.items()):
-        draw_weights_heatmap(ax, report, report["sources"], titles[method])
+        draw_weights_heatmap(ax, report, report["sources"], titles[method], method=method)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
