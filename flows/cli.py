@@ -104,7 +104,7 @@ def run(
 
     run_stage(cfg, None if stage == "pipeline" else stage)
     if stage != "prepare":
-        _print_report(cfg, "table")
+        _print_report(cfg, "table", config_path=config)
 
 
 def _config(path: Path | None, **overrides) -> PipelineConfig:
@@ -202,11 +202,12 @@ def report(
     if format not in ("table", "csv", "markdown"):
         raise ConfigError(f"unknown format '{format}'; use table, csv or markdown")
     cfg = _tracked_config(config, experiment)
-    _print_report(cfg, format, run_id, all_experiments=config is None and experiment is None)
+    _print_report(cfg, format, run_id, all_experiments=config is None and experiment is None, config_path=config)
 
 
-def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_experiments: bool = False) -> None:
-    from tasks.reporting import choose_pipeline_run, comparison_table, to_markdown, transfer_summary
+def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_experiments: bool = False,
+                  config_path: Path | None = None) -> None:
+    from tasks.reporting import choose_pipeline_run, comparison_table, to_csv, to_markdown, transfer_summary
     from tasks.tracking import Tracking
 
     tracking = Tracking.from_config(cfg)
@@ -215,24 +216,34 @@ def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_
         err.print(f"note: {chosen.note}", highlight=False, soft_wrap=True)
     table = comparison_table(tracking, chosen.run.info.run_id)
     if fmt == "csv":
-        table.to_csv(sys.stdout, index=False)
+        err.print(chosen.title(), highlight=False, soft_wrap=True)  # stdout stays one CSV table
+        to_csv(table, sys.stdout)
         return
     if fmt == "markdown":
-        print(to_markdown(table))
+        print(f"**{chosen.title()}**\n\n{to_markdown(table)}")
         return
-    console.print(_rich_table(table, f"adapterflow — run {chosen.describe()}"))
+    console.print(_rich_table(table, chosen.title()))
     if table.empty:
         console.print("This run has no finished units yet.")
     for line in transfer_summary(table, tracking):
         console.print(line, highlight=False)
     console.print(f"MLflow store: {tracking.uri}")
-    if tracking.uri.startswith("sqlite:"):
-        console.print(f"Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking.uri} --host 127.0.0.1")
-    if "PREFECT_API_URL" in os.environ:
-        console.print(f"Prefect API: {os.environ['PREFECT_API_URL']}")
-    else:
-        console.print(f"Open the Prefect UI:  PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start "
-                      "--host 127.0.0.1  (the flow runs are in that Prefect home)")
+    for line in _ui_hints(tracking.uri, config_path):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _ui_hints(tracking_uri: str, config_path: Path | None) -> list[str]:
+    """Where to see the runs: the servers in use, or `adapterflow up` for those this home lacks."""
+    prefect_api = os.environ.get("PREFECT_API_URL")
+    shown = {"MLflow": tracking_uri if tracking_uri.startswith(("http://", "https://")) else None,
+             "Prefect": prefect_api.rstrip("/").removesuffix("/api") if prefect_api else None}
+    lines = [f"{name} UI: {url}" for name, url in shown.items() if url]
+    missing = [name for name, url in shown.items() if not url]
+    if missing:
+        up = f"`.venv/bin/adapterflow up{f' {config_path}' if config_path else ''}`"
+        lines.append(f"{' and '.join(missing)} UI{'s' if len(missing) > 1 else ''}: {up} serves this home's runs "
+                     "and prints their addresses")
+    return lines
 
 
 @app.command()
@@ -325,28 +336,31 @@ def import_command(
     from tasks.units import registry_name
 
     done = import_units(Tracking.from_config(cfg), folder, cfg.backbone,
-                        lambda task, method: registry_name(cfg, task, method), cfg.home_dir() / "artifact-cache")
+                        lambda stage, task, method: registry_name(cfg, stage, task, method),
+                        cfg.home_dir() / "artifact-cache")
     console.print(f"imported {len(done['imported'])} unit(s); {len(done['present'])} already in the store",
                   highlight=False)
 
 def _metrics_cell(row, prefix: str) -> str:
-    return ", ".join(f"{name[len(prefix):]} {value:.4f}" for name, value in row.items()
-                     if name.startswith(prefix) and value == value)  # value == value skips NaN
+    from tasks.reporting import MISSING
 
-
-def _count(value) -> str:
-    return "-" if value is None or value != value else f"{int(value):,}"  # value != value: NaN
+    cells = [f"{name[len(prefix):]} {value:.4f}" for name, value in row.items()
+             if name.startswith(prefix) and value == value]  # value == value skips NaN
+    return ", ".join(cells) or MISSING
 
 
 def _rich_table(table, title: str) -> Table:
     """One line per unit: the metrics folded into two cells so the table fits a terminal."""
-    out = Table("task", "method", "stage", "test", "validation", "params (head)", "time s", "peak MB", title=title)
+    from tasks.reporting import format_cell
+
+    out = Table("task", "method", "stage", "seed", "test", "validation", "params (head)", "time s", "peak MB", "reused",
+                title=title)
     for _, row in table.iterrows():
-        params = f"{_count(row.get('trainable_params'))} ({_count(row.get('head_params'))})"
-        seed = f" (seed {int(row['seed'])})" if row.get("seed") == row.get("seed") and row.get("seed") is not None else ""
-        out.add_row(row["task"], row["method"] + seed + (" (reused)" if row.get("reused") else ""), row["stage"],
-                    _metrics_cell(row, "test_"), _metrics_cell(row, "validation_"), params,
-                    f"{row.get('wall_time_s', float('nan')):.1f}", f"{row.get('peak_memory_mb', float('nan')):.0f}")
+        cell = {c: format_cell(c, row.get(c)) for c in ("seed", "trainable_params", "head_params", "wall_time_s",
+                                                        "peak_memory_mb", "reused")}
+        out.add_row(row["task"], row["method"], row["stage"], cell["seed"], _metrics_cell(row, "test_"),
+                    _metrics_cell(row, "validation_"), f"{cell['trainable_params']} ({cell['head_params']})",
+                    cell["wall_time_s"], cell["peak_memory_mb"], cell["reused"])
     return out
 
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +41,7 @@ class Server:
     health_path: str
     env_var: str  # how clients find it: `env_var` = base URL + `env_path`
     env_path: str = ""
+    own_env: dict[str, str] = field(default_factory=dict)  # the server process's settings besides the CLI's
 
     @property
     def url(self) -> str:
@@ -53,7 +54,12 @@ def _servers(home: Path, prefect_port: int, mlflow_port: int) -> list[Server]:
               "--workers", "1",  # one process writing the SQLite store
               "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
               "--serve-artifacts", "--artifacts-destination", str(home / "mlartifacts")]
-    return [Server("prefect", prefect_port, "--prefect-port", prefect, "/api/health", "PREFECT_API_URL", "/api"),
+    # The UI's pages call the API at PREFECT_UI_API_URL, which defaults to PREFECT_API_URL (another
+    # server's, when set) or else port 4200, not to the `--port` the server listens on.
+    api = f"http://{HOST}:{prefect_port}/api"
+    prefect_env = {"PREFECT_SERVER_UI_API_URL": api, "PREFECT_UI_API_URL": api, "PREFECT_API_URL": api}
+    return [Server("prefect", prefect_port, "--prefect-port", prefect, "/api/health", "PREFECT_API_URL", "/api",
+                   prefect_env),
             Server("mlflow", mlflow_port, "--mlflow-port", mlflow, "/health", "MLFLOW_TRACKING_URI")]
 
 
@@ -159,8 +165,9 @@ def run_servers(home: Path, prefect_port: int, mlflow_port: int, say: Callable[[
         for server in servers:
             with open(logs / f"{server.name}-server.log", "w") as log:
                 # A session of its own: Ctrl-C reaches only `up`, which then stops the whole group.
-                processes[server.name] = subprocess.Popen(server.command, env=env, stdin=subprocess.DEVNULL,
-                                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                processes[server.name] = subprocess.Popen(server.command, env=env | server.own_env,
+                                                          stdin=subprocess.DEVNULL, stdout=log,
+                                                          stderr=subprocess.STDOUT, start_new_session=True)
         _wait_until_answering(servers, processes, logs)
         servers_file.write_text(json.dumps({
             "pid": os.getpid(), "env": {s.env_var: s.url + s.env_path for s in servers},

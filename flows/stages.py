@@ -66,7 +66,7 @@ def _parent_run(config: PipelineConfig, parent_run_id: str | None, label: str):
     end_run(tracking, run_id)
 
 
-@flow(name="prepare", log_prints=True)
+@flow(name="prepare", log_prints=True, flow_run_name="prepare {config.name}")
 def prepare(config: PipelineConfig) -> dict[str, dict]:
     """Prepared splits: {"source": {task: info}, "target": {task: {seed: info}}} (targets per seed:
     under data.few_shot every seed draws its own sample)."""
@@ -89,7 +89,7 @@ def source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
     return [(t, seed, p) for t in config.sources for seed in config.source_seed_list() for p in prompt_kinds]
 
 
-@flow(name="sources", log_prints=True)
+@flow(name="sources", log_prints=True, flow_run_name="sources {config.name}")
 def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
     """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
     with _parent_run(config, parent_run_id, "sources") as parent_run_id:
@@ -113,7 +113,7 @@ def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[
     return find_source_units(config, prepared["source"], seed, with_prompt)
 
 
-@flow(name="transfer", log_prints=True)
+@flow(name="transfer", log_prints=True, flow_run_name="transfer {config.name}")
 def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None,
              source_units: list[dict] | None = None) -> list[dict]:
     """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel."""
@@ -158,7 +158,7 @@ def _hyperformer_transfer_fits(config: PipelineConfig, prepared: dict, pairs: li
     return list(joint.values()) + fits
 
 
-@flow(name="multitask", log_prints=True)
+@flow(name="multitask", log_prints=True, flow_run_name="multitask {config.name}")
 def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
     """Joint training over every source and target task (HyperFormer, shared adapter, full multi-task)."""
     with _parent_run(config, parent_run_id, "multitask") as parent_run_id:
@@ -170,7 +170,7 @@ def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared
                       for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)])
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate", log_prints=True, flow_run_name="evaluate {config.name}")
 def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run_id: str | None = None,
              prepared: dict | None = None) -> list[dict]:
     """Re-evaluate saved adapters from their artifacts (sources, unless `units` are given)."""
@@ -188,7 +188,7 @@ def _prepared_for(prepared: dict, unit: dict) -> dict:
     return prepared["target"][unit["task"]][unit["seed"]]
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, flow_run_name="pipeline {config.name}")
 def pipeline(config: PipelineConfig) -> str:
     """prepare -> sources -> transfer -> multitask -> evaluate under one MLflow parent run."""
     with _parent_run(config, None, "pipeline") as parent_run_id:

@@ -26,7 +26,12 @@ def adapter_unit_key(cfg: PipelineConfig, prepared: dict, seed: int, with_prompt
                     adapter=cfg.adapter.model_dump(), train=train.to_dict(), prompt=with_prompt)
 
 
-@task(name="train_adapter", cache_policy=NO_CACHE)
+def _adapter_run_name(parameters: dict) -> str:
+    method = "prompt_adapter" if parameters.get("with_prompt") else "adapter"
+    return f"train_adapter {parameters['prepared']['task']}/{method} ({parameters['role']}) seed {parameters['seed']}"
+
+
+@task(name="train_adapter", cache_policy=NO_CACHE, task_run_name=_adapter_run_name)
 def train_adapter_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None, *,
                        with_prompt: bool = False, role: Role = "source") -> dict:
     """Train (or reuse) one adapter on a prepared task: a source's (`role` "source", sources stage) or a
@@ -54,12 +59,13 @@ def evaluate_unit_key(adapter_key: str, prepared: dict) -> str:
     return unit_key("evaluate", adapter=adapter_key, data=prepared["digest"])
 
 
-@task(name="evaluate_adapter", cache_policy=NO_CACHE)
+@task(name="evaluate_adapter", cache_policy=NO_CACHE,
+      task_run_name="evaluate_adapter {unit[task]}/{unit[method]} seed {unit[seed]}")
 def evaluate_saved_adapter(cfg: PipelineConfig, unit: dict, prepared: dict, parent_run_id: str | None) -> dict:
     """Recompute an adapter's validation/test metrics from its artifact and log them as a run (or reuse
     a finished evaluation of it); returns `unit` with its metrics under "evaluation"."""
     evaluation = Unit("evaluate", unit["task"], unit["method"], evaluate_unit_key(unit["unit_key"], prepared),
-                      tags={"evaluated_run_id": unit["run_id"]})
+                      tags={"evaluated_run_id": unit["run_id"]}, seed=unit.get("seed"))
 
     def evaluate(tracking: Tracking, run: UnitRun) -> dict[str, float]:
         metrics = evaluate_adapter(Path(unit["artifact_dir"]), load_backbone(cfg.backbone), prepared_spec(prepared),

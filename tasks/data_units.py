@@ -14,7 +14,12 @@ from tasks.prepared_data import SPLITS, index_preparation, indexed_preparation, 
 from tasks.task_data import source_key, task_splits
 
 
-@task(name="prepare_task_data", cache_policy=NO_CACHE)
+def _prepare_run_name(parameters: dict) -> str:
+    seed = parameters.get("seed")
+    return f"prepare_task_data {parameters['task_name']} ({parameters['role']}){f' seed {seed}' if seed is not None else ''}"
+
+
+@task(name="prepare_task_data", cache_policy=NO_CACHE, task_run_name=_prepare_run_name)
 def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
                       seed: int | None = None) -> dict:
     """`task_splits` stored as a folder keyed by their content digest; files prepared before with the

@@ -27,7 +27,7 @@ from tasks.models import log_fitted_model, model_example_rows, register_model, r
 from tasks.stage_table import stage_of_tag
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun,
                             download_unit_artifact, find_finished_unit, unit_key_of)
-from tasks.units import ARTIFACT_PATH, backbone_fingerprint, reuse_refusal
+from tasks.units import ARTIFACT_PATH, backbone_fingerprint, logged_model_name, reuse_refusal
 
 EXPORTABLE_STAGES = tuple(dict.fromkeys(stage_of_tag(tag) for tag in FITTED_STAGES))  # stages whose units keep files
 UNIT_TAGS = ("stage", "task", "method", UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG)  # what UnitRun sets from its arguments
@@ -108,10 +108,11 @@ def _unit_files(tracking: Tracking, run, cache_dir: Path) -> tuple[Path, dict]:
     return folder, record
 
 
-def import_units(tracking: Tracking, source: Path, backbone: str, registry_name: Callable[[str, str], str],
+def import_units(tracking: Tracking, source: Path, backbone: str, registry_name: Callable[[str, str, str], str],
                  cache_dir: Path) -> dict[str, list[str]]:
     """Create a finished run for every exported unit the store lacks, after checking them all on
-    `backbone`: {"imported": keys, "present": keys}."""
+    `backbone`, and register their models as `registry_name(stage, task, method)` names them:
+    {"imported": keys, "present": keys}."""
     units = read_export(Path(source))
     fingerprint = backbone_fingerprint(backbone)
     for unit in units:
@@ -122,7 +123,8 @@ def import_units(tracking: Tracking, source: Path, backbone: str, registry_name:
         imported = [(unit, *_log_unit(tracking, unit, fingerprint, runs)) for unit in new]
     for unit, run_id, model_id in imported:
         tags = unit.record["tags"]
-        register_model(tracking, run_id, model_id, registry_name(tags["task"], tags["method"]), "current")
+        name = registry_name(tags["stage"], tags["task"], tags["method"])
+        register_model(tracking, run_id, model_id, name, "current")
     return {"imported": [u.key for u in new], "present": present}
 
 
@@ -154,6 +156,8 @@ def _log_unit(tracking: Tracking, unit: ExportedUnit, fingerprint: str, runs: Ex
     run.log_metrics(record["metrics"])
     adapter = unit.folder / ARTIFACT_PATH
     run.log_folder(adapter, ARTIFACT_PATH)
+    seed = record["params"].get("seed", "")
+    name = logged_model_name(tags["stage"], tags["task"], tags["method"], int(seed) if seed.isdigit() else None)
     model_id = log_fitted_model(tracking, run.run_id, unit_targets(tags["task"], tags["method"], adapter),
-                                record["example_rows"])
+                                record["example_rows"], name=name)
     return run.run_id, model_id

@@ -1,7 +1,9 @@
 """Find the fitted unit a user names and fetch what it predicts with.
 
 A reference is one of:
-- `TARGET/METHOD`: that unit of the latest pipeline run (a joint model's task: `TASK/hyperformer`);
+- `TARGET/METHOD`: that unit of the latest pipeline run (a joint model's task: `TASK/hyperformer`); where
+  it names several (a task's source adapter and its no-transfer adapter, one fit per seed), the error
+  lists each with its run id and registered versions;
 - `NAME@ALIAS`, `models:/NAME@ALIAS` or `models:/NAME/VERSION`: a registered model;
 - an MLflow run id (or `runs:/ID`): a unit's run, or the run that recorded its reuse;
 - a local folder: a fitted folder (an export's `units/<key>/adapter`) or a saved model set.
@@ -21,13 +23,15 @@ from peft_core.artifacts import check_artifact_files, read_artifact_config
 from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
-from tasks.stage_table import JOINT_MODEL_TAG
+from tasks.stage_table import JOINT_MODEL_TAG, stage_of_tag
 from tasks.tracking import PARENT_TAG, Tracking, download_unit_artifact
 from tasks.units import ARTIFACT_PATH
 
 FITTED_STAGES = ("sources", "transfer", JOINT_MODEL_TAG)  # a joint model's per-task rows carry no artifact
 RUN_ID = re.compile(r"(runs:/)?([0-9a-f]{32})/?")
 REGISTERED = re.compile(r"(models:/)?(?P<name>[^@/]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))")
+REGISTERED_NAMES = ("registered as EXPERIMENT.TARGET.METHOD for a target's fits, EXPERIMENT.sources.TASK.METHOD for "
+                    "source adapters, EXPERIMENT.multitask.TASKS.METHOD for joint models")
 
 
 def resolve_unit(tracking: Tracking, reference: str, cache_dir: Path) -> dict[str, Target]:
@@ -71,7 +75,7 @@ def _get_run(tracking: Tracking, run_id: str):
 
 
 def _run_targets(tracking: Tracking, run, cache_dir: Path, task: str | None = None) -> dict[str, Target]:
-    run_id = run.data.tags.get("artifact_run_id", run.info.run_id)  # a reuse record points at the trained run
+    run_id = _result_run_id(run)
     if run_id != run.info.run_id:
         run = _get_run(tracking, run_id)
     model_id = run_model_id(tracking, run_id)
@@ -95,7 +99,7 @@ def _registered_targets(tracking: Tracking, match: re.Match, cache_dir: Path) ->
     except MlflowException:
         which = f"alias '{alias}'" if alias else f"version {version}"
         raise ConfigError(f"no registered model '{name}' with {which} at {tracking.uri}; the MLflow UI's Models page "
-                          "lists them (names are EXPERIMENT.TARGET.METHOD)") from None
+                          f"lists them ({REGISTERED_NAMES})") from None
     return _run_targets(tracking, _get_run(tracking, found.run_id), cache_dir)
 
 
@@ -111,10 +115,27 @@ def _latest_run_targets(tracking: Tracking, target: str, method: str, cache_dir:
         units = sorted({f"{r.data.tags['task']}/{r.data.tags['method']}" for r in fitted})
         raise ConfigError(f"the latest pipeline run ({parent.info.run_id}) has no fitted unit {target}/{method}; "
                           f"its units: {', '.join(units) or 'none'}")
+    # A unit this run reused under two stages (a source adapter that is also a target's) is one unit.
+    matches = list({_result_run_id(r): r for r in matches}.values())
     if len(matches) > 1:
-        ids = ", ".join(r.info.run_id for r in matches)
-        raise ConfigError(f"the latest pipeline run has {len(matches)} fits of {target}/{method} (one per seed); "
-                          f"pass one of their run ids: {ids}")
+        candidates = "; ".join(_describe_candidate(tracking, r) for r in matches)
+        raise ConfigError(f"{target}/{method} names {len(matches)} units of the latest pipeline run "
+                          f"({parent.info.run_id}): {candidates}; pick one by its run id, models:/NAME/VERSION or "
+                          "NAME@ALIAS")
     joint = matches[0].data.tags.get("stage") == JOINT_MODEL_TAG
     return _run_targets(tracking, matches[0], cache_dir, task=target if joint else None)
 
+
+def _result_run_id(run) -> str:
+    return run.data.tags.get("artifact_run_id", run.info.run_id)  # a reuse record points at the trained run
+
+
+def _describe_candidate(tracking: Tracking, run) -> str:
+    """`the sources stage's demo_nli/adapter, seed 42: run ID, models:/NAME/VERSION` for a unit run."""
+    client = tracking.client()
+    result_run_id = _result_run_id(run)
+    tags, params = run.data.tags, client.get_run(result_run_id).data.params
+    seed = f", seed {params['seed']}" if "seed" in params else ""
+    registered = sorted(client.search_model_versions(f"run_id = '{result_run_id}'"), key=lambda v: int(v.version))
+    models = "".join(f", models:/{v.name}/{v.version}" for v in registered)
+    return f"the {stage_of_tag(tags['stage'])} stage's {tags['task']}/{tags['method']}{seed}: run {result_run_id}{models}"

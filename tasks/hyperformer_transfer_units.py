@@ -38,7 +38,8 @@ def hyperformer_transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: s
                     options=options.to_dict())
 
 
-@task(name="fit_hyperformer_transfer", cache_policy=NO_CACHE)
+@task(name="fit_hyperformer_transfer", cache_policy=NO_CACHE,
+      task_run_name="fit_hyperformer_transfer {prepared[task]}/{method} seed {seed}")
 def fit_hyperformer_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, joint_unit: dict, seed: int,
                                   parent_run_id: str | None) -> dict:
     """Fit `method` on the target `prepared` over the joint model `joint_unit` (or reuse a finished fit)."""

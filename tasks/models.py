@@ -75,10 +75,11 @@ def signature(targets: Mapping[str, Target]) -> ModelSignature:
     return ModelSignature(inputs=Schema(columns))
 
 
-def log_fitted_model(tracking: Tracking, run_id: str, targets: Mapping[str, Target], rows: list[dict]) -> str:
-    """Log `targets` as one pyfunc model of run `run_id`; returns the LoggedModel id."""
+def log_fitted_model(tracking: Tracking, run_id: str, targets: Mapping[str, Target], rows: list[dict],
+                     name: str = MODEL_NAME) -> str:
+    """Log `targets` as one pyfunc model of run `run_id` (shown as `name`); returns the LoggedModel id."""
     client = tracking.client()
-    logged = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=MODEL_NAME,
+    logged = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name,
                                         source_run_id=run_id, model_type="adapterflow",
                                         tags={"targets": json.dumps(sorted(targets))})
     try:

@@ -15,7 +15,7 @@ from tasks.keys import unit_key
 from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.prepared_data import load_splits, prepared_spec
 from tasks.tracking import Tracking, UnitRun
-from tasks.units import main_metric_tag, run_training_unit
+from tasks.units import main_metric_tag, run_training_unit, unit_label
 
 
 def _joint_adapter_settings(cfg: PipelineConfig, method: str):
@@ -29,7 +29,7 @@ def multitask_unit_key(cfg: PipelineConfig, prepared: dict[str, dict], method: s
                     train=cfg.training.multitask.to_core(seed).to_dict(), temperature=cfg.transfer.temperature)
 
 
-@task(name="train_multitask", cache_policy=NO_CACHE)
+@task(name="train_multitask", cache_policy=NO_CACHE, task_run_name="train_multitask {method} seed {seed}")
 def train_multitask_unit(cfg: PipelineConfig, prepared: dict[str, dict], method: str, seed: int,
                          parent_run_id: str | None, task_rows: bool = True) -> dict:
     """One joint model over all `prepared` tasks; with `task_rows` each task also gets a row run for
@@ -64,7 +64,7 @@ def _log_task_rows(cfg: PipelineConfig, parent_run_id: str | None, unit: UnitRes
     for name in sorted(prepared):
         prefix = f"{name}_"
         own = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-        with UnitRun(tracking, parent_run_id, f"multitask/{name}/{unit.method}", stage="multitask", task=name,
-                     method=unit.method, unit_key=f"{key}/{name}",
+        with UnitRun(tracking, parent_run_id, unit_label("multitask", name, unit.method, unit.seed),
+                     stage="multitask", task=name, method=unit.method, unit_key=f"{key}/{name}",
                      extra_tags=tags | main_metric_tag(name, [prepared[name]])) as run:
             run.log_metrics(own | share)

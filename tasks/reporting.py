@@ -21,6 +21,8 @@ from tasks.tracking import FINISHED, KIND_TAG, MAIN_METRIC_TAG, PARENT_TAG, Trac
 
 COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_mb"]
 HIDDEN_COLUMNS = ("main_metric", "run_id", "artifact_run_id")  # for the summaries and links, not the table
+WHOLE_NUMBERS = ("seed", "trainable_params", "head_params")  # MLflow keeps every metric as a float
+MISSING = "-"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class ChosenRun:
 
     def describe(self) -> str:
         return f"{_describe(self.run)} of experiment '{self.experiment}'"
+
+    def title(self) -> str:
+        """The line a report starts with: the experiment, the run's name and its id."""
+        return f"adapterflow — run {self.describe()}"
 
 
 def _describe(run: Run) -> str:
@@ -168,9 +174,46 @@ def _seed_summary(tracking: Tracking, transfer: pd.DataFrame) -> list[str]:
     return lines
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def format_cell(column: str, value) -> str:
+    """One report value as a person reads it: metrics to 4 decimals, counts with thousands separators,
+    seconds to 0.1, whether the unit was reused as yes/no, and `MISSING` for no value."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return MISSING
+    if column == "reused":
+        return "yes" if value else "no"
+    if column == "seed":
+        return str(int(value))
+    if column in WHOLE_NUMBERS or column == "peak_memory_mb":
+        return f"{value:,.0f}"
+    if column == "wall_time_s":
+        return f"{value:,.1f}"
+    if column.startswith(("validation_", "test_")):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def display_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's shown columns, every cell formatted by `format_cell`."""
     shown = table.drop(columns=list(HIDDEN_COLUMNS), errors="ignore")
-    return shown.to_markdown(index=False, floatfmt=".4g") if not shown.empty else "_no finished units_"
+    return pd.DataFrame({c: [format_cell(c, v) for v in shown[c]] for c in shown.columns}, columns=shown.columns)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    cells = display_cells(table)
+    if cells.empty:
+        return "_no finished units_"
+    text = {"stage", "task", "method", "reused"}
+    return cells.to_markdown(index=False, disable_numparse=True,
+                             colalign=["left" if c in text else "right" for c in cells.columns])
+
+
+def to_csv(table: pd.DataFrame, out) -> None:
+    """Every column (run ids included) for other programs: whole numbers as integers, a missing value empty."""
+    table = table.copy()
+    for column in WHOLE_NUMBERS:
+        if column in table:
+            table[column] = pd.to_numeric(table[column]).round().astype("Int64")
+    table.to_csv(out, index=False)
 
 
 @task(name="publish_report", cache_policy=NO_CACHE)
@@ -179,14 +222,15 @@ def publish_report(tracking: Tracking, parent_run_id: str) -> str:
     table = comparison_table(tracking, parent_run_id)
     markdown = to_markdown(table)
     client = tracking.client()
+    title = ChosenRun(client.get_run(parent_run_id), tracking.experiment).title()
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "comparison.md").write_text(markdown + "\n")
-        table.to_csv(Path(tmp) / "comparison.csv", index=False)
+        (Path(tmp) / "comparison.md").write_text(f"**{title}**\n\n{markdown}\n")
+        to_csv(table, Path(tmp) / "comparison.csv")
         client.log_artifacts(parent_run_id, tmp, "report")
     try:
-        records = table.drop(columns=list(HIDDEN_COLUMNS), errors="ignore").round(4).to_dict(orient="records")
+        records = display_cells(table).to_dict(orient="records")
         create_table_artifact(records, key="comparison", description="adapterflow comparison of methods × tasks")
-        create_markdown_artifact(f"# Comparison\n\nMLflow parent run `{parent_run_id}` at `{tracking.uri}`\n\n{markdown}",
+        create_markdown_artifact(f"# Comparison\n\n{title}, MLflow `{tracking.uri}`\n\n{markdown}",
                                  key="comparison-report")
     except MissingContextError:
         pass

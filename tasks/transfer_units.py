@@ -62,7 +62,7 @@ def transfer_unit_key(cfg: PipelineConfig, prepared: dict, method: str, source_u
                     options=cfg.transfer.options_for(method), head_from=cfg.transfer.head_from(method, prepared["task"]))
 
 
-@task(name="fit_transfer", cache_policy=NO_CACHE)
+@task(name="fit_transfer", cache_policy=NO_CACHE, task_run_name="fit_transfer {prepared[task]}/{method} seed {seed}")
 def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_units: list[dict], seed: int,
                       parent_run_id: str | None, source_data: list[dict] | None = None) -> dict:
     """Fit `method`'s combination of the frozen `source_units` on the target (or reuse a finished fit).
@@ -84,7 +84,8 @@ def fit_transfer_unit(cfg: PipelineConfig, prepared: dict, method: str, source_u
                               source_examples=[load_splits(d["folder"]).train for d in source_data] if chooses else None,
                               checkpoint_dir=checkpoint, on_epoch=progress.on_epoch, on_step=progress.on_step)
         report = result.extra["weights"]
-        plot_weights_heatmap(report, report["sources"], out / WEIGHTS_PLOT, title=f"{method} → {spec.name}")
+        plot_weights_heatmap(report, report["sources"], out / WEIGHTS_PLOT, title=f"{method} → {spec.name}",
+                             method=method)
         result.extra["json_artifacts"] = {"weights.json": report}
         return result
 
@@ -107,7 +108,7 @@ def full_finetune_unit_key(cfg: PipelineConfig, prepared: dict, seed: int) -> st
                     train=full_finetune_train_config(cfg, prepared, seed).to_dict())
 
 
-@task(name="full_finetune", cache_policy=NO_CACHE)
+@task(name="full_finetune", cache_policy=NO_CACHE, task_run_name="full_finetune {prepared[task]} seed {seed}")
 def full_finetune_unit(cfg: PipelineConfig, prepared: dict, seed: int, parent_run_id: str | None) -> dict:
     """The full fine-tuning baseline on a target; its artifact is the whole encoder and head."""
     spec = prepared_spec(prepared)

@@ -48,10 +48,17 @@ class Unit:
     method: str
     key: str
     tags: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.stage}/{self.task}/{self.method}"
+        """Its MLflow run's name and its name in logs: what differs between units first (the run
+        table's name column is narrow), e.g. `rte/scalearn seed 1 (transfer)`."""
+        return unit_label(self.stage, self.task, self.method, self.seed)
+
+
+def unit_label(stage: str, task: str, method: str, seed: int | None = None) -> str:
+    return f"{task}/{method}{f' seed {seed}' if seed is not None else ''} ({stage})"
 
 
 @dataclass(frozen=True)
@@ -123,8 +130,25 @@ def reuse_refusal(tracking: Tracking, run, fingerprint: str, cache_dir: Path) ->
     return None
 
 
-def registry_name(cfg: PipelineConfig, task: str, method: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{cfg.experiment_name()}.{task}.{method}")
+def unit_name_parts(stage: str, task: str, method: str) -> list[str]:
+    """What names a unit's models: its task and method, after its stage for every stage but transfer,
+    whose fits are what a target is given (`sources`, a source adapter; `multitask`, a joint model)."""
+    stage = stage_of_tag(stage)
+    return [task, method] if stage == "transfer" else [stage, task, method]
+
+
+def registry_name(cfg: PipelineConfig, stage: str, task: str, method: str) -> str:
+    """The registered model of a unit: EXPERIMENT.TARGET.METHOD for a transfer-stage fit (the target's
+    no-transfer adapter included), EXPERIMENT.sources.TASK.METHOD for a source adapter and
+    EXPERIMENT.multitask.TASKS.METHOD for a joint model (TASKS joined by '-')."""
+    name = ".".join([cfg.experiment_name(), *unit_name_parts(stage, task, method)])
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def logged_model_name(stage: str, task: str, method: str, seed: int | None) -> str:
+    """A unit's logged model (the run's Models column): `rte-scalearn-seed1`, `sources-rte-adapter-seed1`."""
+    name = "-".join([*unit_name_parts(stage, task, method), *([f"seed{seed}"] if seed is not None else [])])
+    return re.sub(r"[/:.%\"']", "-", name)  # characters MLflow refuses in a logged model's name
 
 
 def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
@@ -133,7 +157,7 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
     """`run_unit` for a unit that trains: `train` writes its artifact (if any), which is logged with the
     run's params, history, metrics, predictions and datasets, and registered as a model. `datasets`:
     the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
-    unit = Unit(stage, task, method, unit_key, tags=main_metric_tag(task, datasets))
+    unit = Unit(stage, task, method, unit_key, tags=main_metric_tag(task, datasets), seed=seed)
     work = cfg.home_dir() / "work" / unit_key
 
     def train_and_log(tracking: Tracking, run: UnitRun) -> dict[str, float]:
@@ -154,8 +178,9 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
         if result.artifact_dir is not None:
             run.log_folder(result.artifact_dir, ARTIFACT_PATH)
             targets = unit_targets(task, method, result.artifact_dir)
-            model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets))
-            register_model(tracking, run.run_id, model_id, registry_name(cfg, task, method), "current")
+            model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets),
+                                        name=logged_model_name(stage, task, method, seed))
+            register_model(tracking, run.run_id, model_id, registry_name(cfg, stage, task, method), "current")
         shutil.rmtree(work, ignore_errors=True)  # logged to MLflow; a failed unit keeps it to resume
         return metrics
 

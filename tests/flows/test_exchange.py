@@ -82,7 +82,7 @@ def test_exported_sources_are_reused_by_another_store_until_their_files_break(ex
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"sentence": "the film was good"}) + "\n")
-    code, stdout, stderr = invoke("predict", "flowtest.demo_sentiment.adapter@current", rows, "--config", other_path)
+    code, stdout, stderr = invoke("predict", "flowtest.sources.demo_sentiment.adapter@current", rows, "--config", other_path)
     assert code == 0 and json.loads(stdout)["label"] in ("negative", "positive"), stderr
 
     # A finished unit whose files no longer load is trained again instead of reused.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     assert [m.step for m in history] == [1]
     artifacts = {a.path for a in tracking.client().list_artifacts(source_run.info.run_id, "adapter")}
     assert artifacts == {"adapter/adapter_config.json", "adapter/adapter.safetensors"}
-    registered = tracking.client().get_model_version_by_alias("flowtest.demo_nli.adapter", "current")
+    registered = tracking.client().get_model_version_by_alias("flowtest.sources.demo_nli.adapter", "current")
     assert registered.run_id in {r.info.run_id for r in by_stage["sources"]}
 
     scalearn = next(r for r in by_stage["transfer"] if r.data.tags["method"] == "scalearn")
@@ -59,6 +60,7 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     assert {"test_accuracy", "trainable_params", "head_params", "wall_time_s", "peak_memory_mb"} <= set(table.columns)
     report = {a.path for a in tracking.client().list_artifacts(parent_id, "report")}
     assert report == {"report/comparison.md", "report/comparison.csv"}
+    _assert_readable_names(tracking, by_stage)
 
     # A second run of the same config trains nothing: every unit is found in MLflow by its key.
     second_id = run_stage(cfg, None)
@@ -70,6 +72,28 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     reused = {r.data.tags["stage"]: r.data.tags.get("reused") == "true" for r in _children(tracking, forced_id)
               if r.data.tags["stage"] in ("sources", "transfer")}
     assert reused == {"sources": True, "transfer": False}
+
+
+def _assert_readable_names(tracking: Tracking, by_stage: dict) -> None:
+    """MLflow runs, logged models and Prefect flow and task runs named after what they train."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter, TaskRunFilterName
+
+    assert {r.info.run_name for r in by_stage["transfer"]} == {f"demo_lowres/{method} seed 42 (transfer)"
+                                                                for method in ("adapter", "scalearn", "average")}
+    logged = {m.name for m in tracking.client().search_logged_models([tracking.experiment_id()])}
+    assert {"sources-demo_nli-adapter-seed42", "demo_lowres-adapter-seed42", "demo_lowres-scalearn-seed42"} <= logged
+    task_runs = ["fit_transfer demo_lowres/scalearn seed 42", "train_adapter demo_nli/adapter (source) seed 42",
+                 "train_adapter demo_lowres/adapter (target) seed 42", "evaluate_adapter demo_nli/adapter seed 42"]
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["pipeline flowtest"])))
+        deadline = time.monotonic() + 30  # task runs are recorded from their events, a moment later
+        while True:
+            found = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=task_runs)))
+            if {r.name for r in found} == set(task_runs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert {r.name for r in found} == set(task_runs)
 
 
 def test_transfer_stage_alone_names_missing_sources(prefect_api, tiny_config):

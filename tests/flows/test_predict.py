@@ -69,7 +69,7 @@ def test_rows_for_several_units_go_to_their_own_model(fitted, tmp_path):
     rows.write_text("model,sentence,sentence1,sentence2\n"
                     "demo_lowres/scalearn,asked about the film she called it boring,,\n"
                     "demo_similarity/adapter,,the film was good,the movie was great\n")
-    code, stdout, stderr = _invoke("predict", "demo_lowres/scalearn,flowtest.demo_similarity.adapter@current", rows,
+    code, stdout, stderr = _invoke("predict", "demo_lowres/scalearn,flowtest.sources.demo_similarity.adapter@current", rows,
                                    "--config", path, "-o", tmp_path / "out.tsv")
     assert code == 0, stderr
     lines = (tmp_path / "out.tsv").read_text().splitlines()
@@ -91,7 +91,7 @@ def test_a_joint_model_predicts_each_of_its_tasks(fitted, tmp_path):
     mixed = tmp_path / "tasks.jsonl"
     mixed.write_text(json.dumps({"task": "demo_sentiment", "sentence": "the film was good"}) + "\n"
                      + json.dumps({"task": "demo_similarity", "sentence1": "a film", "sentence2": "a movie"}) + "\n")
-    name = "flowtest.demo_lowres-demo_sentiment-demo_similarity.hyperformer_plus_plus@current"
+    name = "flowtest.multitask.demo_lowres-demo_sentiment-demo_similarity.hyperformer_plus_plus@current"
     code, stdout, stderr = _invoke("predict", name, mixed, "--config", path)
     assert code == 0, stderr
     first, second = (json.loads(line) for line in stdout.splitlines())
@@ -125,8 +125,8 @@ def test_bad_input_is_one_clear_line(fitted, tmp_path, case, expected):
     elif case == "empty file":
         rows.write_text("")
     elif case == "regression file without labels":
-        unit, rows, extra = "flowtest.demo_similarity.adapter@current", _rows_file(cfg, "demo_similarity", tmp_path,
-                                                                                  with_labels=False), ["--metrics"]
+        unit, extra = "flowtest.sources.demo_similarity.adapter@current", ["--metrics"]
+        rows = _rows_file(cfg, "demo_similarity", tmp_path, with_labels=False)
     elif case == "other backbone":
         unit = tmp_path / "moved"
         shutil.copytree(next((cfg.home_dir() / "artifact-cache").glob("*/adapter")), unit)

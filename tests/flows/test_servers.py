@@ -115,3 +115,13 @@ def test_a_deployment_run_fails_with_the_error_line_as_its_message(prefect_api, 
     state = prepare(config=str(bad), return_state=True)
     assert state.is_failed()
     assert state.message.startswith(f"{bad}: field 'sources': unknown task 'rtee'; use one of:")
+
+
+def test_the_prefect_ui_is_told_the_api_on_its_own_port(tmp_path, monkeypatch):
+    """Prefect's UI calls PREFECT_UI_API_URL, which defaults to PREFECT_API_URL or port 4200, not to the
+    port the server listens on (tests/integration/test_servers.py asks a running UI)."""
+    from flows.servers import _servers
+
+    prefect, mlflow = _servers(tmp_path, 4311, 5011)
+    assert set(prefect.own_env.values()) == {"http://127.0.0.1:4311/api"}
+    assert {"PREFECT_SERVER_UI_API_URL", "PREFECT_API_URL"} <= set(prefect.own_env) and not mlflow.own_env

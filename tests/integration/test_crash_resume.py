@@ -109,7 +109,7 @@ def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path, pr
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
     deadline = time.time() + 240
-    while not any("sources/" in line and " step " in line for line in lines):
+    while not any("(sources)" in line and " step " in line for line in lines):
         assert time.time() < deadline and process.poll() is None, "".join(lines)[-3000:]
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGTERM)

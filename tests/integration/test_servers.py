@@ -124,10 +124,12 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     local.client().log_text(old_run, "logged without a server", "notes/old.txt")
     local.client().set_terminated(old_run)
 
-    # `adapterflow up`, on free ports; the other commands find it through <home>/servers.json.
+    # `adapterflow up`, on free ports; the other commands find it through <home>/servers.json. A
+    # PREFECT_API_URL of another server in its environment does not lead its UI astray.
     prefect_port, mlflow_port = _free_port(), _free_port()
     up = _start(started, [sys.executable, "-m", "flows.cli", "up", str(config), "--prefect-port", str(prefect_port),
-                          "--mlflow-port", str(mlflow_port)], env, tmp_path / "up.log")
+                          "--mlflow-port", str(mlflow_port)], env | {"PREFECT_API_URL": "http://127.0.0.1:4200/api"},
+                tmp_path / "up.log")
     servers_file = home / "servers.json"
     _wait_for(lambda: servers_file.exists() or up.poll() is not None, 150, "no servers.json", tmp_path / "up.log")
     assert up.poll() is None, (tmp_path / "up.log").read_text()
@@ -135,6 +137,7 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     started[1].extend([servers["prefect"]["pid"], servers["mlflow"]["pid"]])
     api, tracking_uri = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
     assert servers["env"] == {"PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking_uri}
+    assert _get(f"http://127.0.0.1:{prefect_port}/ui-settings")["api_url"] == api  # what the UI's pages call
     cli_env = env | servers["env"]
 
     # `adapterflow serve` (no PREFECT_API_URL given: it uses servers.json) registers and runs a deployment.
@@ -189,7 +192,7 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
                                                          dst_path=str(tmp_path / "download"))
     saved = json.loads(Path(adapter_config).read_text())
     assert saved["task"]["name"] == source.data.tags["task"] and saved["training"]["epochs"] == 2
-    registered = client.get_model_version_by_alias(f"flowtest.{source.data.tags['task']}.adapter", "current")
+    registered = client.get_model_version_by_alias(f"flowtest.sources.{source.data.tags['task']}.adapter", "current")
     assert registered.run_id == source.info.run_id
 
     old = client.get_run(old_run)

@@ -123,3 +123,59 @@ def test_runs_of_older_stores_tagged_adapter_key_are_reused(cfg):
     reused = _run(cfg, train)
     assert train.calls == 0 and reused.reused and reused.metrics["test_accuracy"] == 0.625
     assert client.get_run(reused.run_id).data.tags["artifact_run_id"] == old.info.run_id
+
+
+def test_each_kind_of_unit_has_its_own_registered_and_logged_model_name(cfg):
+    names = {stage: units.registry_name(cfg, stage, "demo_lowres", "adapter")
+             for stage in ("sources", "transfer", JOINT_MODEL_TAG)}
+    assert names == {"sources": "units.sources.demo_lowres.adapter", "transfer": "units.demo_lowres.adapter",
+                     JOINT_MODEL_TAG: "units.multitask.demo_lowres.adapter"}
+    assert units.registry_name(cfg, JOINT_MODEL_TAG, "a+b", "hyperformer") == "units.multitask.a-b.hyperformer"
+    assert units.logged_model_name("sources", "demo_lowres", "adapter", 42) == "sources-demo_lowres-adapter-seed42"
+    assert units.logged_model_name("transfer", "demo_lowres", "scalearn", 1) == "demo_lowres-scalearn-seed1"
+    assert units.Unit("transfer", "rte", "scalearn", "k", seed=1).label == "rte/scalearn seed 1 (transfer)"
+
+
+def test_a_unit_reference_naming_several_units_lists_them_and_how_to_pick_one(cfg):
+    """TARGET/METHOD of the latest run, where the task is a source and a target (both seed 42) and where
+    a method has one fit per seed: the error names every candidate's stage, seed, run and registered
+    version. A unit the run reused under both stages is one unit, not a choice."""
+    from peft_core.errors import ConfigError
+    from tasks.fitted_units import resolve_unit
+    from tasks.tracking import UnitRun, end_run, record_reuse, start_pipeline_run
+
+    tracking = Tracking.from_config(cfg)
+    client = tracking.client()
+    parent = start_pipeline_run(tracking, cfg, "pipeline one")
+    runs = {}
+    for stage, method, seed in (("sources", "adapter", 42), ("transfer", "adapter", 42), ("transfer", "scalearn", 1),
+                                ("transfer", "scalearn", 2), ("sources", "average", 42)):
+        with UnitRun(tracking, parent, units.unit_label(stage, "demo_lowres", method, seed), stage=stage,
+                     task="demo_lowres", method=method, unit_key=f"{stage}-{method}-{seed}") as run:
+            run.log_params({"seed": seed})
+        name = units.registry_name(cfg, stage, "demo_lowres", method)
+        client.create_registered_model(name) if not client.search_registered_models(f"name = '{name}'") else None
+        client.create_model_version(name, f"file:///nowhere/{run.run_id}", run_id=run.run_id)
+        runs[(stage, method, seed)] = run.run_id
+    reused = client.get_run(runs[("sources", "average", 42)])  # the same unit again, under the transfer stage
+    record_reuse(tracking, parent, reused, "reuse", stage="transfer", task="demo_lowres", method="average",
+                 unit_key="sources-average-42")
+    end_run(tracking, parent)
+    cache = cfg.home_dir() / "model-cache"
+
+    with pytest.raises(ConfigError) as raised:
+        resolve_unit(tracking, "demo_lowres/adapter", cache)
+    message = str(raised.value)
+    assert message.startswith(f"demo_lowres/adapter names 2 units of the latest pipeline run ({parent}): ")
+    assert (f"the sources stage's demo_lowres/adapter, seed 42: run {runs[('sources', 'adapter', 42)]}, "
+            "models:/units.sources.demo_lowres.adapter/1") in message
+    assert (f"the transfer stage's demo_lowres/adapter, seed 42: run {runs[('transfer', 'adapter', 42)]}, "
+            "models:/units.demo_lowres.adapter/1") in message
+    assert message.endswith("pick one by its run id, models:/NAME/VERSION or NAME@ALIAS")
+
+    with pytest.raises(ConfigError) as raised:
+        resolve_unit(tracking, "demo_lowres/scalearn", cache)
+    assert "seed 1: run" in str(raised.value) and "models:/units.demo_lowres.scalearn/2" in str(raised.value)
+
+    with pytest.raises(ConfigError, match="kept no fitted model"):  # one unit: resolved, though it has no files
+        resolve_unit(tracking, "demo_lowres/average", cache)
