@@ -36,6 +36,8 @@ HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liv
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
+# MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
 MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by
 
@@ -73,12 +75,15 @@ class Tracking:
         client = self.client()
         exp = client.get_experiment_by_name(self.experiment)
         if exp is not None:
+            if create and EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag, or by someone else
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return exp.experiment_id
         if not create:
             return None
         root = f"{self.artifact_root}/{self.experiment}" if self.artifact_root else None
         try:
-            return client.create_experiment(self.experiment, artifact_location=root)
+            return client.create_experiment(self.experiment, artifact_location=root,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel unit
             return client.get_experiment_by_name(self.experiment).experiment_id
 

@@ -179,3 +179,16 @@ def test_a_unit_reference_naming_several_units_lists_them_and_how_to_pick_one(cf
 
     with pytest.raises(ConfigError, match="kept no fitted model"):  # one unit: resolved, though it has no files
         resolve_unit(tracking, "demo_lowres/average", cache)
+
+
+def test_the_experiment_opens_as_machine_learning_in_mlflow(cfg):
+    """MLflow 3 lands on the GenAI overview for an experiment without a kind; ours say they are ML runs,
+    made here or found without the tag (an older store)."""
+    from tasks.tracking import EXPERIMENT_KIND_TAG
+
+    tracking = Tracking.from_config(cfg)
+    client = tracking.client()
+    assert client.get_experiment(tracking.experiment_id()).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    older = client.create_experiment("older")
+    Tracking(tracking.uri, "older", tracking.artifact_root).experiment_id()
+    assert client.get_experiment(older).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
