@@ -92,4 +92,6 @@ def test_two_pipelines_on_one_home(tiny_config, tmp_path):
         table = comparison_table(tracking, pipeline.info.run_id)
         assert sorted(table["method"]) == ["adapter", "adapter", "adapter", "average", "scalearn"]
     result = CliRunner().invoke(app, ["report", "--config", str(first), "--format", "csv"])
-    assert result.exit_code == 0 and result.output.count("\n") == 6, result.output
+    # stdout is the CSV alone (a header and the five units); the run it reports goes to stderr
+    assert result.exit_code == 0 and result.stdout.count("\n") == 6, result.output
+    assert "of experiment 'flowtest'" in result.stderr
