@@ -7,6 +7,8 @@ with `implemented`, so a method declared here and not implemented, or the revers
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal, TypeVar, get_args
 
 SCALEARN_VARIANTS: tuple[str, ...] = (
@@ -42,12 +44,71 @@ def implemented(kind: str, names: tuple[str, ...], implementations: dict[str, T]
     return {name: implementations[name] for name in names}
 
 
-# transfer method -> its options (`transfer.options`): its builder's keyword options, then those of its choice
-# of sources (AdapterSoup); TransferMethod checks them
-TRANSFER_OPTIONS: dict[str, tuple[str, ...]] = implemented("transfer option", TRANSFER_METHODS, {
-    "average": (),
-    "adaptersoup": ("weights", "select", "top_k", "sample_size", "include_target"),
-    "adapterfusion": ("regularization", "attention_dropout"),
-    **{variant: ("omega_dropout",) for variant in SCALEARN_VARIANTS},
-    "pemt": ("sparsity_weight", "target_adapter", "train_layernorms"),
+PemtTargetAdapter = Literal["sequential", "parallel"]  # PEMT's target adapter: after the mixture, or beside it
+SoupSelect = Literal["similarity", "all"]  # AdapterSoup's sources: the most similar ones, or every one
+
+# What an option's value may be: a check returning the problem in words, or None when the value is fine.
+OptionCheck = Callable[[object], "str | None"]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def one_of(*choices: str) -> OptionCheck:
+    return lambda value: None if value in choices else f"use one of {', '.join(choices)}"
+
+
+def true_or_false(value) -> str | None:
+    return None if isinstance(value, bool) else "use true or false"
+
+
+def at_least(low: float, whole: bool = False) -> OptionCheck:
+    kind = "a whole number" if whole else "a number"
+
+    def check(value) -> str | None:
+        fine = _number(value) and value >= low and (not whole or isinstance(value, int))
+        return None if fine else f"use {kind} of at least {low:g}"
+    return check
+
+
+def fraction(value) -> str | None:
+    return None if _number(value) and 0 <= value < 1 else "use a number from 0 up to (not including) 1"
+
+
+SOUP_WEIGHTS_FIX = "give one weight per source, in the order of the fit's sources, e.g. weights: [0.7, 0.3]"
+
+
+def weights_or_none(value) -> str | None:
+    fine = value is None or (isinstance(value, (list, tuple)) and all(_number(w) and w >= 0 for w in value))
+    return None if fine else f"{SOUP_WEIGHTS_FIX} (non-negative numbers)"
+
+
+# transfer method -> its options (`transfer.options`) in the order the method declares them (its
+# builder's keyword options, then those of its choice of sources: AdapterSoup) and what each value may
+# be. The config checks values when it loads, so a typo fails before the sources train; TransferMethod
+# checks them again when a fit is built from Python.
+TRANSFER_OPTION_CHECKS: dict[str, dict[str, OptionCheck]] = implemented("transfer option", TRANSFER_METHODS, {
+    "average": {},
+    "adaptersoup": {"weights": weights_or_none, "select": one_of(*get_args(SoupSelect)), "top_k": at_least(1, whole=True),
+                    "sample_size": at_least(1, whole=True), "include_target": true_or_false},
+    "adapterfusion": {"regularization": at_least(0), "attention_dropout": fraction},
+    **{variant: {"omega_dropout": fraction} for variant in SCALEARN_VARIANTS},
+    "pemt": {"sparsity_weight": at_least(0), "target_adapter": one_of(*get_args(PemtTargetAdapter)),
+             "train_layernorms": true_or_false},
 })
+TRANSFER_OPTIONS: dict[str, tuple[str, ...]] = {m: tuple(checks) for m, checks in TRANSFER_OPTION_CHECKS.items()}
+
+
+def option_problem(method: str, options: dict) -> str | None:
+    """What is wrong with `options` of the transfer method `method`, in one sentence naming the option
+    and the fix; None when nothing is."""
+    checks = TRANSFER_OPTION_CHECKS[method]
+    unknown = sorted(set(options) - set(checks))
+    if unknown:
+        return f"{method} has no option(s) {unknown}; its options: {', '.join(checks) or 'none'}"
+    for name, value in options.items():
+        problem = checks[name](value)
+        if problem:
+            return f"{method} option '{name}' is {value!r}; {problem}"
+    return None

@@ -25,7 +25,7 @@ from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ConfigError
 from peft_core.few_shot_options import DEFAULT, MEAN, FewShotOptions
 from peft_core.method_names import (
-    ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TRANSFER_METHODS, TRANSFER_OPTIONS,
+    ALL_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TRANSFER_METHODS, option_problem,
 )
 from peft_core.task_specs import (
     TaskDeclaration, builtin_declaration, builtin_declarations, builtin_name, declaration_for_source,
@@ -203,11 +203,9 @@ class TransferSettings(Strict):
                 except ConfigError as exc:
                     raise ValueError(f"transfer.options.{method}: {exc}") from None
                 continue
-            allowed = TRANSFER_OPTIONS[method]
-            unknown = sorted(set(values) - set(allowed))
-            if unknown:
-                raise ValueError(f"transfer.options.{method} has unknown option(s) {unknown}; "
-                                 f"{method}'s options: {', '.join(allowed) or 'none'}")
+            problem = option_problem(method, values)
+            if problem:
+                raise ValueError(f"transfer.options.{method}: {problem}")
         return options
 
     def _for(self, mapping: dict, method: str, fallback):

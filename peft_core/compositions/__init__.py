@@ -78,10 +78,18 @@ class TransferMethod:
         params = inspect.signature(self.build).parameters.values()
         return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY) + self.choice_options
 
+    def check_options(self, options: dict | None) -> dict:
+        """`options` (a copy), or a one-line ConfigError naming the unknown option or the bad value."""
+        options = dict(options or {})
+        problem = method_names.option_problem(self.name, options)
+        if problem:
+            raise ConfigError(problem)
+        return options
+
     def choose_sources(self, options: dict | None, texts: SourceTexts) -> tuple[dict, dict | None]:
         """The options this fit's compositions are built with, and the record of how its sources
         were chosen (None: the method does not choose)."""
-        options = dict(options or {})
+        options = self.check_options(options)
         return (options, None) if self.choose is None else self.choose(options, texts)
 
     def options_to_record(self, options: dict | None) -> dict:
@@ -96,11 +104,7 @@ class TransferMethod:
 
     def compositions(self, banks: Sequence[AdapterBank], adapter: AdapterConfig,
                      options: dict | None = None) -> list[Composition]:
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            valid = ", ".join(self.options) or "none"
-            raise ConfigError(f"method '{self.name}' has no option(s) {unknown}; its options: {valid}")
+        options = self.check_options(options)
         return self.build(banks, adapter, **{k: v for k, v in options.items() if k not in self.choice_options})
 
 

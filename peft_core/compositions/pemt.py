@@ -34,7 +34,6 @@ included (the code pools every position, padding included); the gate has no bias
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -43,13 +42,12 @@ from torch import nn
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig
 from ..errors import ConfigError
+from ..method_names import PemtTargetAdapter as TargetAdapterPlacement, option_problem
 from ..sites import ForwardContext, SiteView
 from .tracking import TrackedComposition
 
 PEMT_LEARNING_RATE = 3e-4
 DEFAULT_SPARSITY_WEIGHT = 0.1
-TargetAdapterPlacement = Literal["sequential", "parallel"]
-TARGET_ADAPTER_PLACEMENTS: tuple[str, ...] = get_args(TargetAdapterPlacement)
 # what PEMT artifacts written before these options existed ran with
 LEGACY_OPTIONS = {"target_adapter": "parallel", "train_layernorms": False}
 
@@ -80,11 +78,9 @@ class PEMTMixture(TrackedComposition):
     def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int,
                  target_adapter: TargetAdapterPlacement = "sequential", train_layernorms: bool = True):
         super().__init__(bank.num_adapters)
-        if target_adapter not in TARGET_ADAPTER_PLACEMENTS:
-            raise ConfigError(f"PEMT option target_adapter is {target_adapter!r}; use one of "
-                              f"{', '.join(TARGET_ADAPTER_PLACEMENTS)}")
-        if not isinstance(train_layernorms, bool):
-            raise ConfigError(f"PEMT option train_layernorms is {train_layernorms!r}; use true or false")
+        problem = option_problem("pemt", {"target_adapter": target_adapter, "train_layernorms": train_layernorms})
+        if problem:
+            raise ConfigError(problem)
         self.bank = bank
         self.gate = nn.Parameter(torch.zeros(bank.hidden_size, bank.num_adapters))
         self.target_adapter = AdapterBank(1, bank.hidden_size, adapter)

@@ -29,11 +29,10 @@ from collections.abc import Sequence
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig
 from ..errors import ConfigError
+from ..method_names import SOUP_WEIGHTS_FIX as WEIGHTS_FIX, option_problem
 from .single import SingleAdapter
 from .text_similarity import SAMPLE_SEED, SourceTexts, text_similarities
 
-WEIGHTS_FIX = "give one weight per source, in the order of the fit's sources, e.g. weights: [0.7, 0.3]"
-SELECT_RULES = ("similarity", "all")
 # the options that choose the sources (`choose_soup_sources`) and their defaults; the builder's is `weights`
 CHOICE_DEFAULTS = {"select": "similarity", "top_k": 5, "sample_size": 1000, "include_target": False}
 
@@ -90,17 +89,12 @@ def similarity_choice(similarities: Sequence[float], eligible: Sequence[bool], t
 
 
 def soup_choice_options(options: dict) -> dict:
-    """The choice options with their defaults, checked (one-line ConfigErrors naming the option)."""
+    """The choice options with their defaults, checked (one-line ConfigErrors naming the option; each
+    value's rule is in method_names.TRANSFER_OPTION_CHECKS)."""
     chosen = CHOICE_DEFAULTS | {k: v for k, v in options.items() if k in CHOICE_DEFAULTS}
-    if chosen["select"] not in SELECT_RULES:
-        raise ConfigError(f"adaptersoup option 'select' must be one of {', '.join(SELECT_RULES)}, not "
-                          f"{chosen['select']!r}")
-    for name in ("top_k", "sample_size"):
-        value = chosen[name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"adaptersoup option '{name}' must be a whole number of at least 1, not {value!r}")
-    if not isinstance(chosen["include_target"], bool):
-        raise ConfigError(f"adaptersoup option 'include_target' must be true or false, not {chosen['include_target']!r}")
+    problem = option_problem("adaptersoup", {k: v for k, v in options.items() if k in CHOICE_DEFAULTS})
+    if problem:
+        raise ConfigError(problem)
     if options.get("weights") is not None and options.get("select") == "similarity":
         raise ConfigError("adaptersoup options 'weights' and select: similarity both set the weights; remove one "
                           "(weights are fixed, one per source; select: similarity chooses them)")
