@@ -19,11 +19,7 @@ from rich.progress import Progress
 
 from tasks.config import PipelineConfig
 from peft_core.errors import ConfigError, DataError
-from peft_core.inference import score_predictions
 from peft_core.inputs import read_rows
-from peft_core.model_set import FittedModelSet
-from tasks.fitted_units import resolve_unit
-from tasks.tracking import Tracking
 
 PROGRESS_MIN_ROWS = 512  # shorter inputs finish before a bar would tell anyone anything
 OUTPUT_SUFFIXES = {".jsonl": None, ".csv": ",", ".tsv": "\t"}
@@ -34,10 +30,16 @@ def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path
     """Predict every row of `input_path` with the comma-separated `units`; returns the metrics when `score`."""
     if output is not None:
         _check_output(output, input_path, overwrite)
+    references = _references(units)
     rows = read_rows(input_path)
+    # MLflow, torch and transformers load only now: a bad input file is refused without them (~0.5 s, not ~9)
+    from peft_core.model_set import FittedModelSet
+    from tasks.fitted_units import resolve_unit
+    from tasks.tracking import Tracking
+
     tracking = Tracking.from_config(cfg)
     targets = {}
-    for reference in _references(units):
+    for reference in references:
         targets |= resolve_unit(tracking, reference, cfg.home_dir() / "model-cache")
     models = FittedModelSet(targets)
     try:
@@ -72,7 +74,9 @@ def _references(units: str) -> list[str]:
     return references
 
 
-def _score(models: FittedModelSet, rows: list[dict], answers: list[dict], where: str) -> dict[str, float]:
+def _score(models, rows: list[dict], answers: list[dict], where: str) -> dict[str, float]:
+    from peft_core.inference import score_predictions
+
     if len(models.names) > 1:
         raise ConfigError(f"--metrics scores one target, but these units answer {', '.join(models.names)}; "
                           "predict them one at a time")

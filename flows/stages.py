@@ -23,7 +23,7 @@ from tasks.data_units import prepare_task_data
 from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
 from tasks.transfer_units import find_source_units, fit_transfer_unit, full_finetune_unit
-from tasks.reporting import publish_report
+from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from peft_core.errors import ConfigError
 from tasks.seed_comparison import describe_gain, main_metric, summarise_fits
@@ -214,24 +208,3 @@ def to_csv(table: pd.DataFrame, out) -> None:
         if column in table:
             table[column] = pd.to_numeric(table[column]).round().astype("Int64")
     table.to_csv(out, index=False)
-
-
-@task(name="publish_report", cache_policy=NO_CACHE)
-def publish_report(tracking: Tracking, parent_run_id: str) -> str:
-    """Attach the comparison (markdown + CSV) to the parent run and publish Prefect artifacts."""
-    table = comparison_table(tracking, parent_run_id)
-    markdown = to_markdown(table)
-    client = tracking.client()
-    title = ChosenRun(client.get_run(parent_run_id), tracking.experiment).title()
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "comparison.md").write_text(f"**{title}**\n\n{markdown}\n")
-        to_csv(table, Path(tmp) / "comparison.csv")
-        client.log_artifacts(parent_run_id, tmp, "report")
-    try:
-        records = display_cells(table).to_dict(orient="records")
-        create_table_artifact(records, key="comparison", description="adapterflow comparison of methods × tasks")
-        create_markdown_artifact(f"# Comparison\n\n{title}, MLflow `{tracking.uri}`\n\n{markdown}",
-                                 key="comparison-report")
-    except MissingContextError:
-        pass
-    return markdown

@@ -16,7 +16,8 @@ from mlflow.exceptions import MlflowException
 from peft_core.statistics import bootstrap_interval, mean_std, paired_bootstrap_gain
 from peft_core.task_specs import get_task
 from tasks.tracking import Tracking
-from tasks.units import PREDICTIONS_FILE
+
+PREDICTIONS_FILE = "predictions.json"  # a unit's test predictions and labels: what paired comparisons resample
 
 BASELINE = "adapter"
 COST_COLUMNS = ("trainable_params", "head_params", "wall_time_s", "peak_memory_mb")

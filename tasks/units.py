@@ -26,6 +26,7 @@ from peft_core.artifacts import check_artifact_files
 from peft_core.backbones import load_backbone
 from peft_core.errors import ArtifactError
 from peft_core.jobs import TrainingResult
+from tasks.seed_comparison import PREDICTIONS_FILE
 from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
@@ -33,7 +34,6 @@ from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking,
                             record_reuse, unit_lock)
 
 ARTIFACT_PATH = "adapter"
-PREDICTIONS_FILE = "predictions.json"  # test predictions and labels: what paired comparisons resample
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
 
 

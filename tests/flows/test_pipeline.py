@@ -114,7 +114,7 @@ def test_multitask_stage_alone_reports_a_row_per_task(prefect_api, tiny_config):
 
 
 def test_report_of_a_run_without_units_is_empty_not_an_error(prefect_api, tiny_config):
-    from tasks.reporting import publish_report
+    from tasks.report_publishing import publish_report
     from tasks.tracking import start_pipeline_run
 
     cfg = load_config(tiny_config()[0])
