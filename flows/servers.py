@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from peft_core.errors import AdapterflowError
+from tasks.relocation import relocate_store
 
 HOST = "127.0.0.1"
 SERVERS_FILE = "servers.json"
@@ -154,6 +155,7 @@ def run_servers(home: Path, prefect_port: int, mlflow_port: int, say: Callable[[
     servers = _servers(home, prefect_port, mlflow_port)
     for server in servers:
         _check_port_free(server)
+    relocate_store(home / "mlflow.db", home)  # a moved or copied home's server reads its own artifacts
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # MLflow's GenAI job runner starts several worker processes that nothing here uses.

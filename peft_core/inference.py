@@ -184,11 +184,13 @@ def score_predictions(spec: TaskSpec, rows: list[Mapping], answers: list[dict], 
 
 
 # -- self-contained copies ------------------------------------------------------------------------
-def bundle_fitted_model(folder: Path, destination: Path) -> Path:
+def bundle_fitted_model(folder: Path, destination: Path,
+                        locate_source: Callable[[Path], Path] | None = None) -> Path:
     """Copy a fitted folder with every source adapter it stacks under `sources/<name>/`.
 
     The copy loads wherever the backbone does: `load_fitted_model` prefers bundled sources over
-    the folders the fit recorded (the fingerprints are still checked).
+    the folders the fit recorded (the fingerprints are still checked). `locate_source` maps a
+    recorded source folder to where it is now (the folder's store may have moved since the fit).
     """
     folder = Path(folder)
     config = read_artifact_config(folder)
@@ -198,7 +200,7 @@ def bundle_fitted_model(folder: Path, destination: Path) -> Path:
             shutil.copy2(folder / name, tmp / name)
         for source in config.get("sources") or []:
             copied = bundled_source(folder, source["name"])
-            origin = copied if copied.is_dir() else Path(source["adapter_dir"])
+            origin = copied if copied.is_dir() else (locate_source or Path)(Path(source["adapter_dir"]))
             read_artifact_config(origin)  # a clear error when a recorded source folder is gone
             copy = bundled_source(tmp, source["name"])
             copy.mkdir(parents=True)

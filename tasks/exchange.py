@@ -26,7 +26,7 @@ from tasks.fitted_units import FITTED_STAGES
 from tasks.models import log_fitted_model, model_example_rows, register_model, run_model_id, unit_targets
 from tasks.stage_table import stage_of_tag
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun,
-                            download_unit_artifact, find_finished_unit, unit_key_of)
+                            download_unit_artifact, find_finished_unit, relocated_unit_artifact, unit_key_of)
 from tasks.units import ARTIFACT_PATH, backbone_fingerprint, logged_model_name, reuse_refusal
 
 EXPORTABLE_STAGES = tuple(dict.fromkeys(stage_of_tag(tag) for tag in FITTED_STAGES))  # stages whose units keep files
@@ -77,7 +77,8 @@ def export_units(tracking: Tracking, destination: Path, home: Path, stages: Sequ
 
     def write(tmp: Path) -> None:
         for key, (folder, record) in units.items():
-            bundle_fitted_model(folder, write_unit(tmp, key, record) / ARTIFACT_PATH)
+            bundle_fitted_model(folder, write_unit(tmp, key, record) / ARTIFACT_PATH,
+                                lambda source: relocated_unit_artifact(tracking, source, home / "artifact-cache"))
         write_manifest(tmp, list(units), experiment=tracking.experiment, exported_from=tracking.uri)
 
     try:

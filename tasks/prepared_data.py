@@ -43,19 +43,23 @@ def load_splits(folder: Path) -> DatasetSplits:
 
 
 def indexed_preparation(data_dir: Path, source_key: str) -> dict | None:
-    """The info of a preparation recorded under `source_key`, if its folder is still complete."""
+    """The info of a preparation recorded under `source_key`, if its folder is still complete. The
+    folder is looked up in `data_dir` by name (entries of older stores record an absolute path, which
+    names the old place of a moved or copied home), so the index holds wherever its home is."""
     entry = data_dir / SOURCE_INDEX / f"{source_key}.json"
     if not entry.is_file():
         return None
     info = json.loads(entry.read_text())
-    return info if (Path(info["folder"]) / MANIFEST).is_file() else None
+    folder = data_dir / Path(info["folder"]).name
+    return {**info, "folder": str(folder)} if (folder / MANIFEST).is_file() else None
 
 
 def index_preparation(data_dir: Path, source_key: str, info: dict) -> None:
+    """Record `info` (whose folder is in `data_dir`) under `source_key`, the folder by its name alone."""
     index = data_dir / SOURCE_INDEX
     index.mkdir(parents=True, exist_ok=True)
     tmp = index / f".{source_key}.json.tmp"
-    tmp.write_text(json.dumps(info))
+    tmp.write_text(json.dumps({**info, "folder": Path(info["folder"]).name}))
     tmp.replace(index / f"{source_key}.json")
 
 

@@ -27,6 +27,7 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
 from tasks.config import PipelineConfig
+from tasks.relocation import ARTIFACTS, relocate_store
 from peft_core.errors import ConfigError
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
@@ -62,12 +63,12 @@ class Tracking:
         if not uri:
             home = cfg.ensure_home()
             uri = f"sqlite:///{home / 'mlflow.db'}"
-            artifact_root = (home / "mlartifacts").as_uri()
+            artifact_root = (home / ARTIFACTS).as_uri()
         return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)
 
     def client(self) -> MlflowClient:
         check_tracking_server(self.uri)
-        _create_sqlite_store_once(self.uri)
+        _create_sqlite_store_once(self.uri, relocate=self.artifact_root is not None)
         client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         return _ServerClient(client, self.uri) if _is_server(self.uri) else client
 
@@ -157,15 +158,19 @@ def _unreachable_reason(error: MlflowException, timeout_s: float) -> str:
 
 
 @functools.cache
-def _create_sqlite_store_once(uri: str) -> None:
+def _create_sqlite_store_once(uri: str, relocate: bool = False) -> None:
     """A new SQLite store's tables are created by the first process to open it, under a lock on its
-    folder: MLflow's migrations run by two processes at once on a fresh store make one fail."""
+    folder: MLflow's migrations run by two processes at once on a fresh store make one fail. With
+    `relocate` (the store of a home), locations it records under the folder of a home it was copied or
+    moved from are pointed at its own folder (`relocation.relocate_store`)."""
     if not uri.startswith("sqlite:///"):
         return
     folder = Path(uri.removeprefix("sqlite:///")).parent
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        if relocate:
+            relocate_store(Path(uri.removeprefix("sqlite:///")), folder)
 
 
 @contextmanager
@@ -338,6 +343,19 @@ def download_unit_artifact(tracking: Tracking, run_id: str, artifact_path: str, 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def relocated_unit_artifact(tracking: Tracking, recorded: Path, cache_dir: Path) -> Path:
+    """The copy in `cache_dir` of the unit artifact that a fit recorded as `recorded`, a copy in the
+    cache of its home then (`<cache>/<run id>/<artifact path>`, as `download_unit_artifact` makes it),
+    downloaded again when the home has been moved or copied since; any other folder is `recorded` itself."""
+    run_id = recorded.parent.name
+    if recorded.parent.parent.name != cache_dir.name or len(run_id) != 32 or recorded.parent.parent == cache_dir:
+        return recorded
+    try:
+        return download_unit_artifact(tracking, run_id, recorded.name, cache_dir)
+    except MlflowException:  # not a run of this store
+        return recorded
 
 
 @contextmanager

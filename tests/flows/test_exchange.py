@@ -23,9 +23,9 @@ from flows.config import load_config
 from flows.stages import run_stage
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from tasks.export_folder import MANIFEST, read_export
-from tasks.tracking import PARENT_TAG, Tracking, find_finished_unit
+from tasks.tracking import Tracking, find_finished_unit
 from tests.conftest import write_tiny_config
-from tests.flows.conftest import FITTED_SETTINGS, invoke
+from tests.flows.conftest import FITTED_SETTINGS, invoke, latest_units
 
 
 def _files(folder: Path) -> dict[str, str] | None:
@@ -78,7 +78,7 @@ def test_exported_sources_are_reused_by_another_store_until_their_files_break(ex
     other = load_config(other_path)
     tracking = Tracking.from_config(other)
     run_stage(other, "sources")
-    assert [r.data.tags.get("reused") for r in _latest_units(tracking)] == ["true", "true"]
+    assert [r.data.tags.get("reused") for r in latest_units(tracking)] == ["true", "true"]
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"sentence": "the film was good"}) + "\n")
@@ -92,14 +92,8 @@ def test_exported_sources_are_reused_by_another_store_until_their_files_break(ex
     weights.write_bytes(weights.read_bytes()[:100])
     shutil.rmtree(other.home_dir() / "artifact-cache")
     run_stage(other, "sources")
-    reused = {r.data.tags["unit_key"]: r.data.tags.get("reused") for r in _latest_units(tracking)}
+    reused = {r.data.tags["unit_key"]: r.data.tags.get("reused") for r in latest_units(tracking)}
     assert reused == {_unit_keys(exported)[0]: None, _unit_keys(exported)[1]: "true"}
-
-
-def _latest_units(tracking: Tracking) -> list:
-    parent = tracking.client().search_runs([tracking.experiment_id()], "tags.`adapterflow.kind` = 'pipeline'",
-                                           order_by=["attributes.start_time DESC"], max_results=1)[0]
-    return tracking.client().search_runs([tracking.experiment_id()], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
 
 
 @pytest.mark.parametrize("case, expected", [
