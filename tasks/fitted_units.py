@@ -24,8 +24,7 @@ from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
 from tasks.stage_table import JOINT_MODEL_TAG, stage_of_tag
-from tasks.tracking import PARENT_TAG, Tracking, download_unit_artifact
-from tasks.units import ARTIFACT_PATH
+from tasks.tracking import ARTIFACT_PATH, PARENT_TAG, Tracking, download_unit_artifact
 
 FITTED_STAGES = ("sources", "transfer", JOINT_MODEL_TAG)  # a joint model's per-task rows carry no artifact
 RUN_ID = re.compile(r"(runs:/)?([0-9a-f]{32})/?")

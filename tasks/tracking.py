@@ -38,6 +38,7 @@ FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
 # MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
+ARTIFACT_PATH = "adapter"  # a unit run's fitted folder among its MLflow artifacts
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
 MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by

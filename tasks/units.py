@@ -30,10 +30,9 @@ from tasks.seed_comparison import PREDICTIONS_FILE
 from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, UnitResult, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
-from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
+from tasks.tracking import (ARTIFACT_PATH, BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
                             record_reuse, unit_lock)
 
-ARTIFACT_PATH = "adapter"
 TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
 
 
