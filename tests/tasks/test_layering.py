@@ -78,3 +78,9 @@ def test_a_bad_predict_input_and_the_report_code_load_no_torch_or_prefect(tmp_pa
         loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "transformers", "prefect"}})
         assert not loaded, loaded
     """))
+
+
+def test_finding_a_fitted_unit_imports_no_prefect():
+    """predict resolves units through MLflow alone: Prefect's ~2 s import stays out of it."""
+    _run_python("import sys; import tasks.fitted_units; "
+                "assert 'prefect' not in {m.split('.')[0] for m in sys.modules}")
