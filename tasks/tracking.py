@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mlflow
 import requests
-from mlflow.entities import RunStatus
+from mlflow.entities import Param, RunStatus
 from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -38,6 +38,8 @@ FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
 # MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 ARTIFACT_PATH = "adapter"  # a unit run's fitted folder among its MLflow artifacts
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
@@ -255,8 +257,9 @@ class UnitRun:
         self.client.set_terminated(self.run_id, RunStatus.to_string(status))
 
     def log_params(self, params: dict) -> None:
-        for key, value in _flatten(params).items():
-            self.client.log_param(self.run_id, key, str(value)[:6000])
+        items = [Param(key, str(value)[:6000]) for key, value in _flatten(params).items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[start:start + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         for key, value in metrics.items():
@@ -281,10 +284,17 @@ def record_reuse(tracking: Tracking, parent_run_id: str | None, cached, name: st
                  method: str, unit_key: str, extra_tags: dict | None = None) -> str:
     """A child run of this pipeline run for a unit found finished in `cached`, with its metrics and
     tags `reused` and `artifact_run_id` (the run holding the result), so the run's record is complete.
+    Its description (the MLflow UI's) links to that run, where the unit's datasets, model and artifacts
+    are; its params and metrics are copied, so the runs table shows them beside those of trained units.
     Returns the new run's id."""
     source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
+    link = f"[{cached.info.run_name}](#/experiments/{cached.info.experiment_id}/runs/{source_run_id})"
+    note = (f"Reused: this unit finished earlier (same key {unit_key}) in run {link}; its datasets, model and "
+            "artifacts are there, its params and metrics are copied here.")
     with UnitRun(tracking, parent_run_id, name, stage=stage, task=task, method=method, unit_key=unit_key,
-                 extra_tags={"artifact_run_id": source_run_id, "reused": "true", **(extra_tags or {})}) as run:
+                 extra_tags={"artifact_run_id": source_run_id, "reused": "true", NOTE_TAG: note,
+                             **(extra_tags or {})}) as run:
+        run.log_params(dict(cached.data.params))
         run.log_metrics(dict(cached.data.metrics))
     return run.run_id
 

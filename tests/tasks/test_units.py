@@ -65,6 +65,10 @@ def test_a_finished_unit_is_reused_with_its_metrics_and_a_child_run(cfg):
     assert first.metrics["trainable_params"] == 10 and first.metrics["head_params"] == 2
     assert again.run_id != first.run_id  # the reuse is recorded as its own run
     assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123").info.run_id == again.run_id
+    # the reuse's run shows the params beside its metrics and says where the unit's files are, with a link
+    reuse = Tracking.from_config(cfg).client().get_run(again.run_id)
+    assert reuse.data.params == {"seed": "1"} == Tracking.from_config(cfg).client().get_run(first.run_id).data.params
+    assert f"#/experiments/{reuse.info.experiment_id}/runs/{first.run_id})" in reuse.data.tags["mlflow.note.content"]
 
 
 def test_a_unit_finished_on_another_checkpoint_of_the_backbone_is_trained_again(cfg, caplog):
