@@ -18,10 +18,15 @@ from tasks.tracking import Tracking
 
 @task(name="publish_report", cache_policy=NO_CACHE)
 def publish_report(tracking: Tracking, parent_run_id: str) -> str:
-    """Attach the comparison (markdown + CSV) to the parent run and publish Prefect artifacts."""
+    """Attach the comparison (markdown + CSV) to the parent run and publish Prefect artifacts. The
+    parent run also gets metrics `units_trained` and `units_reused`: in MLflow's runs table they tell a
+    run that trained something from a re-run that found everything done."""
     table = comparison_table(tracking, parent_run_id)
     markdown = to_markdown(table)
     client = tracking.client()
+    reused = int(table["reused"].sum()) if "reused" in table else 0
+    for name, value in (("units_trained", len(table) - reused), ("units_reused", reused)):
+        client.log_metric(parent_run_id, name, value)
     title = ChosenRun(client.get_run(parent_run_id), tracking.experiment).title()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "comparison.md").write_text(f"**{title}**\n\n{markdown}\n")

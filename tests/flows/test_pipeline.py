@@ -66,6 +66,10 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     second_id = run_stage(cfg, None)
     second = [r for r in _children(tracking, second_id) if r.data.tags["stage"] in ("sources", "transfer")]
     assert second and all(r.data.tags.get("reused") == "true" for r in second)
+    units = {run_id: {k: v for k, v in tracking.client().get_run(run_id).data.metrics.items() if k.startswith("units_")}
+             for run_id in (parent_id, second_id)}
+    assert units[parent_id] == {"units_trained": len(table), "units_reused": 0}
+    assert units[second_id] == {"units_trained": 0, "units_reused": len(table)}
 
     # Forcing one stage retrains its units only.
     forced_id = run_stage(cfg.model_copy(update={"force_stages": ["transfer"]}), None)
