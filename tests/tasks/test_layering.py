@@ -61,7 +61,7 @@ def test_the_cli_and_the_config_load_no_torch():
 
 def test_a_bad_predict_input_and_the_report_code_load_no_torch_or_prefect(tmp_path):
     """`predict` refuses a bad input file before it loads torch, transformers, MLflow's models or Prefect,
-    and the report's code imports neither torch nor Prefect (#25: ~1.4 s and ~4.8 s, not 8.6 and 10)."""
+    and the report's code imports neither torch nor Prefect (#25: medians 1.4 s and 4.4 s, were 8.4 and 9.9; README)."""
     bad = tmp_path / "rows.jsonl"
     bad.write_text('{"sentence": "fine"}\n{"sentence": \n')
     _run_python(textwrap.dedent(f"""
