@@ -68,9 +68,12 @@ def export(cfg: PipelineConfig, destination: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare the shipped keys with today's")
-    parser.add_argument("--export", action="store_true", help=f"re-export the units to {SHIPPED.relative_to(REPO)}")
+    parser.add_argument("--export", action="store_true", help=f"re-export the units to {SHIPPED.relative_to(REPO)}, "
+                        "then check them")
     parser.add_argument("--home", help="the store to export from (default: the config's home)")
     args = parser.parse_args(argv)
+    if not (args.check or args.export):
+        parser.error("pass --check, --export, or both (an export is checked after it is written)")
     cfg = load_config(CONFIG, **({"home": args.home} if args.home else {}))
     if args.export:
         keys = export(cfg, SHIPPED)

@@ -53,7 +53,8 @@ class SiteView:
 
 class Composition(nn.Module):
     """What a site does with its adapters. Subclasses implement `forward(z, context) -> delta`; one
-    that needs more of its site than z overrides `site_delta` instead.
+    that needs more of its site than z overrides `site_delta` (PEMT's `forward` then takes the whole
+    `SiteView`: call compositions through `site_delta`).
 
     `report` returns what the method explains itself with (ω, gate weights, attention), as plain
     lists for JSON. `trains_backbone_layernorms`: the backbone's own LayerNorms train alongside

@@ -21,16 +21,16 @@ from peft_core.artifacts import check_artifact_files
 from peft_core.checkpoints import atomic_directory_write
 from peft_core.errors import ConfigError, DataError
 from peft_core.inference import bundle_fitted_model
-from tasks.export_folder import ExportedUnit, check_destination, read_export, write_manifest, write_unit
+from tasks.export_folder import REQUIRED_TAGS, ExportedUnit, check_destination, read_export, write_manifest, write_unit
 from tasks.fitted_units import FITTED_STAGES
 from tasks.models import log_fitted_model, model_example_rows, register_model, run_model_id, unit_targets
 from tasks.stage_table import stage_of_tag
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun,
-                            download_unit_artifact, find_finished_unit, relocated_unit_artifact, unit_key_of)
-from tasks.units import ARTIFACT_PATH, backbone_fingerprint, logged_model_name, reuse_refusal
+                            download_unit_artifact, relocated_unit_artifact, unit_key_of)
+from tasks.units import ARTIFACT_PATH, backbone_fingerprint, logged_model_name, reusable_run
 
 EXPORTABLE_STAGES = tuple(dict.fromkeys(stage_of_tag(tag) for tag in FITTED_STAGES))  # stages whose units keep files
-UNIT_TAGS = ("stage", "task", "method", UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG)  # what UnitRun sets from its arguments
+UNIT_TAGS = (*REQUIRED_TAGS, UNIT_KEY_TAG, LEGACY_UNIT_KEY_TAG)  # what UnitRun sets from its arguments
 PRIVATE_TAG_PREFIXES = ("mlflow.", "adapterflow.")  # run bookkeeping of the exporting store
 
 
@@ -141,8 +141,8 @@ def _check_made_on(unit: ExportedUnit, backbone: str, fingerprint: str) -> None:
 
 
 def _reusable(tracking: Tracking, key: str, fingerprint: str, cache_dir: Path) -> bool:
-    run = find_finished_unit(tracking, key)
-    return run is not None and reuse_refusal(tracking, run, fingerprint, cache_dir) is None
+    run, refusal = reusable_run(tracking, key, fingerprint, cache_dir)
+    return run is not None and refusal is None
 
 
 def _log_unit(tracking: Tracking, unit: ExportedUnit, fingerprint: str, runs: ExitStack) -> tuple[str, str]:

@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 UNITS = "units"
 UNIT_FILE = "unit.json"
 UNIT_RECORD = {"run_name": str, "run_id": str, "tags": dict, "params": dict, "metrics": dict, "example_rows": list}
-UNIT_TAGS = ("stage", "task", "method")
+REQUIRED_TAGS = ("stage", "task", "method")  # the tags a unit record must carry
 AGAIN = "export it again with `adapterflow export`"
 
 
@@ -145,7 +145,7 @@ def _read_record(path: Path) -> dict:
     for field, kind in UNIT_RECORD.items():
         if not isinstance(record.get(field), kind):
             raise DataError(f"{path}: field '{field}' is missing or not a {kind.__name__}; {AGAIN}")
-    absent = [tag for tag in UNIT_TAGS if not isinstance(record["tags"].get(tag), str)]
+    absent = [tag for tag in REQUIRED_TAGS if not isinstance(record["tags"].get(tag), str)]
     if absent:
         raise DataError(f"{path}: tag '{absent[0]}' is missing; {AGAIN}")
     return record

@@ -1,4 +1,4 @@
-"""A home folder that was copied or moved keeps working.
+"""A home folder that was copied or moved keeps reading its own MLflow store's artifacts.
 
 MLflow records artifact locations as absolute `file://` URIs: each experiment's, run's, logged
 model's and registered model version's, and each dataset's source. In a copied or moved home they

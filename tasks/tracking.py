@@ -37,10 +37,10 @@ HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liv
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
-# MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 ARTIFACT_PATH = "adapter"  # a unit run's fitted folder among its MLflow artifacts
+# MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
 MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by

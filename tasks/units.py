@@ -100,14 +100,18 @@ def backbone_fingerprint(name: str) -> str:
 def find_reusable_unit(cfg: PipelineConfig, tracking: Tracking, key: str, label: str):
     """The finished run of unit `key` if it may be reused on the config's backbone, else None (a
     finished run that may not is named in a warning, with the reason)."""
-    run = find_finished_unit(tracking, key)
-    if run is None:
-        return None
-    refusal = reuse_refusal(tracking, run, backbone_fingerprint(cfg.backbone), cfg.home_dir() / "artifact-cache")
-    if refusal is None:
+    run, refusal = reusable_run(tracking, key, backbone_fingerprint(cfg.backbone), cfg.home_dir() / "artifact-cache")
+    if run is None or refusal is None:
         return run
     unit_logger().warning("%s: not reusing finished run %s (%s); running it again", label, run.info.run_id, refusal)
     return None
+
+
+def reusable_run(tracking: Tracking, key: str, fingerprint: str, cache_dir: Path) -> tuple[object | None, str | None]:
+    """The finished run of unit `key` (None: there is none) and why it must not be reused on the
+    backbone of `fingerprint` (None: it may)."""
+    run = find_finished_unit(tracking, key)
+    return run, None if run is None else reuse_refusal(tracking, run, fingerprint, cache_dir)
 
 
 def reuse_refusal(tracking: Tracking, run, fingerprint: str, cache_dir: Path) -> str | None:

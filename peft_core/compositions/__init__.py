@@ -93,8 +93,8 @@ class TransferMethod:
         return (options, None) if self.choose is None else self.choose(options, texts)
 
     def options_to_record(self, options: dict | None) -> dict:
-        """`options` plus the value of every legacy option, so that a default changed later cannot
-        change what a saved fit computes."""
+        """`options` plus the value of every legacy option (one added after fits of the method were
+        first saved), so that a saved fit reloads with the value it ran with."""
         defaults = inspect.signature(self.build).parameters
         return {**{name: defaults[name].default for name in self.legacy_options}, **(options or {})}
 

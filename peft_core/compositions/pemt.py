@@ -41,8 +41,7 @@ from torch import nn
 
 from ..adapters import AdapterBank
 from ..configs import AdapterConfig
-from ..errors import ConfigError
-from ..method_names import PemtTargetAdapter as TargetAdapterPlacement, option_problem
+from ..method_names import PemtTargetAdapter as TargetAdapterPlacement
 from ..sites import ForwardContext, SiteView
 from .tracking import TrackedComposition
 
@@ -78,9 +77,6 @@ class PEMTMixture(TrackedComposition):
     def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int,
                  target_adapter: TargetAdapterPlacement = "sequential", train_layernorms: bool = True):
         super().__init__(bank.num_adapters)
-        problem = option_problem("pemt", {"target_adapter": target_adapter, "train_layernorms": train_layernorms})
-        if problem:
-            raise ConfigError(problem)
         self.bank = bank
         self.gate = nn.Parameter(torch.zeros(bank.hidden_size, bank.num_adapters))
         self.target_adapter = AdapterBank(1, bank.hidden_size, adapter)
