@@ -7,19 +7,24 @@ An *architecture layout* names, per layer, the modules adapters wrap:
   The "houlsby" placement wraps them, acting on the sub-layer output before the residual.
 - `ffn_dropout`: the dropout after the FFN's output projection, whose output is f; the "pfeiffer"
   site observes it (its LayerNorm only receives the sum f + x).
+- `query` / `key` / `value`: the attention's input projections, and `ffn_in` the FFN's first
+  linear layer. With `attn_out` and `ffn_out` these are the linear modules a LoRA may wrap
+  (`configs.LoraTarget` names them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import get_args
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from .backbone_paths import resolve_backbone_path
+from .configs import LoraTarget
 from .errors import BackboneError
 
 
@@ -30,21 +35,31 @@ class ArchitectureLayout:
     attn_out: str
     ffn_out: str
     ffn_dropout: str
+    query: str
+    key: str
+    value: str
+    ffn_in: str
 
+
+if missing := set(get_args(LoraTarget)) - {f.name for f in fields(ArchitectureLayout)}:
+    raise RuntimeError(f"configs.LoraTarget names {sorted(missing)}, which ArchitectureLayout does not")
 
 _BERT_LIKE = ArchitectureLayout(
     layers="encoder.layer", ffn_norm="output.LayerNorm", attn_out="attention.output.dense", ffn_out="output.dense",
-    ffn_dropout="output.dropout",
+    ffn_dropout="output.dropout", query="attention.self.query", key="attention.self.key",
+    value="attention.self.value", ffn_in="intermediate.dense",
 )
 LAYOUTS: dict[str, ArchitectureLayout] = {
     "bert": _BERT_LIKE,  # BERT and MiniLM (all-MiniLM-L6-v2 is a BertModel)
     "roberta": _BERT_LIKE,
     "xlm-roberta": _BERT_LIKE,
     "electra": _BERT_LIKE,
-    "deberta-v2": _BERT_LIKE,
+    "deberta-v2": replace(_BERT_LIKE, query="attention.self.query_proj", key="attention.self.key_proj",
+                          value="attention.self.value_proj"),
     "distilbert": ArchitectureLayout(
         layers="transformer.layer", ffn_norm="output_layer_norm", attn_out="attention.out_lin", ffn_out="ffn.lin2",
-        ffn_dropout="ffn.dropout",
+        ffn_dropout="ffn.dropout", query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
+        ffn_in="ffn.lin1",
     ),
 }
 
