@@ -34,7 +34,7 @@ DIGESTS_FILE = ROOT / "compute_digests.json"
 COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "encoding": (1, ("data/encoding.py", "task_specs.py")),
     "model": (1, ("backbones.py", "backbone_paths.py", "sites.py", "model.py", "heads.py", "adapters.py",
-                  "prompts.py", "compositions/single.py", "layernorms.py")),
+                  "lora.py", "adapter_kinds.py", "prompts.py", "compositions/single.py", "layernorms.py")),
     "training": (3, ("training.py", "configs.py", "precision.py", "dropout.py", "metrics.py", "jobs.py", "recipes.py",
                      "full_finetune.py")),
     "transfer": (3, ("transfer.py", "compositions/*.py")),

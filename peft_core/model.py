@@ -11,7 +11,7 @@ from torch import nn
 from .backbones import Backbone
 from .errors import ArtifactError
 from .heads import TaskHead
-from .sites import AdapterSite, Composition, ForwardContext, attach_sites, detach_sites
+from .sites import AdapterSite, Composition, ForwardContext, Placement, attach_sites, detach_sites
 from .task_specs import TaskSpec
 
 
@@ -24,7 +24,7 @@ class ModelOutput:
 class AdapterModel(nn.Module):
     """Backbone + sites; sentence representations are mean-pooled (sentence-transformers style)."""
 
-    def __init__(self, backbone: Backbone, placement: str = "pfeiffer"):
+    def __init__(self, backbone: Backbone, placement: str | Placement = "pfeiffer"):
         super().__init__()
         self.backbone_info = backbone
         self.encoder = backbone.model

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from statistics import mean
 
+from .adapter_kinds import placement_of
 from .artifact_layout import MATERIALISED_ADAPTER
 from .artifacts import (
     artifact_config, joint_task_specs, load_artifact, read_artifact_config, save_artifact, task_entries,
@@ -39,10 +40,13 @@ def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: Mul
                           adapter: AdapterConfig, hypernetwork: HyperNetConfig | None = None) -> AdapterModel:
     """The untrained model of `method`, with one head per task; `hypernetwork`'s variant is `method`'s."""
     if method in HYPERFORMER_VARIANTS:
+        if adapter.kind != "bottleneck":
+            raise ConfigError(f"{method} generates bottleneck adapters; adapter kind {adapter.kind!r} is not supported "
+                              "for it (set adapter.kind: bottleneck)")
         return HyperFormerModel(backbone, specs, adapter, dataclasses.replace(hypernetwork or HyperNetConfig(), variant=method))
     if method == "shared_adapter":
-        model = AdapterModel(backbone, adapter.placement)
-        model.set_compositions(lambda site: SingleAdapter(backbone.hidden_size, adapter))
+        model = AdapterModel(backbone, placement_of(adapter))
+        model.set_compositions(lambda site: SingleAdapter.at(site, adapter))
     elif method == "full_multitask":
         model = AdapterModel(backbone, "pfeiffer")  # sites stay empty: exact pass-throughs
         model.encoder.requires_grad_(True)

@@ -10,6 +10,7 @@ import torch
 from .adapters import AdapterBank
 from .compositions import get_method
 from .configs import AdapterConfig
+from .errors import ConfigError
 from .sites import PLACEMENTS
 
 
@@ -23,6 +24,9 @@ def transfer_parameter_count(method: str, hidden_size: int, num_layers: int, num
     (`train_layernorms`, its default) the backbone's LayerNorms: `backbone_layernorm_params`, which
     the caller counts for its backbone (`peft_core.layernorms.layernorm_parameter_count`).
     """
+    if adapter_cfg.kind != "bottleneck":
+        raise ConfigError(f"transfer_parameter_count counts bottleneck sources, not {adapter_cfg.kind}; count a built "
+                          "model's trainable parameters instead (AdapterModel.count_parameters)")
     transfer_method = get_method(method)
     num_sites = num_layers * len(PLACEMENTS[adapter_cfg.placement])
     with torch.device("meta"):

@@ -13,6 +13,7 @@ import torch
 from .artifact_layout import (
     ADAPTER, HEAD, PROMPT_ADAPTER, PROMPT_EMBEDDINGS, backbone_overrides, single_adapter_tensors, site_tensors, under,
 )
+from .adapter_kinds import placement_of
 from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
@@ -33,8 +34,8 @@ def adapter_tensors(model: AdapterModel, task: str) -> dict[str, torch.Tensor]:
 
 
 def build_adapter_model(backbone: Backbone, spec: TaskSpec, adapter: AdapterConfig, *, with_prompt: bool = False) -> AdapterModel:
-    model = AdapterModel(backbone, adapter.placement)
-    model.set_compositions(lambda site: SingleAdapter(backbone.hidden_size, adapter))
+    model = AdapterModel(backbone, placement_of(adapter))
+    model.set_compositions(lambda site: SingleAdapter.at(site, adapter))
     model.add_head(spec)
     if with_prompt:
         model.prompt = TaskPrompt(description_embeddings(backbone, spec.description))

@@ -8,17 +8,22 @@ exact pass-through, and `detach_sites` puts every original module back.
 A composition that needs more of its site than `z` reads a `SiteView`: the sub-layer's own output
 (what it adds to the residual stream before any adapter) and the adapter input as it would be
 after an update of the composition's own (so it can stack a second adapter on the first update).
+
+Where the sites are is a *placement*: a bottleneck placement by name ("pfeiffer", "houlsby"), or
+a LoRA's, one `LoraSite` per wrapped linear module (`lora_placement`); `adapter_kinds.placement_of`
+gives an adapter config's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .backbones import ArchitectureLayout, Backbone
+from .errors import BackboneError
 
 
 @dataclass
@@ -84,6 +89,16 @@ class AdapterSite(nn.Module):
     def key(self) -> str:
         return f"{self.layer}.{self.position}"
 
+    @property
+    def in_features(self) -> int:
+        """The width of the adapter input z (a bottleneck site's: the hidden size)."""
+        return self.base_layer.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        """The width of the update the composition returns."""
+        return self.base_layer.weight.shape[0]
+
     def bind(self, layer: nn.Module, layout: ArchitectureLayout) -> None:
         """Called when the site is put in place in `layer` (`layout` names its modules);
         a site that observes other modules of its layer hooks them here."""
@@ -136,27 +151,64 @@ class ResidualSite(AdapterSite):
         return y + self.composition.site_delta(SiteView(y, y, lambda delta: y + delta), self.context)
 
 
-PLACEMENTS = {
+class LoraSite(AdapterSite):
+    """A LoRA's site, around one linear module W of the layer: `W x + delta(x)`, delta reading W's
+    input x (`in_features` wide) and returning an update of W's output width. The update does not
+    change x, so the adapter input after it is x again; the sub-layer output is W x."""
+
+    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
+        if not isinstance(base_layer, nn.Linear):
+            raise BackboneError(f"LoRA target '{position}' of layer {layer} is a {type(base_layer).__name__}, "
+                                "not a torch Linear; choose adapter.lora_targets among the layer's Linear modules")
+        super().__init__(base_layer, layer, position, context)
+
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        if self.composition is None:
+            return y
+        return y + self.composition.site_delta(SiteView(x, y, lambda delta: x), self.context)
+
+
+# (position, the layout's module, site class) of each site of a layer
+Placement = Sequence[tuple[str, str, type[AdapterSite]]]
+PLACEMENTS: dict[str, Placement] = {
     "pfeiffer": [("ffn", "ffn_norm", PostNormSite)],
     "houlsby": [("attn", "attn_out", ResidualSite), ("ffn", "ffn_out", ResidualSite)],
 }
 
 
-def attach_sites(backbone: Backbone, placement: str, context: ForwardContext) -> list[AdapterSite]:
+def lora_placement(targets: Sequence[str]) -> Placement:
+    """A LoRA site on each target module (a role of the architecture layout), named by its role."""
+    return tuple((role, role, LoraSite) for role in targets)
+
+
+def attach_sites(backbone: Backbone, placement: str | Placement, context: ForwardContext) -> list[AdapterSite]:
     """Wrap every layer's modules for `placement`; returns the sites in (layer, position) order."""
-    if placement not in PLACEMENTS:
+    if isinstance(placement, str) and placement not in PLACEMENTS:
         raise ValueError(f"unknown placement '{placement}'; use one of {sorted(PLACEMENTS)}")
     _check_no_sites(backbone)
     sites = []
-    for i, layer, position, site_cls, parent, child in _slots(backbone, placement):
-        site = site_cls(getattr(parent, child), i, position, context)
-        setattr(parent, child, site)
-        site.bind(layer, backbone.layout)
-        sites.append(site)
+    try:
+        for i, layer, position, site_cls, parent, child in _slots(backbone, placement):
+            site = site_cls(getattr(parent, child), i, position, context)
+            setattr(parent, child, site)
+            site.bind(layer, backbone.layout)
+            sites.append(site)
+    except BackboneError:  # a module this placement cannot wrap: leave the backbone as loaded
+        detach_sites(backbone)
+        raise
     return sites
 
 
-def reattach_sites(backbone: Backbone, placement: str, sites: list[AdapterSite]) -> None:
+def reattach_sites(backbone: Backbone, placement: str | Placement, sites: list[AdapterSite]) -> None:
     """Put sites that `detach_sites` took off back in place (a parked model returns to the backbone)."""
     _check_no_sites(backbone)
     for (_, layer, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
@@ -170,10 +222,10 @@ def _check_no_sites(backbone: Backbone) -> None:
         raise ValueError(f"backbone '{backbone.name}' already has adapter sites; detach the other model first")
 
 
-def _slots(backbone: Backbone, placement: str):
+def _slots(backbone: Backbone, placement: str | Placement):
     """(layer index, layer, position, site class, parent module, attribute) of every site of `placement`."""
     for i, layer in enumerate(backbone.layers()):
-        for position, attr, site_cls in PLACEMENTS[placement]:
+        for position, attr, site_cls in PLACEMENTS[placement] if isinstance(placement, str) else placement:
             parent_path, _, child = getattr(backbone.layout, attr).rpartition(".")
             yield i, layer, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
 

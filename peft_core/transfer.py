@@ -4,7 +4,8 @@
                           TrainConfig(), Path("out/rte-scalearn"))
     result.extra["weights"]  # {"sources", "sites", "weights": sites × sources, "details"} (+ "choice")
 
-The K source artifacts are stacked into one frozen `AdapterBank` per site; the method's
+The K source artifacts are stacked into one frozen bank per site (`AdapterBank`, or `LoraBank` for
+LoRA sources: every source of a fit is of one kind and shape); the method's
 compositions, a new head and (PEMT) the target prompt and the backbone's LayerNorms are all that
 train. The artifact holds those trainable tensors only (the LayerNorms as backbone overrides,
 `backbone.<path>`), plus the list of sources (name, folder, fingerprint) needed to rebuild the
@@ -22,7 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .adapters import AdapterBank
+from .adapter_kinds import ADAPTER_KINDS, adapter_bank, placement_of
+from .adapters import StackedAdapters
 from .artifact_layout import BACKBONE, HEAD, PROMPT, PROMPT_EMBEDDINGS, prefixed, site_prefix, site_tensors, under
 from .artifacts import (
     artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries, weights_fingerprint,
@@ -35,6 +37,7 @@ from .data.types import DatasetSplits, Example
 from .errors import ArtifactError, ConfigError
 from .layernorms import layernorm_parameters, train_backbone_layernorms
 from .model import AdapterModel
+from .sites import AdapterSite
 from .prompts import description_embeddings
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .task_specs import TaskSpec
@@ -77,7 +80,8 @@ class SourceAdapter:
 
 
 def load_sources(source_dirs: Sequence[Path], backbone: Backbone, target: str) -> list[SourceAdapter]:
-    """Load and check every source: same backbone, placement and bottleneck shape as the first."""
+    """Load and check every source: same backbone, adapter kind and shape (bottleneck: placement, reduction
+    factor and activation; LoRA: rank, alpha and targets) as the first."""
     if not source_dirs:
         raise ConfigError(f"target {target} has no source adapters; train source adapters first and pass "
                           "their folders (check the config's sources and transfer.source_set)")
@@ -88,9 +92,8 @@ def load_sources(source_dirs: Sequence[Path], backbone: Backbone, target: str) -
         if not config.get("adapter"):
             raise ArtifactError(f"source '{name}' ({directory}) is a '{config.get('method')}' artifact, not an "
                                 "adapter; pass folders written by train_adapter")
-        placement = sources[0].adapter_config.placement if sources else None
         try:
-            config, tensors = load_artifact(directory, backbone, placement)
+            config, tensors = load_artifact(directory, backbone)
         except ArtifactError as exc:
             raise ArtifactError(f"source '{name}' for target {target}: {exc}") from None
         source = SourceAdapter(_unique(name, sources), directory, config, tensors, weights_fingerprint(directory))
@@ -105,7 +108,7 @@ def _unique(name: str, sources: list[SourceAdapter]) -> str:
 
 
 def _check_stackable(source: SourceAdapter, earlier: list[SourceAdapter]) -> None:
-    """Sources share one AdapterBank per site: plain bottlenecks of one shape and activation."""
+    """Sources share one bank per site: adapters of one kind, shape and placement, without a LayerNorm after."""
     this = source.adapter_config
     if this.layer_norm_after:
         raise ArtifactError(f"source '{source.name}' ({source.directory}) has a LayerNorm after its adapter, which "
@@ -113,7 +116,7 @@ def _check_stackable(source: SourceAdapter, earlier: list[SourceAdapter]) -> Non
     if not earlier:
         return
     first = earlier[0].adapter_config
-    for field in ("reduction_factor", "activation"):
+    for field in ("kind", *ADAPTER_KINDS[first.kind].stacked_settings):
         if getattr(this, field) != getattr(first, field):
             raise ArtifactError(
                 f"source '{source.name}' ({source.directory}) has adapter {field} {getattr(this, field)!r} but "
@@ -122,11 +125,11 @@ def _check_stackable(source: SourceAdapter, earlier: list[SourceAdapter]) -> Non
             )
 
 
-def frozen_bank(sources: Sequence[SourceAdapter], site_key: str, hidden_size: int, adapter: AdapterConfig) -> AdapterBank:
+def frozen_bank(sources: Sequence[SourceAdapter], site: AdapterSite, adapter: AdapterConfig) -> StackedAdapters:
     """The K source adapters of one site stacked in one bank, with no gradients."""
-    bank = AdapterBank(len(sources), hidden_size, adapter)
+    bank = adapter_bank(len(sources), site.in_features, site.out_features, adapter)
     for j, source in enumerate(sources):
-        bank.load_adapter_state(j, source.site_state(site_key))
+        bank.load_adapter_state(j, source.site_state(site.key))
     return bank.requires_grad_(False)
 
 
@@ -142,9 +145,9 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
                 f"method '{method.name}' needs sources trained with task prompts, but {names} has none; add "
                 "'pemt' to the config's methods so sources train with prompts (train_adapter(..., with_prompt=True))"
             )
-    model = AdapterModel(backbone, adapter.placement)
+    model = AdapterModel(backbone, placement_of(adapter))
     try:
-        banks = {site.key: frozen_bank(sources, site.key, backbone.hidden_size, adapter) for site in model.sites}
+        banks = {site.key: frozen_bank(sources, site, adapter) for site in model.sites}
         compositions = dict(zip(banks, method.compositions(list(banks.values()), adapter, options)))
         model.set_compositions(lambda site: compositions[site.key])
         if any(c.trains_backbone_layernorms for c in compositions.values()):

@@ -1,7 +1,7 @@
 """What a site does with several adapters, and the registry of transfer methods.
 
 Every transfer method is a builder `build(banks, adapter_config, **options) -> [Composition]`
-that receives the frozen source `AdapterBank` of every site (in site order) and returns one
+that receives the frozen source bank (`AdapterBank`, `LoraBank`) of every site (in site order) and returns one
 composition per site; building all sites at once is what lets the ++ variants share one ω.
 
     method = get_method("scalearn")
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import method_names
-from ..adapters import AdapterBank
+from ..adapters import StackedAdapters
 from ..configs import AdapterConfig, TrainConfig
 from ..errors import ConfigError
 from ..sites import Composition
@@ -102,7 +102,7 @@ class TransferMethod:
         """The options a saved fit ran with, from those its artifact records."""
         return {**self.legacy_options, **(recorded or {})}
 
-    def compositions(self, banks: Sequence[AdapterBank], adapter: AdapterConfig,
+    def compositions(self, banks: Sequence[StackedAdapters], adapter: AdapterConfig,
                      options: dict | None = None) -> list[Composition]:
         options = self.check_options(options)
         return self.build(banks, adapter, **{k: v for k, v in options.items() if k not in self.choice_options})

@@ -8,6 +8,10 @@ Parameters per site: W_Q, W_K with biases and W_V without: 3d² + 2d. For RoBERT
 (d = 768, 12 layers) that is 12 × 1,771,008 = 21,252,096, the published count; it does not
 depend on the number of sources.
 
+Over LoRA sources up_j is source j's update `s · B_j A_j x` at a wrapped linear module, z is the
+module's input x and d its output width: W_Q maps the input width to d (in·d + d parameters), W_K
+and W_V act on updates as above.
+
 Keys and values are never computed per source: `q·k_j = (q W_K)·up_j + q·b_K` and
 `Σ_j a_j v_j = (Σ_j a_j up_j) W_Vᵀ`, so the d×d projections cost the same for any K (exactly the
 same function as the per-source form, only cheaper).
@@ -20,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..adapters import AdapterBank
+from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
 from ..sites import ForwardContext
 from .tracking import TrackedComposition
@@ -31,12 +35,12 @@ FUSION_INIT_STD = 0.02  # AdapterHub's BERT init for W_Q and W_K; their biases s
 
 class AdapterFusion(TrackedComposition):
 
-    def __init__(self, bank: AdapterBank, regularization: float = 0.01, attention_dropout: float = 0.1):
+    def __init__(self, bank: StackedAdapters, regularization: float = 0.01, attention_dropout: float = 0.1):
         super().__init__(bank.num_adapters)
-        d = bank.hidden_size
+        d = bank.out_features
         self.bank = bank
         self.regularization = regularization
-        self.query = nn.Linear(d, d)
+        self.query = nn.Linear(bank.in_features, d)
         self.key = nn.Linear(d, d)
         self.value = nn.Linear(d, d, bias=False)
         for linear in (self.query, self.key):
@@ -67,6 +71,6 @@ class AdapterFusion(TrackedComposition):
         return {"weights": self.mean_weights()}
 
 
-def build_fusion(banks: Sequence[AdapterBank], adapter: AdapterConfig, *, regularization: float = 0.01,
+def build_fusion(banks: Sequence[StackedAdapters], adapter: AdapterConfig, *, regularization: float = 0.01,
                  attention_dropout: float = 0.1) -> list[AdapterFusion]:
     return [AdapterFusion(bank, regularization, attention_dropout) for bank in banks]

@@ -25,10 +25,15 @@
 
 Choices where the paper is silent, or where we follow the paper rather than the code: the gate
 reads the site's input z (the released code gates on the FFN's intermediate activations at the
-prompt positions); the experts are bottleneck adapters on z (the code: rank-64 LoRA on the FFN
-output projection); `mean_tokens` pools every non-padding position of the batch, prompt positions
-included (the code pools every position, padding included); the gate has no bias. Without a prompt
-(prompt_length 0) the gate reads the mean over all non-padding tokens instead.
+prompt positions); the experts are the sources' adapters: bottleneck adapters on z as the paper
+describes, or LoRA, as in the released code (rank-64 LoRA on the FFN output projection; sources
+with `lora_targets: [ffn_out]` and `lora_rank: 64` are that setting). At a LoRA site z is the
+wrapped module's input (for ffn_out the FFN's intermediate activations, what the released code's
+gate reads), the target adapter is a LoRA of the sources' settings on the same module,
+and since the update leaves that input unchanged, "sequential" and "parallel" compute the same;
+y is the module's output with every update. `mean_tokens` pools every non-padding position of the
+batch, prompt positions included (the code pools every position, padding included); the gate has no
+bias. Without a prompt (prompt_length 0) the gate reads the mean over all non-padding tokens instead.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..adapters import AdapterBank
+from ..adapter_kinds import adapter_bank
+from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
 from ..method_names import PemtTargetAdapter as TargetAdapterPlacement
 from ..sites import ForwardContext, SiteView
@@ -74,12 +80,12 @@ def task_sparsity_loss(y: torch.Tensor, experts: torch.Tensor, gate: torch.Tenso
 class PEMTMixture(TrackedComposition):
     """One site's gate, target adapter and sparsity loss; called with the whole `SiteView`."""
 
-    def __init__(self, bank: AdapterBank, adapter: AdapterConfig, sparsity_weight: float, num_sites: int,
+    def __init__(self, bank: StackedAdapters, adapter: AdapterConfig, sparsity_weight: float, num_sites: int,
                  target_adapter: TargetAdapterPlacement = "sequential", train_layernorms: bool = True):
         super().__init__(bank.num_adapters)
         self.bank = bank
-        self.gate = nn.Parameter(torch.zeros(bank.hidden_size, bank.num_adapters))
-        self.target_adapter = AdapterBank(1, bank.hidden_size, adapter)
+        self.gate = nn.Parameter(torch.zeros(bank.in_features, bank.num_adapters))
+        self.target_adapter = adapter_bank(1, bank.in_features, bank.out_features, adapter)
         self.sequential = target_adapter == "sequential"
         self.trains_backbone_layernorms = train_layernorms
         self.sparsity_scale = sparsity_weight / num_sites  # λ · mean over sites, one share per site
@@ -150,7 +156,7 @@ class AttentivePrompt(nn.Module):
         return self.combined().unsqueeze(0).expand(batch_size, -1, -1)
 
 
-def build_pemt(banks: Sequence[AdapterBank], adapter: AdapterConfig, *,
+def build_pemt(banks: Sequence[StackedAdapters], adapter: AdapterConfig, *,
                sparsity_weight: float = DEFAULT_SPARSITY_WEIGHT,
                target_adapter: TargetAdapterPlacement = "sequential",
                train_layernorms: bool = True) -> list[PEMTMixture]:

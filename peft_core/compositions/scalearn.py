@@ -9,6 +9,11 @@ variants differ only in ω's shape and whether one ω serves every layer:
 | scalearn_uniform           | (K, 1)  | no                   | 0.3       |
 | scalearn_plus_plus         | (K, d)  | yes                  | 0.3       |
 | scalearn_uniform_plus_plus | (K, 1)  | yes                  | 0.0       |
+
+Over LoRA sources A_j is source j's update at the site, `s · B_j A_j x`, and d the wrapped module's
+output width: ω scales each source's update, per output dimension or as a whole. The ++ variants
+with a (K, d) ω need every site to have the same output width (LoRA targets that all return the
+hidden state, like the default query and value).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import torch
 from torch import nn
 
 from .. import method_names
-from ..adapters import AdapterBank
+from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
+from ..errors import ConfigError
 from ..sites import Composition, ForwardContext
 
 SCALEARN_LEARNING_RATE = 6e-3
@@ -36,7 +42,7 @@ def init_omega(num_sources: int, width: int) -> nn.Parameter:
 class ScaLearn(Composition):
     """One site's scaled sum of K frozen adapters. `omega` may be shared with other sites (++)."""
 
-    def __init__(self, bank: AdapterBank, omega: nn.Parameter, omega_dropout: float):
+    def __init__(self, bank: StackedAdapters, omega: nn.Parameter, omega_dropout: float):
         super().__init__()
         self.bank = bank
         self.omega = omega
@@ -61,14 +67,19 @@ class ScaLearnVariant:
     shared_across_layers: bool  # the ++ variants: one ω Parameter object in every site
     omega_dropout: float
 
-    def build(self, banks: Sequence[AdapterBank], adapter: AdapterConfig, *,
+    def build(self, banks: Sequence[StackedAdapters], adapter: AdapterConfig, *,
               omega_dropout: float | None = None) -> list[ScaLearn]:
         """One ScaLearn per site; `omega_dropout` overrides the variant's published rate."""
-        k, d = banks[0].num_adapters, banks[0].hidden_size
-        width = d if self.per_dimension else 1
+        k = banks[0].num_adapters
+        widths = [bank.out_features if self.per_dimension else 1 for bank in banks]
         dropout = self.omega_dropout if omega_dropout is None else omega_dropout
-        shared = init_omega(k, width) if self.shared_across_layers else None
-        return [ScaLearn(bank, shared if shared is not None else init_omega(k, width), dropout) for bank in banks]
+        if self.shared_across_layers and len(set(widths)) > 1:
+            raise ConfigError(f"a ++ ScaLearn shares one ω of width d across sites, but these sites return widths "
+                              f"{sorted(set(widths))}; choose adapter.lora_targets of one output width, or a "
+                              "uniform or per-layer variant")
+        shared = init_omega(k, widths[0]) if self.shared_across_layers else None
+        return [ScaLearn(bank, shared if shared is not None else init_omega(k, width), dropout)
+                for bank, width in zip(banks, widths)]
 
 
 SCALEARN_VARIANTS: dict[str, ScaLearnVariant] = method_names.implemented(

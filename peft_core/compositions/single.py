@@ -5,25 +5,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapters import AdapterBank
+from ..adapter_kinds import adapter_bank
 from ..configs import AdapterConfig
-from ..sites import Composition, ForwardContext
+from ..sites import AdapterSite, Composition, ForwardContext
 
 
 class SingleAdapter(Composition):
-    """`A(z)`, or `LN(A(z))` with `config.layer_norm_after` (a materialised HyperFormer adapter)."""
+    """`A(z)`, or `LN(A(z))` with `config.layer_norm_after` (a materialised HyperFormer adapter).
 
-    def __init__(self, hidden_size: int, config: AdapterConfig):
+    A is of `config.kind`, reading `in_features` and returning `out_features` (default: the same).
+    """
+
+    def __init__(self, in_features: int, config: AdapterConfig, out_features: int | None = None):
         super().__init__()
-        self.bank = AdapterBank(1, hidden_size, config)
-        self.layer_norm = nn.LayerNorm(hidden_size) if config.layer_norm_after else None
+        self.bank = adapter_bank(1, in_features, out_features or in_features, config)
+        self.layer_norm = nn.LayerNorm(self.bank.out_features) if config.layer_norm_after else None
+
+    @classmethod
+    def at(cls, site: AdapterSite, config: AdapterConfig) -> SingleAdapter:
+        """A fresh adapter for `site`'s widths."""
+        return cls(site.in_features, config, site.out_features)
 
     def forward(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
         out = self.bank(z)
         return out if self.layer_norm is None else self.layer_norm(out)
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """Tensors in the artifact layout: the bank's four, plus `ln_weight`/`ln_bias` if any."""
+        """Tensors in the artifact layout: the bank's, plus `ln_weight`/`ln_bias` if any."""
         state = self.bank.adapter_state(0)
         if self.layer_norm is not None:
             state |= {"ln_weight": self.layer_norm.weight.detach().clone(), "ln_bias": self.layer_norm.bias.detach().clone()}

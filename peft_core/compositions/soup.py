@@ -19,6 +19,12 @@ reports AdapterSoup (CPJKU/ScaLearn, `src/training/get_trainer.py` and `src/argu
 
 The builder itself averages with the weights it is given (uniform without), so a saved fit, which
 records the chosen weights, rebuilds without its data.
+
+How a kind's parameters average is its bank's (`StackedAdapters.averaged`): a bottleneck's tensors
+one by one; LoRA sources' updates exactly, `ΔW = s Σ_j w_j B_j A_j`, as one LoRA of rank
+(chosen sources) · r, not A and B averaged apart (`lora.LoraBank.averaged` says why). A LoRA being
+linear in its input, a soup of LoRAs computes what averaging their outputs with the same weights
+does: the choice of sources is what sets it apart.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..adapters import AdapterBank
+from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
 from ..errors import ConfigError
 from ..method_names import SOUP_WEIGHTS_FIX as WEIGHTS_FIX, option_problem
@@ -40,11 +46,10 @@ CHOICE_DEFAULTS = {"select": "similarity", "top_k": 5, "sample_size": 1000, "inc
 class AdapterSoup(SingleAdapter):
     """One frozen adapter whose tensors are the `weights`-weighted sum of the bank's K adapters'."""
 
-    def __init__(self, bank: AdapterBank, adapter: AdapterConfig, weights: Sequence[float]):
-        super().__init__(bank.hidden_size, adapter)
-        states = [bank.adapter_state(j) for j in range(bank.num_adapters)]
-        self.load_adapter_state({name: sum(w * state[name] for w, state in zip(weights, states, strict=True))
-                                 for name in states[0]})
+    def __init__(self, bank: StackedAdapters, adapter: AdapterConfig, weights: Sequence[float]):
+        soup, state = bank.averaged(weights, adapter)
+        super().__init__(bank.in_features, soup, bank.out_features)
+        self.load_adapter_state(state)
         self.requires_grad_(False)
         self.weights = list(weights)
 
@@ -69,7 +74,7 @@ def soup_weights(weights: Sequence[float] | None, num_sources: int) -> list[floa
     return [w / total for w in weights]
 
 
-def build_adaptersoup(banks: Sequence[AdapterBank], adapter: AdapterConfig, *,
+def build_adaptersoup(banks: Sequence[StackedAdapters], adapter: AdapterConfig, *,
                       weights: Sequence[float] | None = None) -> list[AdapterSoup]:
     """One averaged adapter per site; `weights` (one per source, in source order) default to uniform.
     The fit's choice of sources (`choose_soup_sources`) arrives here as weights."""
