@@ -31,7 +31,7 @@ class LoraBank(StackedAdapters):
         self.down_weight = nn.Parameter(down.T.contiguous())
         self.up_weight = nn.Parameter(torch.zeros(num_adapters, self.rank, out_features))
         self.up_bias = None
-        self.dropout = nn.Dropout(config.lora_dropout)
+        self.dropout = nn.Dropout(config.lora_dropout) if config.lora_dropout else nn.Identity()  # as PEFT
 
     def hidden(self, z: torch.Tensor) -> torch.Tensor:
         """`s · A_j dropout(x)` of every adapter: (..., K, r)."""

@@ -92,6 +92,17 @@ def test_outputs_and_mix_equal_the_hand_computed_updates():
     torch.testing.assert_close(bank.mix_per_example(x, gates), torch.einsum("bk,btko->bto", gates, deltas))
 
 
+def test_lora_dropout_drops_input_features_in_training_only():
+    bank = random_lora_bank(1, AdapterConfig(kind="lora", lora_rank=2, lora_alpha=6.0, lora_dropout=0.5))
+    x = torch.randn(4, IN)
+    torch.testing.assert_close(bank.eval()(x), source_deltas(bank, x)[:, 0])
+    torch.manual_seed(0)
+    dropped = bank.train()(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropped, source_deltas(bank, torch.nn.functional.dropout(x, 0.5))[:, 0])
+    assert not torch.allclose(dropped, source_deltas(bank, x)[:, 0])
+
+
 def test_adapter_state_uses_peft_shapes_and_moves_exactly_one_adapter():
     source, target = random_lora_bank(3, seed=1), random_lora_bank(3, seed=2)
     state = source.adapter_state(1)
