@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core.task_specs import get_task
     from peft_core.transfer import fit_transfer
     from tasks.task_data import task_splits
-    from tasks.transfer_units import transfer_train_config
+    from flows.unit_plans import fit_train_config
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}
     cfg = load_config(REPO / "configs" / "glue-lowres.yaml", **{"data.few_shot.k": 32, **overrides})
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in map(int, args.seeds.split(",")):
             splits = task_splits(cfg, target, "target", seed)  # the sample the pipeline's fits of `seed` get
             # ScaLearn's fit settings, its rate as a number: "published" would give the average's rate
-            train = transfer_train_config(cfg, {"sizes": {"train": len(splits.train)}}, "scalearn", seed)
+            train = fit_train_config(cfg, "scalearn", seed, len(splits.train))
             started = time.perf_counter()
             result = fit_transfer(backbone, spec, splits, "average", [folders[target]], train,
                                   work / f"{target}-{seed}-oracle", learning_rate=train.learning_rate)

@@ -29,24 +29,23 @@ SHIPPED = REPO / "benchmarks" / "sources" / "glue-lowres"
 
 def expected_units(cfg: PipelineConfig) -> dict[str, str]:
     """{unit key: what it is} of every unit the config trains once for all its targets and seeds."""
-    from flows.stages import source_jobs
+    from flows.unit_plans import joint_model, sources_plan
     from peft_core.method_names import HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF
-    from tasks.adapter_units import adapter_unit_key
-    from tasks.multitask_units import multitask_unit_key
     from tasks.task_data import task_splits
+    from tasks.unit_specs import PreparedData
 
     prepared = {}
     for name in cfg.sources:
         splits = task_splits(cfg, name, "source")
-        prepared[name] = {"task": name, "digest": splits.digest(),
-                          "sizes": {n: len(splits.split(n)) for n in ("train", "validation", "test")}}
-    units = {adapter_unit_key(cfg, prepared[task], seed, prompt, "source"):
-             f"sources/{task}/{'prompt_adapter' if prompt else 'adapter'} (seed {seed})"
-             for task, seed, prompt in source_jobs(cfg)}
+        prepared[name] = PreparedData(name, folder="", digest=splits.digest(), spec=splits.spec.to_json(),
+                                      sizes={n: len(splits.split(n)) for n in ("train", "validation", "test")},
+                                      role="source")
+    units = {spec.key: f"sources/{spec.task}/{spec.method} (seed {spec.seed})"
+             for spec in sources_plan(cfg, {"source": prepared})}
     joint_data = {t: prepared[t] for t in cfg.hyperformer_transfer_tasks()}
     for method in cfg.methods_in(HYPERFORMER_TRANSFER_METHODS):
         for seed in cfg.source_seed_list():
-            units[multitask_unit_key(cfg, joint_data, JOINT_MODEL_OF[method], seed)] = \
+            units[joint_model(cfg, joint_data, JOINT_MODEL_OF[method], seed).key] = \
                 f"joint {JOINT_MODEL_OF[method]} over {', '.join(joint_data)} (seed {seed})"
     return units
 

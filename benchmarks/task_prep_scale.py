@@ -55,7 +55,7 @@ def prepare_once(config: Path) -> None:
     info = prepare_task_data.fn(cfg, "big", "source")
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
-    print(json.dumps({"seconds": seconds, "peak_gib": peak_gib, "sizes": info["sizes"], "digest": info["digest"]}))
+    print(json.dumps({"seconds": seconds, "peak_gib": peak_gib, "sizes": info.sizes, "digest": info.digest}))
 
 
 def measure(config: Path) -> dict:

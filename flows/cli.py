@@ -336,7 +336,7 @@ def import_command(
     from tasks.units import registry_name
 
     done = import_units(Tracking.from_config(cfg), folder, cfg.backbone,
-                        lambda stage, task, method: registry_name(cfg, stage, task, method),
+                        lambda stage, task, method: registry_name(cfg.experiment_name(), stage, task, method),
                         cfg.home_dir() / "artifact-cache")
     console.print(f"imported {len(done['imported'])} unit(s); {len(done['present'])} already in the store",
                   highlight=False)

@@ -12,17 +12,17 @@ from datetime import datetime
 from prefect import flow, unmapped
 from prefect.futures import wait
 
-from tasks.config import OWN_ADAPTER, PipelineConfig
+from flows.config import PipelineConfig
 from flows.runners import make_task_runner
-from peft_core.method_names import (
-    BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF, MULTITASK_METHODS, TRANSFER_METHODS,
-)
+from flows.unit_plans import evaluation_plan, multitask_plan, sources_plan, transfer_plan, unit_context
+from peft_core.method_names import BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, TRANSFER_METHODS
 from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
 from tasks.common import STOP_TRAINING
 from tasks.data_units import prepare_task_data
 from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
-from tasks.transfer_units import find_source_units, fit_transfer_unit, full_finetune_unit
+from tasks.transfer_units import fit_transfer_unit, full_finetune_unit, require_finished_sources
+from tasks.unit_specs import UnitResult
 from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
@@ -82,110 +82,59 @@ def prepare(config: PipelineConfig) -> dict[str, dict]:
     return prepared
 
 
-def source_jobs(config: PipelineConfig) -> list[tuple[str, int, bool]]:
-    prompt_kinds = [False, True] if config.needs_prompts() else [False]
-    if config.needs_prompts() and set(config.methods) <= set(config.prompt_methods()):
-        prompt_kinds = [True]
-    return [(t, seed, p) for t in config.sources for seed in config.source_seed_list() for p in prompt_kinds]
-
-
 @flow(name="sources", log_prints=True, flow_run_name="sources {config.name}")
-def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
+def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[UnitResult]:
     """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
     with _parent_run(config, parent_run_id, "sources") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        jobs = source_jobs(config)
-        return _wait(train_adapter_unit.map(
-            unmapped(config), [prepared["source"][t] for t, _, _ in jobs], [s for _, s, _ in jobs],
-            unmapped(parent_run_id), with_prompt=[p for _, _, p in jobs],
-        ))
-
-
-def _sources_by_kind(config: PipelineConfig, prepared: dict, source_units: list[dict] | None, seed: int,
-                     with_prompt: bool) -> dict[str, dict]:
-    """{source task: unit} of one seed and kind, from this run's sources stage or else from MLflow."""
-    method = "prompt_adapter" if with_prompt else "adapter"
-    seed = config.source_seed_for(seed)
-    if source_units is not None:
-        chosen = {u["task"]: u for u in source_units if u["method"] == method and u["seed"] == seed}
-        if len(chosen) == len(config.sources):
-            return chosen
-    return find_source_units(config, prepared["source"], seed, with_prompt)
+        return _wait(train_adapter_unit.map(sources_plan(config, prepared), unmapped(unit_context(config, parent_run_id))))
 
 
 @flow(name="transfer", log_prints=True, flow_run_name="transfer {config.name}")
 def transfer(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None,
-             source_units: list[dict] | None = None) -> list[dict]:
-    """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel."""
+             sources_trained: bool = False) -> list[UnitResult]:
+    """Every (target, method) pair: combinations of the frozen sources and the baselines, in parallel.
+    `sources_trained`: this pipeline run's sources stage has just trained them; a stage run alone
+    first checks that MLflow has them."""
     with _parent_run(config, parent_run_id, "transfer") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        pairs = [(target, seed) for seed in config.seeds for target in config.targets]
-        own = {(t, s): train_adapter_unit.submit(config, prepared["target"][t][s], s, parent_run_id, role="target")
-               for t, s in pairs} if config.needs_target_adapters() else {}
-        futures = list(own.values())
-        futures += [full_finetune_unit.submit(config, prepared["target"][t][s], s, parent_run_id)
-                    for t, s in pairs if "full_finetune" in config.methods]
-        # The target's own adapter goes in as its future: Prefect starts the fit once the adapter is trained
-        # (and skips it if that failed) without holding up the submission of the other fits. Fits without
-        # it first, so that a worker does not wait for an adapter while they could run.
-        fits = [(t, s, m) for t, s in pairs for m in config.methods_in(TRANSFER_METHODS)]
-        fits.sort(key=lambda fit: OWN_ADAPTER in config.transfer.sources_for(fit[2], fit[0], config.sources))
-        for target, seed, method in fits:
-            with_prompt = method in config.prompt_methods()
-            names = config.transfer.sources_for(method, target, config.sources)
-            kind = _sources_by_kind(config, prepared, source_units, seed, with_prompt) if set(names) - {OWN_ADAPTER} else {}
-            chosen = [own[(target, seed)] if name == OWN_ADAPTER else kind[name] for name in names]
-            data = [prepared["target"][target][seed] if name == OWN_ADAPTER else prepared["source"][name] for name in names]
-            futures.append(fit_transfer_unit.submit(config, prepared["target"][target][seed], method, chosen, seed,
-                                                    parent_run_id, source_data=data))
-        futures += _hyperformer_transfer_fits(config, prepared, pairs, parent_run_id)
+        context = unit_context(config, parent_run_id)
+        plan = transfer_plan(config, prepared)
+        if not sources_trained:
+            require_finished_sources(context, plan.sources)
+        own = {spec.key: train_adapter_unit.submit(spec, context) for spec in plan.own_adapters}
+        futures = list(own.values()) + [full_finetune_unit.submit(spec, context) for spec in plan.full_finetunes]
+        # A fit that combines the target's own adapter waits for it: Prefect starts the fit once the adapter
+        # is trained (and skips it if that failed) without holding up the submission of the other fits. Fits
+        # without it first, so that a worker does not wait for an adapter while they could run.
+        for fit in sorted(plan.fits, key=lambda fit: any(s.key in own for s in fit.sources)):
+            futures.append(fit_transfer_unit.submit(fit, context, wait_for=[own[s.key] for s in fit.sources if s.key in own]))
+        # Few-shot fits over joint models of the sources, trained here or found in MLflow by their keys.
+        joint = {spec.key: train_multitask_unit.submit(spec, context) for spec in plan.joint_models}
+        futures += list(joint.values())
+        futures += [fit_hyperformer_transfer_unit.submit(fit, context, wait_for=[joint[fit.joint.key]])
+                    for fit in plan.few_shot_fits]
         return _wait(futures)
 
 
-def _hyperformer_transfer_fits(config: PipelineConfig, prepared: dict, pairs: list[tuple[str, int]],
-                               parent_run_id: str) -> list:
-    """Few-shot fits over a joint HyperFormer(++) of the sources that are not targets: the joint model
-    (one per variant and source seed, a multitask unit without report rows) is trained here or found
-    in MLflow by its key; its fits get its future and start once it is there."""
-    methods = config.methods_in(HYPERFORMER_TRANSFER_METHODS)
-    joint_data = {t: prepared["source"][t] for t in config.hyperformer_transfer_tasks()}
-    source_seeds = sorted({config.source_seed_for(s) for _, s in pairs})
-    joint = {(m, s): train_multitask_unit.submit(config, joint_data, JOINT_MODEL_OF[m], s, parent_run_id,
-                                                 task_rows=False) for m in methods for s in source_seeds}
-    fits = [fit_hyperformer_transfer_unit.submit(config, prepared["target"][t][s], m,
-                                                 joint[(m, config.source_seed_for(s))], s, parent_run_id)
-            for t, s in pairs for m in methods]
-    return list(joint.values()) + fits
-
-
 @flow(name="multitask", log_prints=True, flow_run_name="multitask {config.name}")
-def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[dict]:
+def multitask(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[UnitResult]:
     """Joint training over every source and target task (HyperFormer, shared adapter, full multi-task)."""
     with _parent_run(config, parent_run_id, "multitask") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        def tasks_data(seed: int) -> dict[str, dict]:
-            return {**{t: by_seed[seed] for t, by_seed in prepared["target"].items()}, **prepared["source"]}
-
-        return _wait([train_multitask_unit.submit(config, tasks_data(seed), method, seed, parent_run_id)
-                      for seed in config.seeds for method in config.methods_in(MULTITASK_METHODS)])
+        context = unit_context(config, parent_run_id)
+        return _wait([train_multitask_unit.submit(spec, context) for spec in multitask_plan(config, prepared)])
 
 
 @flow(name="evaluate", log_prints=True, flow_run_name="evaluate {config.name}")
-def evaluate(config: PipelineConfig, units: list[dict] | None = None, parent_run_id: str | None = None,
-             prepared: dict | None = None) -> list[dict]:
+def evaluate(config: PipelineConfig, units: list[UnitResult] | None = None, parent_run_id: str | None = None,
+             prepared: dict | None = None) -> list[UnitResult]:
     """Re-evaluate saved adapters from their artifacts (sources, unless `units` are given)."""
     with _parent_run(config, parent_run_id, "evaluate") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
         units = units if units is not None else _with_runner(sources, config)(config, parent_run_id, prepared)
-        evaluable = [u for u in units if u.get("artifact_dir") and u["method"] in ("adapter", "prompt_adapter")]
-        return _wait(evaluate_saved_adapter.map(unmapped(config), evaluable,
-                                                [_prepared_for(prepared, u) for u in evaluable], unmapped(parent_run_id)))
-
-
-def _prepared_for(prepared: dict, unit: dict) -> dict:
-    if unit["stage"] == "sources":
-        return prepared["source"][unit["task"]]
-    return prepared["target"][unit["task"]][unit["seed"]]
+        return _wait(evaluate_saved_adapter.map(evaluation_plan(config, prepared, units),
+                                                unmapped(unit_context(config, parent_run_id))))
 
 
 @flow(name="pipeline", log_prints=True, flow_run_name="pipeline {config.name}")
@@ -193,10 +142,9 @@ def pipeline(config: PipelineConfig) -> str:
     """prepare -> sources -> transfer -> multitask -> evaluate under one MLflow parent run."""
     with _parent_run(config, None, "pipeline") as parent_run_id:
         prepared = _with_runner(prepare, config)(config)
-        source_units = _with_runner(sources, config)(config, parent_run_id, prepared)
-        units = list(source_units)
+        units = _with_runner(sources, config)(config, parent_run_id, prepared)
         if config.methods_in(TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + BASELINE_METHODS) and config.targets:
-            units += _with_runner(transfer, config)(config, parent_run_id, prepared, source_units)
+            units += _with_runner(transfer, config)(config, parent_run_id, prepared, sources_trained=True)
         if config.methods_in(MULTITASK_METHODS):
             _with_runner(multitask, config)(config, parent_run_id, prepared)
         _with_runner(evaluate, config)(config, units, parent_run_id, prepared)

@@ -1,10 +1,9 @@
-"""What every unit of work needs: its logger, progress reporting, and the unit-result record."""
+"""What every unit of work needs: its logger, progress reporting, and the signal that stops training."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, field
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -20,24 +19,6 @@ STOP_TRAINING = threading.Event()
 
 class TrainingStopped(AdapterflowError):
     """A unit's training ended early because its run was stopped; its last finished round is kept."""
-
-
-@dataclass
-class UnitResult:
-    """What a training unit hands to the next stage: small facts, never models."""
-
-    stage: str
-    task: str
-    method: str
-    unit_key: str
-    run_id: str
-    artifact_dir: str | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    reused: bool = False
-    seed: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def unit_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -12,6 +12,7 @@ from tasks.common import unit_logger
 from tasks.config import PipelineConfig
 from tasks.prepared_data import SPLITS, index_preparation, indexed_preparation, save_splits
 from tasks.task_data import source_key, task_splits
+from tasks.unit_specs import PreparedData
 
 
 def _prepare_run_name(parameters: dict) -> str:
@@ -21,7 +22,7 @@ def _prepare_run_name(parameters: dict) -> str:
 
 @task(name="prepare_task_data", cache_policy=NO_CACHE, task_run_name=_prepare_run_name)
 def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
-                      seed: int | None = None) -> dict:
+                      seed: int | None = None) -> PreparedData:
     """`task_splits` stored as a folder keyed by their content digest; files prepared before with the
     same content and settings are not read again."""
     data_dir = cfg.home_dir() / "data"
@@ -40,4 +41,5 @@ def prepare_task_data(cfg: PipelineConfig, task_name: str, role: Literal["source
             index_preparation(data_dir, key, info)
     unit_logger().info("prepared %s (%s%s): %s, digest %s", task_name, role,
                        f", seed {seed}" if seed is not None else "", info["sizes"], info["digest"])
-    return {**info, "role": role, "seed": seed}
+    return PreparedData(task=task_name, folder=info["folder"], digest=info["digest"], spec=info["spec"],
+                        sizes=info["sizes"], role=role, seed=seed)

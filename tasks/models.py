@@ -28,6 +28,7 @@ from peft_core.inference import fitted_spec, fitted_tasks
 from peft_core.inputs import input_fields
 from peft_core.model_set import KEY_FIELDS, Target, model_set_targets, save_model_set
 from tasks.prepared_data import SPLITS, load_splits
+from tasks.unit_specs import PreparedData
 from tasks.tracking import Tracking
 
 MODEL_NAME = "model"
@@ -46,9 +47,9 @@ def unit_targets(task: str, method: str, artifact_dir: Path) -> dict[str, Target
     return {f"{task}/{method}": Path(artifact_dir)}
 
 
-def example_rows(targets: Mapping[str, Target], prepared: Sequence[dict]) -> list[dict]:
+def example_rows(targets: Mapping[str, Target], prepared: Sequence[PreparedData]) -> list[dict]:
     """A few validation rows of each target's task, with the column that picks the target."""
-    folders = {info["task"]: info["folder"] for info in prepared}
+    folders = {data.task: data.folder for data in prepared}
     rows = []
     for name, target in targets.items():
         spec = _target_spec(target)
@@ -155,15 +156,15 @@ def download_model_targets(tracking: Tracking, model_id: str, cache_dir: Path) -
     return model_set_targets(local / "artifacts" / TARGETS_ARTIFACT)
 
 
-def log_datasets(tracking: Tracking, run_id: str, prepared: Sequence[dict]) -> None:
+def log_datasets(tracking: Tracking, run_id: str, prepared: Sequence[PreparedData]) -> None:
     """Link the run to each split of its prepared data, named `<task>-<split>`, by content digest."""
     inputs = []
-    for info in prepared:
-        manifest = json.loads((Path(info["folder"]) / "manifest.json").read_text())
+    for data in prepared:
+        manifest = json.loads((Path(data.folder) / "manifest.json").read_text())
         for split in SPLITS:
             if manifest["sizes"][split]:
-                dataset = Dataset(f"{info['task']}-{split}", manifest["digests"][split], "local",
-                                  json.dumps({"uri": (Path(info["folder"]) / f"{split}.jsonl").as_uri()}),
+                dataset = Dataset(f"{data.task}-{split}", manifest["digests"][split], "local",
+                                  json.dumps({"uri": (Path(data.folder) / f"{split}.jsonl").as_uri()}),
                                   profile=json.dumps({"num_rows": manifest["sizes"][split]}))
                 inputs.append(DatasetInput(dataset, [InputTag(DATASET_CONTEXT, split)]))
     if inputs:

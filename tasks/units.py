@@ -7,7 +7,8 @@ files' record, against the config's backbone as loaded now: a name says nothing 
 behind it) and only if its files load; otherwise the unit runs again, with a warning. A unit
 that raises leaves its run FAILED, never reused. `run_training_unit` is the skeleton for units that
 train: training writes into a work folder keyed by the unit, so a killed unit resumes from its last
-epoch checkpoint; the artifact is logged only after training and evaluation completed.
+epoch checkpoint; the artifact is logged only after training and evaluation completed. Units are
+typed specs (`tasks.unit_specs`), whose key, params and settings the skeleton reads.
 """
 
 from __future__ import annotations
@@ -15,25 +16,27 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from tasks.config import PipelineConfig
 from peft_core.artifacts import check_artifact_files
-from peft_core.backbones import load_backbone
+from peft_core.backbones import Backbone, load_backbone
 from peft_core.errors import ArtifactError
 from peft_core.jobs import TrainingResult
 from tasks.seed_comparison import PREDICTIONS_FILE
 from tasks.stage_table import stage_of_tag
-from tasks.common import TrainingProgress, UnitResult, unit_logger
+from tasks.common import TrainingProgress, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
 from tasks.tracking import (ARTIFACT_PATH, BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
                             record_reuse, unit_lock)
+from tasks.unit_specs import PreparedData, UnitContext, UnitRef, UnitResult, UnitSpec
 
-TrainFn = Callable[[Path, Path, TrainingProgress], TrainingResult]
+# A training unit's job: (its spec, the backbone, the folder to write its artifact to, the keyword
+# arguments every peft_core training function takes: checkpoint_dir, on_epoch, on_step)
+Job = Callable[[UnitSpec, Backbone, Path, dict], TrainingResult]
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,23 @@ class Unit:
     tags: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
 
+    @classmethod
+    def of(cls, spec: UnitSpec, tags: dict[str, str] | None = None) -> "Unit":
+        return cls(spec.stage, spec.task, spec.method, spec.key, tags=dict(tags or {}), seed=spec.seed)
+
     @property
     def label(self) -> str:
         """Its MLflow run's name and its name in logs: what differs between units first (the run
         table's name column is narrow), e.g. `rte/scalearn seed 1 (transfer)`."""
         return unit_label(self.stage, self.task, self.method, self.seed)
+
+
+def task_run_name(job: str) -> Callable[..., str]:
+    """The name of a Prefect task run of a unit, from the spec it is given: `fit_transfer rte/scalearn
+    seed 1 (transfer)`, so the Prefect UI's task runs say what they train."""
+    def name(parameters: dict) -> str:
+        return f"{job} {Unit.of(parameters['spec']).label}"
+    return name
 
 
 def unit_label(stage: str, task: str, method: str, seed: int | None = None) -> str:
@@ -68,25 +83,27 @@ class UnitOutcome:
     reused: bool
 
 
-def run_unit(cfg: PipelineConfig, parent_run_id: str | None, unit: Unit,
-             work: Callable[[Tracking, UnitRun], dict[str, float]]) -> UnitOutcome:
+def run_unit(context: UnitContext, spec: UnitSpec, work: Callable[[UnitRun], dict[str, float]],
+             tags: dict[str, str] | None = None) -> UnitOutcome:
     """The unit's finished run if it has one (unless its stage is forced), else `work` in a new child
-    run of `parent_run_id`; `work` logs what it computed and returns the unit's metrics."""
+    run of the context's pipeline run; `work` logs what it computed and returns the unit's metrics."""
+    unit = Unit.of(spec, tags)
     # A second pipeline on the same store waits here, then finds the unit finished instead of
     # running it again (in the same work folder).
-    with unit_lock(cfg.home_dir(), unit.key):
-        tracking = Tracking.from_config(cfg)
-        tags = {**unit.tags, BACKBONE_FINGERPRINT_TAG: backbone_fingerprint(cfg.backbone)}
-        run_tags = dict(stage=unit.stage, task=unit.task, method=unit.method, unit_key=unit.key, extra_tags=tags)
-        forced = stage_of_tag(unit.stage) in cfg.force_stages
-        cached = None if forced else find_reusable_unit(cfg, tracking, unit.key, unit.label)
+    with unit_lock(context.home, unit.key):
+        tracking = context.tracking
+        run_tags = dict(stage=unit.stage, task=unit.task, method=unit.method, unit_key=unit.key,
+                        extra_tags={**unit.tags, BACKBONE_FINGERPRINT_TAG: backbone_fingerprint(spec.backbone)})
+        forced = stage_of_tag(unit.stage) in context.force_stages
+        cached = None if forced else find_reusable_unit(context, spec.backbone, unit.key, unit.label)
         if cached is not None:
             result_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
-            run_id = record_reuse(tracking, parent_run_id, cached, unit.label, **run_tags)
+            run_id = record_reuse(tracking, context.parent_run_id, cached, unit.label, **run_tags)
             unit_logger().info("%s: reusing finished run %s (key %s)", unit.label, result_run_id, unit.key)
             return UnitOutcome(run_id, result_run_id, dict(cached.data.metrics), reused=True)
-        with UnitRun(tracking, parent_run_id, unit.label, **run_tags) as run:
-            metrics = work(tracking, run)
+        with UnitRun(tracking, context.parent_run_id, unit.label, **run_tags) as run:
+            run.log_params(spec.params())
+            metrics = work(run)
         unit_logger().info("%s finished: %s", unit.label, _short(metrics))
         return UnitOutcome(run.run_id, run.run_id, metrics, reused=False)
 
@@ -97,10 +114,10 @@ def backbone_fingerprint(name: str) -> str:
     return load_backbone(name).fingerprint
 
 
-def find_reusable_unit(cfg: PipelineConfig, tracking: Tracking, key: str, label: str):
-    """The finished run of unit `key` if it may be reused on the config's backbone, else None (a
-    finished run that may not is named in a warning, with the reason)."""
-    run, refusal = reusable_run(tracking, key, backbone_fingerprint(cfg.backbone), cfg.home_dir() / "artifact-cache")
+def find_reusable_unit(context: UnitContext, backbone: str, key: str, label: str):
+    """The finished run of unit `key` if it may be reused on `backbone`, else None (a finished run
+    that may not is named in a warning, with the reason)."""
+    run, refusal = reusable_run(context.tracking, key, backbone_fingerprint(backbone), context.home / "artifact-cache")
     if run is None or refusal is None:
         return run
     unit_logger().warning("%s: not reusing finished run %s (%s); running it again", label, run.info.run_id, refusal)
@@ -140,11 +157,11 @@ def unit_name_parts(stage: str, task: str, method: str) -> list[str]:
     return [task, method] if stage == "transfer" else [stage, task, method]
 
 
-def registry_name(cfg: PipelineConfig, stage: str, task: str, method: str) -> str:
+def registry_name(experiment: str, stage: str, task: str, method: str) -> str:
     """The registered model of a unit: EXPERIMENT.TARGET.METHOD for a transfer-stage fit (the target's
     no-transfer adapter included), EXPERIMENT.sources.TASK.METHOD for a source adapter and
     EXPERIMENT.multitask.TASKS.METHOD for a joint model (TASKS joined by '-')."""
-    name = ".".join([cfg.experiment_name(), *unit_name_parts(stage, task, method)])
+    name = ".".join([experiment, *unit_name_parts(stage, task, method)])
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
@@ -154,18 +171,16 @@ def logged_model_name(stage: str, task: str, method: str, seed: int | None) -> s
     return re.sub(r"[/:.%\"']", "-", name)  # characters MLflow refuses in a logged model's name
 
 
-def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: str, task: str, method: str,
-                      unit_key: str, params: dict, train: TrainFn, seed: int | None = None,
-                      datasets: Sequence[dict] = ()) -> UnitResult:
-    """`run_unit` for a unit that trains: `train` writes its artifact (if any), which is logged with the
-    run's params, history, metrics, predictions and datasets, and registered as a model. `datasets`:
-    the prepared data (`prepare_task_data` results) the unit trains and is evaluated on."""
-    unit = Unit(stage, task, method, unit_key, tags=main_metric_tag(task, datasets), seed=seed)
-    work = cfg.home_dir() / "work" / unit_key
+def run_training_unit(context: UnitContext, spec: UnitSpec, job: Job) -> UnitResult:
+    """`run_unit` for a unit that trains: `job` writes its artifact (if any), which is logged with the
+    run's params, history, metrics, predictions and datasets, and registered as a model."""
+    work = context.home / "work" / spec.key
+    tracking = context.tracking
 
-    def train_and_log(tracking: Tracking, run: UnitRun) -> dict[str, float]:
-        run.log_params(params)
-        result = train(work / ARTIFACT_PATH, work / "checkpoint", TrainingProgress(unit.label))
+    def train_and_log(run: UnitRun) -> dict[str, float]:
+        progress = TrainingProgress(Unit.of(spec).label)
+        hooks = dict(checkpoint_dir=work / "checkpoint", on_epoch=progress.on_epoch, on_step=progress.on_step)
+        result = job(spec, load_backbone(spec.backbone), work / ARTIFACT_PATH, hooks)
         run.log_history(result.history)
         metrics = result.metrics | {
             "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,
@@ -177,33 +192,44 @@ def run_training_unit(cfg: PipelineConfig, parent_run_id: str | None, *, stage: 
             run.log_dict(data, name)
         if result.predictions:
             run.log_dict(result.predictions, PREDICTIONS_FILE)
-        log_datasets(tracking, run.run_id, datasets)
+        log_datasets(tracking, run.run_id, spec.datasets)
         if result.artifact_dir is not None:
             run.log_folder(result.artifact_dir, ARTIFACT_PATH)
-            targets = unit_targets(task, method, result.artifact_dir)
-            model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, datasets),
-                                        name=logged_model_name(stage, task, method, seed))
-            register_model(tracking, run.run_id, model_id, registry_name(cfg, stage, task, method), "current")
+            targets = unit_targets(spec.task, spec.method, result.artifact_dir)
+            model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, spec.datasets),
+                                        name=logged_model_name(spec.stage, spec.task, spec.method, spec.seed))
+            register_model(tracking, run.run_id, model_id,
+                           registry_name(tracking.experiment, spec.stage, spec.task, spec.method), "current")
         shutil.rmtree(work, ignore_errors=True)  # logged to MLflow; a failed unit keeps it to resume
         return metrics
 
-    outcome = run_unit(cfg, parent_run_id, unit, train_and_log)
-    artifact = _unit_artifact(cfg, outcome.result_run_id)
-    return UnitResult(stage, task, method, unit_key, outcome.run_id, str(artifact) if artifact else None,
-                      outcome.metrics, reused=outcome.reused, seed=seed)
+    outcome = run_unit(context, spec, train_and_log, main_metric_tag(spec.task, spec.datasets))
+    artifact = _unit_artifact(context, outcome.result_run_id)
+    return UnitResult(spec.stage, spec.task, spec.method, spec.key, outcome.run_id, str(artifact) if artifact else None,
+                      outcome.metrics, reused=outcome.reused, seed=spec.seed)
 
 
-def main_metric_tag(task: str, datasets: Sequence[dict]) -> dict[str, str]:
+def main_metric_tag(task: str, datasets: tuple[PreparedData, ...]) -> dict[str, str]:
     """The tag naming `task`'s main metric, from the prepared data of that task among `datasets`."""
-    return {MAIN_METRIC_TAG: info["spec"]["metrics"][0] for info in datasets if info["task"] == task}
+    return {MAIN_METRIC_TAG: data.main_metric for data in datasets if data.task == task}
 
 
-def _unit_artifact(cfg: PipelineConfig, run_id: str) -> Path | None:
+def unit_files(context: UnitContext, ref: UnitRef) -> Path:
+    """The local copy of the files of the finished unit `ref` (a unit another builds on)."""
+    run = find_finished_unit(context.tracking, ref.key)
+    artifact = None if run is None else _unit_artifact(context, run.data.tags.get("artifact_run_id", run.info.run_id))
+    if artifact is None:
+        raise ArtifactError(f"unit {ref.task}/{ref.method} (key {ref.key}) has no finished run with files in "
+                            f"{context.tracking.uri}; run the stage that trains it first")
+    return artifact
+
+
+def _unit_artifact(context: UnitContext, run_id: str) -> Path | None:
     """The local copy of a unit run's artifact, or None when the run logged none."""
-    tracking = Tracking.from_config(cfg)
+    tracking = context.tracking
     if not tracking.client().list_artifacts(run_id, ARTIFACT_PATH):
         return None
-    return download_unit_artifact(tracking, run_id, ARTIFACT_PATH, cfg.home_dir() / "artifact-cache")
+    return download_unit_artifact(tracking, run_id, ARTIFACT_PATH, context.home / "artifact-cache")
 
 
 def _short(metrics: dict) -> str:

@@ -24,7 +24,7 @@ def test_sources_stage_runs_each_unit_in_its_own_dask_worker(prefect_api, tiny_c
     client = tracking.client()
     runs = client.search_runs([tracking.experiment_id()], f"tags.`{KIND_TAG}` = 'unit'", max_results=100)
     assert sorted(r.data.tags["task"] for r in runs) == ["demo_nli", "demo_sentiment"]
-    assert {u["run_id"] for u in units} == {r.info.run_id for r in runs}
+    assert {u.run_id for u in units} == {r.info.run_id for r in runs}
     for run in runs:
         assert run.info.status == "FINISHED"
         assert {a.path for a in client.list_artifacts(run.info.run_id, "adapter")} == {

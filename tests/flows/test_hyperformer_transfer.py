@@ -51,12 +51,14 @@ def test_the_method_and_its_options_are_validated(tiny_config):
 def test_a_fits_key_holds_its_own_targets_init_from_and_what_trains(tiny_config):
     """Per-target init_from: a fit's key and params hold the task its target starts from, so naming
     another target's task leaves it; the default (the hypernetwork trains) is in the key."""
-    from tasks.hyperformer_transfer_units import hyperformer_transfer_unit_key
+    from flows.unit_plans import transfer_plan
+    from tasks.unit_specs import PreparedData
 
     def key(options: dict, target: str = "demo_lowres") -> str:
         cfg = load_config(tiny_config(methods=[METHOD], transfer={"options": {METHOD: options}})[0])
-        prepared = {"task": target, "digest": "d1", "sizes": {"train": 8}}
-        return hyperformer_transfer_unit_key(cfg, prepared, METHOD, "joint-1", 1)
+        prepared = {"source": {t: PreparedData(t, "", "d0", {}, {"train": 48}, "source") for t in cfg.sources},
+                    "target": {target: {42: PreparedData(target, "", "d1", {}, {"train": 8}, "target", 42)}}}
+        return transfer_plan(cfg, prepared).few_shot_fits[0].key
 
     plain = key({"init_from": "demo_nli"})
     assert key({"init_from": {"demo_lowres": "demo_nli", "default": "mean"}}) == plain

@@ -87,8 +87,9 @@ def _assert_readable_names(tracking: Tracking, by_stage: dict) -> None:
                                                                 for method in ("adapter", "scalearn", "average")}
     logged = {m.name for m in tracking.client().search_logged_models([tracking.experiment_id()])}
     assert {"sources-demo_nli-adapter-seed42", "demo_lowres-adapter-seed42", "demo_lowres-scalearn-seed42"} <= logged
-    task_runs = ["fit_transfer demo_lowres/scalearn seed 42", "train_adapter demo_nli/adapter (source) seed 42",
-                 "train_adapter demo_lowres/adapter (target) seed 42", "evaluate_adapter demo_nli/adapter seed 42"]
+    task_runs = ["fit_transfer demo_lowres/scalearn seed 42 (transfer)", "train_adapter demo_nli/adapter seed 42 (sources)",
+                 "train_adapter demo_lowres/adapter seed 42 (transfer)",
+                 "evaluate_adapter demo_nli/adapter seed 42 (evaluate)"]
     with get_client(sync_client=True) as client:
         assert client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["pipeline flowtest"])))
         deadline = time.monotonic() + 30  # task runs are recorded from their events, a moment later

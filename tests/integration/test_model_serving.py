@@ -18,6 +18,7 @@ from peft_core.inference import score_predictions
 from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.models import example_rows, log_fitted_model, register_model
+from tasks.unit_specs import PreparedData
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking
 from tests.integration.test_servers import _answers, _free_port, _start, _wait_for, started  # noqa: F401
@@ -70,7 +71,8 @@ def test_registered_models_are_served_by_mlflow(prefect_api, tiny_config, tmp_pa
     # A model of two targets, as a user would log one: the ScaLearn fit and a source adapter.
     targets = {"demo_lowres/scalearn": home / "artifact-cache" / fit.info.run_id / "adapter",
                "demo_nli/adapter": home / "artifact-cache" / source.info.run_id / "adapter"}
-    prepared = [{"task": s.name, "folder": str(next((home / "data").glob(f"{s.name}-*")))} for s in (TARGET, SOURCE)]
+    prepared = [PreparedData(s.name, str(next((home / "data").glob(f"{s.name}-*"))), "", s.to_json(), {}, "source")
+                for s in (TARGET, SOURCE)]
     mixed_id = log_fitted_model(tracking, fit.info.run_id, targets, example_rows(targets, prepared))
     register_model(tracking, fit.info.run_id, mixed_id, "flowtest.mixed", "current")
 

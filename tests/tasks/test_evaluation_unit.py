@@ -1,81 +1,74 @@
 """The evaluation unit (tasks/adapter_units.py evaluate_saved_adapter) runs on the unit skeleton:
 a finished evaluation is reused by key, --force-stage evaluate reruns it, a failing one is marked
-FAILED and run again next time; every run names the adapter run it evaluated."""
+FAILED and run again next time; every run names the adapter run it evaluated. A real adapter of a
+tiny backbone, trained once for the module, is evaluated for real."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import pytest
 
-import tasks.adapter_units as adapter_units
-from peft_core.task_specs import get_task
-from tasks.config import PipelineConfig
-from tasks.tracking import UNIT_KEY_TAG, Tracking
-
-ADAPTER = {"stage": "sources", "task": "demo_sentiment", "method": "adapter", "unit_key": "adapter-0123",
-           "run_id": "f" * 32, "artifact_dir": "/nowhere/adapter", "metrics": {}, "reused": False, "seed": 1}
-PREPARED = {"task": "demo_sentiment", "digest": "d1", "folder": "/nowhere/data", "spec": get_task("demo_sentiment").to_json()}
+from flows.config import load_config
+from flows.unit_plans import adapter_unit, unit_context
+from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
+from tasks.data_units import prepare_task_data
+from tasks.tracking import UNIT_KEY_TAG
+from tasks.unit_specs import Evaluation
 
 
-class Evaluator:
-    """Stands in for `evaluate_adapter`: records its calls, returns fixed metrics or raises."""
+@pytest.fixture(scope="module")
+def trained(prefect_api, tmp_path_factory, tiny_backbone_dir):
+    """(config, the adapter's result, its prepared data): one demo_sentiment adapter, one short epoch."""
+    from tests.conftest import write_tiny_config
 
-    def __init__(self, fail: bool = False):
-        self.calls, self.fail = 0, fail
-
-    def __call__(self, artifact_dir, backbone, spec, splits) -> dict[str, float]:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("artifact unreadable")
-        assert str(artifact_dir) == ADAPTER["artifact_dir"] and spec.name == ADAPTER["task"]
-        return {"validation_accuracy": 0.75, "test_accuracy": 0.5}
+    path, _ = write_tiny_config(tmp_path_factory.mktemp("evaluation"), tiny_backbone_dir)
+    cfg = load_config(path)
+    data = prepare_task_data.fn(cfg, "demo_sentiment", "source")
+    adapter = train_adapter_unit.fn(adapter_unit(cfg, data, 1), unit_context(cfg, None))
+    return cfg, adapter, data
 
 
-@pytest.fixture
-def cfg(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("ADAPTERFLOW_HOME", raising=False)
-    monkeypatch.setattr(adapter_units, "load_backbone", lambda name: None)
-    monkeypatch.setattr(adapter_units, "load_splits", lambda folder: None)
-    return PipelineConfig(name="evaluation", home=str(tmp_path / "home"))
+def _evaluate(cfg, adapter, data, force_stages=()):
+    context = unit_context(cfg.model_copy(update={"force_stages": list(force_stages)}), None)
+    return evaluate_saved_adapter.fn(Evaluation(cfg.backbone, adapter, data), context)
 
 
-def _evaluate(cfg, monkeypatch, evaluator):
-    monkeypatch.setattr(adapter_units, "evaluate_adapter", evaluator)
-    return adapter_units.evaluate_saved_adapter.fn(cfg, ADAPTER, PREPARED, None)
+def _runs(cfg, adapter, data):
+    context = unit_context(cfg, None)
+    key = Evaluation(cfg.backbone, adapter, data).key
+    return context.tracking.client().search_runs([context.tracking.experiment_id()], f"tags.`{UNIT_KEY_TAG}` = '{key}'",
+                                                 order_by=["attributes.start_time ASC"])
 
 
-def _runs(cfg):
-    tracking = Tracking.from_config(cfg)
-    key = adapter_units.evaluate_unit_key(ADAPTER["unit_key"], PREPARED)
-    return tracking.client().search_runs([tracking.experiment_id()], f"tags.`{UNIT_KEY_TAG}` = '{key}'",
-                                         order_by=["attributes.start_time ASC"])
+def test_a_finished_evaluation_is_reused_with_its_metrics_and_forced_only_by_its_stage(trained):
+    cfg, adapter, data = trained
+    first = _evaluate(cfg, adapter, data)
+    assert first.evaluation["test_accuracy"] == pytest.approx(adapter.metrics["test_accuracy"], abs=1e-9)
+    assert dataclasses.replace(first, evaluation=None) == adapter
+    assert _evaluate(cfg, adapter, data) == first
+    _evaluate(cfg, adapter, data, force_stages=["sources", "transfer"])
+    runs = _runs(cfg, adapter, data)
+    assert [r.data.tags.get("reused") for r in runs] == [None, "true", "true"]
+    assert all(r.data.tags["evaluated_run_id"] == adapter.run_id and r.data.tags["stage"] == "evaluate" for r in runs)
+    assert runs[1].data.tags["artifact_run_id"] == runs[0].info.run_id
+    assert runs[0].data.params["evaluated_unit_key"] == adapter.unit_key
+    _evaluate(cfg, adapter, data, force_stages=["evaluate"])
+    assert _runs(cfg, adapter, data)[-1].data.tags.get("reused") is None
 
 
-def test_a_finished_evaluation_is_reused_with_its_metrics(cfg, monkeypatch):
-    evaluator = Evaluator()
-    first = _evaluate(cfg, monkeypatch, evaluator)
-    again = _evaluate(cfg, monkeypatch, evaluator)
-    assert evaluator.calls == 1
-    assert first == again == {**ADAPTER, "evaluation": {"validation_accuracy": 0.75, "test_accuracy": 0.5}}
-    runs = _runs(cfg)
-    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
-    assert all(r.data.tags["evaluated_run_id"] == ADAPTER["run_id"] and r.data.tags["stage"] == "evaluate" for r in runs)
-    assert runs[1].data.tags["reused"] == "true" and runs[1].data.tags["artifact_run_id"] == runs[0].info.run_id
-
-
-def test_force_stage_evaluate_reruns_it_and_forcing_another_stage_does_not(cfg, monkeypatch):
-    evaluator = Evaluator()
-    _evaluate(cfg, monkeypatch, evaluator)
-    _evaluate(cfg.model_copy(update={"force_stages": ["sources", "transfer"]}), monkeypatch, evaluator)
-    assert evaluator.calls == 1
-    _evaluate(cfg.model_copy(update={"force_stages": ["evaluate"]}), monkeypatch, evaluator)
-    assert evaluator.calls == 2
-
-
-def test_a_failing_evaluation_is_marked_failed_and_run_again_next_time(cfg, monkeypatch):
-    with pytest.raises(RuntimeError, match="artifact unreadable"):
-        _evaluate(cfg, monkeypatch, Evaluator(fail=True))
-    assert [r.info.status for r in _runs(cfg)] == ["FAILED"]
-    evaluator = Evaluator()
-    assert _evaluate(cfg, monkeypatch, evaluator)["evaluation"]["test_accuracy"] == 0.5
-    assert evaluator.calls == 1 and [r.info.status for r in _runs(cfg)] == ["FAILED", "FINISHED"]
+def test_a_failing_evaluation_is_marked_failed_and_run_again_next_time(trained, tmp_path):
+    cfg, adapter, data = trained
+    broken = tmp_path / "adapter"
+    shutil.copytree(adapter.artifact_dir, broken)
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    other = dataclasses.replace(adapter, unit_key="adapter-broken", artifact_dir=str(broken))
+    with pytest.raises(Exception, match="deserializing header"):  # safetensors' own error
+        _evaluate(cfg, other, data)
+    assert [r.info.status for r in _runs(cfg, other, data)] == ["FAILED"]
+    shutil.rmtree(broken)
+    shutil.copytree(adapter.artifact_dir, broken)
+    assert _evaluate(cfg, other, data).evaluation["test_accuracy"] >= 0
+    assert [r.info.status for r in _runs(cfg, other, data)] == ["FAILED", "FINISHED"]

@@ -15,6 +15,7 @@ from peft_core.inference import load_fitted_model, predict
 from peft_core.recipes import train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
+from tasks.unit_specs import PreparedData
 from tasks.models import (download_model_targets, example_rows, log_datasets, log_fitted_model, register_model,
                           run_model_id, unit_targets)
 from tasks.prepared_data import save_splits
@@ -36,7 +37,7 @@ def fitted(tiny_backbone_dir, tmp_path_factory):
     fit_transfer(backbone, SENTIMENT, data["demo_sentiment"], "scalearn", [root / "demo_sentiment", root / "demo_nli"],
                  FAST, root / "fit")
     save_splits(root / "data", data["demo_sentiment"])
-    prepared = {"task": SENTIMENT.name, "folder": str(root / "data")}
+    prepared = PreparedData(SENTIMENT.name, str(root / "data"), "", SENTIMENT.to_json(), {}, "source")
     return root / "fit", prepared, backbone
 
 

@@ -1,4 +1,4 @@
-"""The transfer unit's settings (tasks/transfer_units.py): what goes into its key, what the config
+"""The units the transfer stage plans (flows/unit_plans.py): what goes into their keys and params, what the config
 refuses. That the unit logs the weights heatmap and report is checked on a real pipeline run in
 tests/flows/test_pipeline.py."""
 
@@ -6,17 +6,29 @@ from __future__ import annotations
 
 import pytest
 
-import tasks.transfer_units as transfer_units
+from flows.config import PipelineConfig, load_config
+from flows.unit_plans import transfer_plan
 from peft_core.errors import ConfigError
-from tasks.config import PipelineConfig, load_config
+from tasks.unit_specs import PreparedData
+
+def _prepared(role: str = "target", train: int = 32, task: str = "demo_lowres", seed: int | None = 1) -> PreparedData:
+    return PreparedData(task, folder="", digest=f"d-{task}", spec={}, sizes={"train": train}, role=role, seed=seed)
+
+
+def _plan(cfg, train: int = 32):
+    prepared = {"source": {t: _prepared("source", 1000, t, None) for t in cfg.sources},
+                "target": {t: {s: _prepared("target", train, t, s) for s in cfg.seeds} for t in cfg.targets}}
+    return transfer_plan(cfg, prepared)
+
+
+def _fit(plan, method):
+    return next(fit for fit in plan.fits if fit.method == method)
+
 
 def test_a_head_from_the_own_adapter_is_its_own_unit_and_the_default_keeps_the_keys():
-    prepared = {"task": "demo_lowres", "digest": "d1", "sizes": {"train": 32}}
-    sources = [{"task": "demo_sentiment", "unit_key": "adapter-1"}, {"task": "demo_lowres", "unit_key": "adapter-2"}]
-
     def key(**transfer):
-        cfg = PipelineConfig(name="keys", transfer=transfer)
-        return transfer_units.transfer_unit_key(cfg, prepared, "scalearn", sources, 1)
+        cfg = PipelineConfig(name="keys", transfer=transfer, methods=["adapter", "scalearn", "average"])
+        return _fit(_plan(cfg), "scalearn").key
 
     assert key() == key(head_init={"default": "new"}) == key(head_init={"average": "own"})
     assert key(head_init={"scalearn": "own"}) != key()
@@ -30,24 +42,53 @@ def test_an_own_head_without_an_own_source_is_a_config_error():
 def test_a_step_budget_by_passes_grows_with_the_sample_and_is_in_every_target_key():
     """target_steps: 30 passes with a floor of 60 steps gives 60 steps at k = 32 and 480 at k = 256
     (batch 16), and the resolved budget reaches the keys of every kind of target fit."""
-    from tasks.adapter_units import adapter_unit_key
-    from tasks.hyperformer_transfer_units import hyperformer_transfer_unit_key
-
-    cfg = load_config(None, **{"training.targets.batch_size": 16, "training.target_steps": {"passes": 30, "min_steps": 60}})
-    small, large = ({"task": "demo_lowres", "digest": "d1", "sizes": {"train": n}} for n in (32, 256))
-    assert [transfer_units.transfer_train_config(cfg, p, "scalearn", 1).max_steps for p in (small, large)] == [60, 480]
-    assert transfer_units.full_finetune_train_config(cfg, large, 1).max_steps == 480
-    sources = [{"task": "demo_sentiment", "unit_key": "adapter-1"}]
-    keys = [(adapter_unit_key(cfg, p, 1, False, "target"), transfer_units.transfer_unit_key(cfg, p, "scalearn", sources, 1),
-             transfer_units.full_finetune_unit_key(cfg, p, 1),
-             hyperformer_transfer_unit_key(cfg, p, "hyperformer_plus_plus_few_shot", "joint-1", 1)) for p in (small, large)]
-    assert all(a != b for a, b in zip(*keys))
+    methods = ["adapter", "scalearn", "full_finetune", "hyperformer_plus_plus_few_shot"]
+    cfg = load_config(None, **{"training.targets.batch_size": 16, "training.target_steps": {"passes": 30, "min_steps": 60},
+                               "methods": methods})
+    small, large = _plan(cfg, 32), _plan(cfg, 256)
+    assert [_fit(p, "scalearn").train.max_steps for p in (small, large)] == [60, 480]
+    assert large.full_finetunes[0].train.max_steps == 480
+    kinds = ("own_adapters", "fits", "full_finetunes", "few_shot_fits")
+    assert all(getattr(small, kind)[0].key != getattr(large, kind)[0].key for kind in kinds)
     # sources keep their own settings whatever the targets' budget
-    assert adapter_unit_key(cfg, small, 1, False, "source") == adapter_unit_key(cfg, large | {"sizes": {"train": 32}}, 1,
-                                                                                 False, "source")
-    capped = load_config(None, **{"training.targets.batch_size": 16,
+    assert [s.key for s in small.sources] == [s.key for s in large.sources]
+    capped = load_config(None, **{"training.targets.batch_size": 16, "methods": methods,
                                   "training.target_steps": {"passes": 30, "min_steps": 60, "max_steps": 200}})
-    assert transfer_units.transfer_train_config(capped, large, "scalearn", 1).max_steps == 200
+    assert _fit(_plan(capped, 256), "scalearn").train.max_steps == 200
+
+
+def test_every_rate_is_resolved_where_the_units_are_planned():
+    """Published rates for transfer methods, full fine-tuning's own, HyperFormer few-shot at the targets'
+    unless transfer.learning_rate gives one; a given rate wins over a published one."""
+    methods = ["adapter", "scalearn", "average", "full_finetune", "hyperformer_plus_plus_few_shot"]
+    plan = _plan(load_config(None, methods=methods))
+    rates = {fit.method: fit.train.learning_rate for fit in [*plan.fits, *plan.full_finetunes, *plan.few_shot_fits]}
+    targets = plan.own_adapters[0].train.learning_rate
+    assert rates == {"scalearn": 6e-3, "average": targets, "full_finetune": 2e-5, "hyperformer_plus_plus_few_shot": targets}
+    given = _plan(load_config(None, methods=methods, **{"transfer.learning_rate": {"default": 1e-3}}))
+    assert {fit.train.learning_rate for fit in [*given.fits, *given.few_shot_fits]} == {1e-3}
+
+
+def test_key_and_params_of_every_kind_name_the_same_inputs():
+    """Each unit kind's MLflow params hold every input its key hashes, with the same value."""
+    from flows.unit_plans import evaluation_plan, multitask_plan, sources_plan
+    from tasks.unit_specs import PARAM_NAMES, UNIT_KINDS, UnitResult
+
+    methods = ["adapter", "scalearn", "pemt", "full_finetune", "hyperformer_plus_plus_few_shot", "hyperformer"]
+    cfg = load_config(None, methods=methods)
+    prepared = {"source": {t: _prepared("source", 1000, t, None) for t in cfg.sources},
+                "target": {t: {s: _prepared("target", 32, t, s) for s in cfg.seeds} for t in cfg.targets}}
+    plan = transfer_plan(cfg, prepared)
+    adapter = plan.own_adapters[0]
+    result = UnitResult(adapter.stage, adapter.task, adapter.method, adapter.key, "run", "/adapter", seed=adapter.seed)
+    specs = [*sources_plan(cfg, prepared), *plan.own_adapters, *plan.fits, *plan.full_finetunes, *plan.joint_models,
+             *plan.few_shot_fits, *multitask_plan(cfg, prepared), *evaluation_plan(cfg, prepared, [result])]
+    assert {type(s) for s in specs} == set(UNIT_KINDS)
+    for spec in specs:
+        params = spec.params()
+        for name, value in spec.inputs().items():
+            assert params.get(spec.param_names.get(name, name)) == value, (type(spec).__name__, name)
+    assert PARAM_NAMES["data"] == "data_digest"  # the name runs were always logged with
 
 
 def test_one_step_budget_for_the_targets():

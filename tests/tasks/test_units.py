@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 
 import tasks.units as units
+from flows.config import PipelineConfig
+from flows.unit_plans import unit_context
 from peft_core.jobs import TrainingResult
-from tasks.config import PipelineConfig
+from tasks.unit_specs import UnitSpec
 from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking,
                             find_finished_unit)
@@ -20,7 +23,7 @@ from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_
 
 class _Silent:
     def __init__(self, label):
-        pass
+        self.on_epoch = self.on_step = lambda *args: None
 
 
 @pytest.fixture
@@ -31,13 +34,33 @@ def cfg(tmp_path, monkeypatch, tiny_backbone_dir):
     return PipelineConfig(name="units", home=str(tmp_path / "home"), backbone=str(tiny_backbone_dir))
 
 
+@dataclass(frozen=True)
+class KeyedUnit(UnitSpec):
+    """A unit of a given key and stage whose only input is its seed (the skeleton reads no more)."""
+
+    backbone: str
+    given_key: str
+    stage: str
+    task = "demo_sentiment"
+    method = "adapter"
+    seed = 1
+    datasets = ()
+
+    @property
+    def key(self) -> str:
+        return self.given_key
+
+    def inputs(self) -> dict:
+        return {"seed": self.seed}
+
+
 class Trainer:
-    """A train function that records its calls and returns fixed metrics (no artifact)."""
+    """A unit's job that records its calls and returns fixed metrics (no artifact)."""
 
     def __init__(self, fail: bool = False, seconds: float = 0.0):
         self.calls, self.fail, self.seconds = 0, fail, seconds
 
-    def __call__(self, out, checkpoint, progress) -> TrainingResult:
+    def __call__(self, spec, backbone, out, hooks) -> TrainingResult:
         self.calls += 1
         time.sleep(self.seconds)
         if self.fail:
@@ -46,8 +69,7 @@ class Trainer:
 
 
 def _run(cfg, train, key="adapter-0123", stage="sources"):
-    return units.run_training_unit(cfg, None, stage=stage, task="demo_sentiment", method="adapter", unit_key=key,
-                                   params={"seed": 1}, train=train, seed=1)
+    return units.run_training_unit(unit_context(cfg, None), KeyedUnit(cfg.backbone, key, stage), train)
 
 
 def _statuses(cfg, key):
@@ -130,11 +152,11 @@ def test_runs_of_older_stores_tagged_adapter_key_are_reused(cfg):
 
 
 def test_each_kind_of_unit_has_its_own_registered_and_logged_model_name(cfg):
-    names = {stage: units.registry_name(cfg, stage, "demo_lowres", "adapter")
+    names = {stage: units.registry_name(cfg.experiment_name(), stage, "demo_lowres", "adapter")
              for stage in ("sources", "transfer", JOINT_MODEL_TAG)}
     assert names == {"sources": "units.sources.demo_lowres.adapter", "transfer": "units.demo_lowres.adapter",
                      JOINT_MODEL_TAG: "units.multitask.demo_lowres.adapter"}
-    assert units.registry_name(cfg, JOINT_MODEL_TAG, "a+b", "hyperformer") == "units.multitask.a-b.hyperformer"
+    assert units.registry_name(cfg.experiment_name(), JOINT_MODEL_TAG, "a+b", "hyperformer") == "units.multitask.a-b.hyperformer"
     assert units.logged_model_name("sources", "demo_lowres", "adapter", 42) == "sources-demo_lowres-adapter-seed42"
     assert units.logged_model_name("transfer", "demo_lowres", "scalearn", 1) == "demo_lowres-scalearn-seed1"
     assert units.Unit("transfer", "rte", "scalearn", "k", seed=1).label == "rte/scalearn seed 1 (transfer)"
@@ -157,7 +179,7 @@ def test_a_unit_reference_naming_several_units_lists_them_and_how_to_pick_one(cf
         with UnitRun(tracking, parent, units.unit_label(stage, "demo_lowres", method, seed), stage=stage,
                      task="demo_lowres", method=method, unit_key=f"{stage}-{method}-{seed}") as run:
             run.log_params({"seed": seed})
-        name = units.registry_name(cfg, stage, "demo_lowres", method)
+        name = units.registry_name(cfg.experiment_name(), stage, "demo_lowres", method)
         client.create_registered_model(name) if not client.search_registered_models(f"name = '{name}'") else None
         client.create_model_version(name, f"file:///nowhere/{run.run_id}", run_id=run.run_id)
         runs[(stage, method, seed)] = run.run_id
