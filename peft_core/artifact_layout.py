@@ -52,6 +52,7 @@ SOURCES_DIR = "sources"
 ADAPTER = "adapter"
 PROMPT_ADAPTER = "prompt_adapter"  # an adapter trained with its task prompt (a PEMT source)
 MATERIALISED_ADAPTER = "hyperformer_adapter"  # one task of a HyperFormer written as a plain adapter
+IMPORTED_LORA = "peft_lora"  # a Hugging Face PEFT LoRA folder taken in as a source (no task head)
 FULL_FINETUNE = "full_finetune"
 
 T = TypeVar("T")
@@ -134,8 +135,9 @@ def _function(name: str) -> Callable:
 
 
 ARTIFACT_KINDS: tuple[ArtifactKind, ...] = (
-    ArtifactKind("adapter", (ADAPTER, PROMPT_ADAPTER, MATERIALISED_ADAPTER),
-                 ("recipes:train_adapter", "multitask:materialise_adapter"), "recipes:load_adapter_model"),
+    ArtifactKind("adapter", (ADAPTER, PROMPT_ADAPTER, MATERIALISED_ADAPTER, IMPORTED_LORA),
+                 ("recipes:train_adapter", "multitask:materialise_adapter", "peft_import:import_peft_lora"),
+                 "recipes:load_adapter_model"),
     ArtifactKind("full_finetune", (FULL_FINETUNE,), ("full_finetune:train_full_finetune",),
                  "full_finetune:load_full_finetune_model"),
     ArtifactKind("transfer", TRANSFER_METHODS, ("transfer:fit_transfer",), "transfer:load_transfer_model",

@@ -22,6 +22,7 @@ import argparse
 import ast
 import hashlib
 import json
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -41,16 +42,17 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "multitask": (1, ("multitask.py", "sampling.py", "hyperformer/__init__.py", "hyperformer/composition.py",
                       "hyperformer/hypernetwork.py", "hyperformer/layernorms.py", "hyperformer/model.py")),
     "hyperformer_transfer": (2, ("hyperformer/few_shot.py", "few_shot_options.py")),
+    "peft_import": (1, ("peft_import.py", "peft_folder.py")),
 }
 
 # Modules that cannot change a unit's result: I/O, errors, names, metering, data loading (digested
-# by content), and prediction with fitted models (no unit runs it).
+# by content), and prediction with fitted models and their export to PEFT (no unit runs them).
 OFF_COMPUTE_PATH: tuple[str, ...] = (
     "__init__.py", "artifact_layout.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py",
     "resources.py",
     "inference.py", "inputs.py", "method_names.py", "model_set.py", "statistics.py",
     "data/__init__.py", "data/demo.py", "data/loaders.py", "data/readers.py", "data/splits.py", "data/types.py",
-    "hyperformer/counting.py", "parameter_counts.py", "weights_plot.py",
+    "hyperformer/counting.py", "parameter_counts.py", "weights_plot.py", "peft_export.py",
 )
 
 # unit kind -> the components its result depends on
@@ -62,6 +64,9 @@ UNIT_COMPONENTS: dict[str, tuple[str, ...]] = {
     "multitask": ("encoding", "model", "training", "multitask"),
     # a few-shot fit over a joint HyperFormer (its key also holds the joint model's key)
     "hyperformer_transfer": ("encoding", "model", "training", "multitask", "hyperformer_transfer"),
+    # a PEFT LoRA folder taken in as a source for a task (its key also holds the folder's digest): the
+    # task spec it records, the layout its modules are placed by, and the mapping
+    "peft_import": ("encoding", "model", "peft_import"),
 }
 
 
@@ -83,9 +88,15 @@ def modules_of(component: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+# CPython 3.11's ast.parse can fail in two threads at once ("AST constructor recursion depth
+# mismatch", gh-106905), and units prepare data in parallel threads.
+_PARSING = threading.Lock()
+
+
 def code_digest(module: str) -> str:
     """A digest of a module's code with comments, docstrings and formatting left out."""
-    tree = ast.parse((ROOT / module).read_text())
+    with _PARSING:
+        tree = ast.parse((ROOT / module).read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \

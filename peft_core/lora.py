@@ -52,15 +52,23 @@ class LoraBank(StackedAdapters):
     @torch.no_grad()
     def averaged(self, weights: Sequence[float], config: AdapterConfig) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
         """The exact weighted average of the updates, `ΔW = s Σ_j w_j B_j A_j`, as one LoRA of rank
-        (sources with a weight) · r: the A_j stacked, the w_j folded into the B_j (PEFT's "cat").
+        (sources with a weight) · r (`concatenated`, PEFT's "cat").
 
         Not A and B averaged apart: two LoRAs trained apart do not share a basis (B A = (B M)(M⁻¹ A)
         for any invertible M), so `(Σ w_j B_j)(Σ w_j A_j)` adds cross terms B_i A_j that neither
         source learned. Averaging ΔW is averaging the adapted weights W + ΔW_j themselves, the soup
         of the models; and since a LoRA is linear in its input, it equals averaging the outputs.
         """
-        kept = [j for j, w in enumerate(weights) if w]
+        kept = sum(1 for w in weights if w)
+        merged = replace(config, lora_rank=kept * self.rank, lora_alpha=config.lora_alpha * kept)
+        return merged, self.concatenated(torch.tensor(weights, dtype=self.up_weight.dtype)[:, None])
+
+    @torch.no_grad()
+    def concatenated(self, coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`Σ_j c_j ⊙ s B_j A_j x`, what `mix(x, coefficients)` computes, as one LoRA state at this bank's
+        scale: the A_j of the sources with a nonzero coefficient stacked, each c_j ((out,) or (1,)) scaling
+        the rows of its B_j. Its rank is (those sources) · r; its alpha, to keep the scale, alpha times as many."""
+        kept = [j for j in range(self.num_adapters) if coefficients[j].any()]
         states = [self.adapter_state(j) for j in kept]
-        merged = replace(config, lora_rank=len(kept) * self.rank, lora_alpha=config.lora_alpha * len(kept))
-        return merged, {"lora_A": torch.cat([s["lora_A"] for s in states]),
-                        "lora_B": torch.cat([weights[j] * s["lora_B"] for j, s in zip(kept, states)], dim=1)}
+        return {"lora_A": torch.cat([s["lora_A"] for s in states]),
+                "lora_B": torch.cat([coefficients[j][:, None] * s["lora_B"] for j, s in zip(kept, states)], dim=1)}

@@ -19,6 +19,7 @@ from .backbones import Backbone
 from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits
+from .errors import ArtifactError
 from .jobs import TrainingResult, encode_splits, final_metrics, fit_single_task, job_model
 from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
@@ -69,6 +70,9 @@ def train_adapter(
 def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
     """Rebuild the model an adapter artifact was trained as (checks the backbone fingerprint)."""
     config, tensors = load_artifact(adapter_dir, backbone)
+    if not under(tensors, HEAD):
+        raise ArtifactError(f"adapter {adapter_dir} has no task head (a '{config['method']}' artifact, a source "
+                            "for transfer methods); fit a transfer method over it to predict")
     adapter = AdapterConfig(**config["adapter"])
     model = build_adapter_model(backbone, spec, adapter, with_prompt=PROMPT_EMBEDDINGS in tensors)
     for site in model.sites:

@@ -76,6 +76,11 @@ class Composition(nn.Module):
         return {}
 
 
+def site_key(layer: int, position: str) -> str:
+    """A site's name among a model's sites and in an artifact: `<layer>.<position>`."""
+    return f"{layer}.{position}"
+
+
 class AdapterSite(nn.Module):
     def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
         super().__init__()
@@ -87,7 +92,7 @@ class AdapterSite(nn.Module):
 
     @property
     def key(self) -> str:
-        return f"{self.layer}.{self.position}"
+        return site_key(self.layer, self.position)
 
     @property
     def in_features(self) -> int:

@@ -169,6 +169,9 @@ def start_head_from(model: AdapterModel, spec: TaskSpec, sources: Sequence[Sourc
         raise ConfigError(f"head_from names source '{name}', which is not among the sources "
                           f"({', '.join(s.name for s in sources)}); name one of them or start a new head")
     saved = under(source.tensors, HEAD)
+    if not saved:
+        raise ArtifactError(f"head_from names source '{name}' ({source.directory}), which has no task head (a "
+                            f"'{source.config['method']}' artifact); start a new head")
     head = model.heads[spec.name]
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     if {k: tuple(v.shape) for k, v in saved.items()} != shapes:
