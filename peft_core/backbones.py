@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import get_args
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from .backbone_paths import resolve_backbone_path
+from .backbone_state import BackboneState
 from .configs import LoraTarget
 from .errors import BackboneError
 
@@ -65,13 +66,18 @@ LAYOUTS: dict[str, ArchitectureLayout] = {
 
 @dataclass
 class Backbone:
-    """A loaded encoder, its tokenizer, and the facts adapters are checked against."""
+    """A loaded encoder, its tokenizer, and the facts adapters are checked against. `state` owns the
+    encoder's tensor values: a model that computes with values of its own overrides them there."""
 
     name: str
     model: PreTrainedModel
     tokenizer: object
     layout: ArchitectureLayout
     fingerprint: str
+    state: BackboneState = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.state = BackboneState(self.model)
 
     @property
     def hidden_size(self) -> int:

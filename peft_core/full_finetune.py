@@ -1,7 +1,8 @@
 """The full fine-tuning baseline: every backbone weight trains, no adapters.
 
-The backbone is updated in place, so pass a backbone loaded for this job alone. The artifact
-holds the whole encoder and the head.
+The model overrides every tensor of the backbone (`AdapterModel.override_backbone`): it trains them
+in place and puts the values as loaded back when it detaches. The artifact holds the whole encoder
+and the head.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .artifacts import artifact_config, load_artifact, save_artifact, task_entri
 from .backbones import Backbone
 from .configs import TrainConfig
 from .data.types import DatasetSplits
+from .errors import ArtifactError
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .model import AdapterModel
 from .task_specs import TaskSpec
@@ -22,7 +24,7 @@ from .training import StepCallback
 def build_full_finetune_model(backbone: Backbone, spec: TaskSpec) -> AdapterModel:
     model = AdapterModel(backbone, "pfeiffer")  # sites stay empty: exact pass-throughs
     model.add_head(spec)
-    model.encoder.requires_grad_(True)
+    model.override_backbone(backbone.state.names, trainable=True)
     return model
 
 
@@ -42,18 +44,22 @@ def train_full_finetune(
         data = encode_splits(spec, splits, backbone, train.max_length)
         run = fit_single_task(model, spec, data, train, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
                               on_step=on_step)
-    if output_dir is not None:  # saved once detached: the encoder's tensors under its own names, not the sites'
-        tensors = prefixed(model.encoder.state_dict(), ENCODER) | prefixed(model.heads[spec.name].state_dict(), HEAD)
-        config = artifact_config(FULL_FINETUNE, backbone, None, train.to_dict(), run.metrics,
-                                 **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch)
-        save_artifact(output_dir, tensors, config)
+        if output_dir is not None:
+            tensors = prefixed(model.backbone_values(), ENCODER) | prefixed(model.heads[spec.name].state_dict(), HEAD)
+            config = artifact_config(FULL_FINETUNE, backbone, None, train.to_dict(), run.metrics,
+                                     **task_entries(spec, splits.digest()), best_epoch=run.fit.best_epoch)
+            save_artifact(output_dir, tensors, config)
     return run.result(output_dir)
 
 
 def load_full_finetune_model(folder: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
-    """Rebuild a `train_full_finetune` model: its encoder weights are copied into `backbone` in place."""
+    """Rebuild a `train_full_finetune` model: its encoder weights override `backbone`'s until `detach()`."""
     _, tensors = load_artifact(folder, backbone)
-    backbone.model.load_state_dict(under(tensors, ENCODER))  # before the sites wrap the modules and change their names
+    encoder = under(tensors, ENCODER)
+    if missing := [name for name in backbone.state.names if name not in encoder]:
+        raise ArtifactError(f"{folder} holds no value of backbone tensor {missing[0]!r} (and {len(missing) - 1} "
+                            "more); re-run the full fine-tuning")
     model = AdapterModel(backbone, "pfeiffer")
     model.add_head(spec).load_state_dict(under(tensors, HEAD))
+    model.set_backbone_values(encoder)
     return model

@@ -56,7 +56,7 @@ class FittedModel:
         return self.config["training"]["eval_batch_size"]
 
     def close(self) -> None:
-        """Take the model off its backbone (a full fine-tuning leaves its weights in the backbone)."""
+        """Take the model off its backbone, leaving the backbone as it was loaded."""
         self.model.detach()
 
 

@@ -88,8 +88,8 @@ _RANDOM_STATE = threading.RLock()  # held by a job from its seeding to its end (
 
 @contextmanager
 def job_model(train: TrainConfig, build: Callable[[], Model]) -> Iterator[Model]:
-    """Seed, build the model, and on every exit detach it and freeze the encoder: the shared
-    backbone is handed back as it was loaded (full fine-tuning unfreezes it)."""
+    """Seed, build the model, and on every exit detach it: the shared backbone is handed back as it
+    was loaded (`AdapterModel.detach`)."""
     with _RANDOM_STATE:
         torch.manual_seed(train.seed)
         model = build()
@@ -97,7 +97,6 @@ def job_model(train: TrainConfig, build: Callable[[], Model]) -> Iterator[Model]
             yield model
         finally:
             model.detach()
-            model.encoder.requires_grad_(False)
 
 
 @dataclass

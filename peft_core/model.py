@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .backbones import Backbone
-from .errors import ArtifactError
+from .errors import ArtifactError, BackboneError
 from .heads import TaskHead
-from .sites import AdapterSite, Composition, ForwardContext, Placement, attach_sites, detach_sites
+from .sites import AdapterSite, Composition, ForwardContext, Placement, attach_sites, detach_sites, reattach_sites
 from .task_specs import TaskSpec
 
 
@@ -33,7 +33,7 @@ class AdapterModel(nn.Module):
         self.sites: list[AdapterSite] = attach_sites(backbone, placement, self.context)
         self.heads = nn.ModuleDict()
         self.prompt: nn.Module | None = None  # called with the batch size, returns (B, l, d) embeddings
-        self.restore_on_detach: list[Callable[[], None]] = []  # undo in-place changes to the shared backbone
+        self.parked = False
 
     # -- building ------------------------------------------------------------------------------
     def set_compositions(self, make: Callable[[AdapterSite], Composition | None]) -> None:
@@ -44,25 +44,45 @@ class AdapterModel(nn.Module):
         self.heads[spec.name] = TaskHead(self.backbone_info.hidden_size, spec, dropout)
         return self.heads[spec.name]
 
-    def detach(self) -> None:
-        """Remove every site: the backbone is left exactly as it was loaded."""
-        for restore in self.restore_on_detach:
-            restore()
-        self.restore_on_detach = []
-        detach_sites(self.backbone_info)
-        self.sites = []
+    # -- the shared backbone -------------------------------------------------------------------
+    def override_backbone(self, names: Iterable[str], *, trainable: bool = False) -> None:
+        """This model computes with its own values of the backbone tensors `names` (paths as loaded),
+        starting from theirs; `trainable`: those that are parameters train. `detach()` puts them back."""
+        self.backbone_info.state.override(self, names, trainable=trainable)
 
-    @torch.no_grad()
-    def override_backbone(self, values: dict[str, torch.Tensor]) -> None:
-        """Copy `values` ({path in the encoder: tensor}, an artifact's backbone overrides) into the shared
-        encoder's parameters; they are put back when the model detaches."""
-        params = dict(self.encoder.named_parameters())
-        if unknown := sorted(set(values) - set(params)):
+    def set_backbone_values(self, values: Mapping[str, torch.Tensor]) -> None:
+        """Compute with `values` ({path in the backbone: tensor}, an artifact's) for those backbone tensors."""
+        try:
+            self.backbone_info.state.assign(self, values)
+        except BackboneError:
             self.detach()
-            raise ArtifactError(f"the artifact overrides backbone parameters this backbone lacks: {', '.join(unknown[:5])}")
-        originals = {path: params[path].detach().clone() for path in values}
-        _copy_into(params, values)
-        self.restore_on_detach.append(lambda: _copy_into(params, originals))
+            raise
+
+    def backbone_values(self) -> dict[str, torch.Tensor]:
+        """The values of the backbone tensors this model overrides, by their path as loaded."""
+        return self.backbone_info.state.values(self)
+
+    def park(self) -> None:
+        """Take the sites off and put the backbone's values back, keeping this model's aside (`resume`)."""
+        if not self.parked:
+            detach_sites(self.backbone_info)
+            self.backbone_info.state.park(self)
+            self.parked = True
+
+    def resume(self) -> None:
+        if self.parked:
+            reattach_sites(self.backbone_info, self.placement, self.sites)
+            self.backbone_info.state.resume(self)
+            self.parked = False
+
+    def detach(self) -> None:
+        """Remove every site and put back the backbone tensors it overrides: the backbone is left
+        exactly as it was loaded."""
+        self.backbone_info.state.release(self)
+        if not self.parked:
+            detach_sites(self.backbone_info)
+        self.sites = []
+        self.parked = False
 
     # -- running -------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor], task: str) -> ModelOutput:
@@ -121,9 +141,3 @@ class AdapterModel(nn.Module):
         trainable = self.trainable_parameters().values()
         heads = sum(p.numel() for p in trainable if id(p) in head_ids)
         return {"excluding_heads": sum(p.numel() for p in trainable) - heads, "heads": heads}
-
-
-@torch.no_grad()
-def _copy_into(params: dict[str, nn.Parameter], values: dict[str, torch.Tensor]) -> None:
-    for path, value in values.items():
-        params[path].copy_(value)

@@ -4,20 +4,17 @@
     models.predict([{"model": "rte/scalearn", "sentence1": "...", "sentence2": "..."}, ...])
 
 Rows are grouped by their `model` (or `task`) field; each group runs as batched passes of its
-model and the answers come back in the rows' order. One model's sites are on the backbone at a
-time: the others are *parked*, their sites kept aside. A model that changed backbone weights in
-place (a HyperFormer's LayerNorms, a full fine-tuning's encoder) keeps its own copy of those
-tensors, swapped in and out with it, so no model sees another's weights.
+model and the answers come back in the rows' order. One model is on the backbone at a time: the
+others are *parked* (`AdapterModel.park`), their sites and the values of the backbone tensors they
+override (a HyperFormer's LayerNorms, a full fine-tuning's encoder) kept aside, so no model sees
+another's weights.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from .artifacts import read_artifact_config
 from .backbones import Backbone, load_backbone
@@ -25,19 +22,11 @@ from .checkpoints import atomic_directory_write
 from .errors import ConfigError
 from .inference import FittedModel, bundle_fitted_model, load_fitted_model, predict
 from .precision import default_device
-from .sites import AdapterSite, detach_sites, reattach_sites
 
 KEY_FIELDS = ("model", "task")  # the row field that names its target, in order of preference
 MANIFEST = "targets.json"
 
 Target = Path | str | tuple[Path | str, str]  # a fitted folder, or (joint model folder, task)
-
-
-@dataclass
-class _Parked:
-    fitted: FittedModel
-    sites: list[AdapterSite]
-    backbone_values: dict[int, torch.Tensor]  # index into the backbone's parameters -> this model's tensor
 
 
 class FittedModelSet:
@@ -50,26 +39,20 @@ class FittedModelSet:
             first_folder = next(iter(folders.values()))[0]
             backbone = load_backbone(backbone or read_artifact_config(first_folder)["backbone"]["name"])
         device = device or default_device()
-        backbone.model.to(device)  # before the snapshot the loaded models are compared with
+        backbone.model.to(device)
         self.backbone = backbone
-        self._params = list(backbone.model.parameters())  # taken while no sites wrap the backbone
-        pristine = [p.detach().clone() for p in self._params]
-        self._models: dict[str, _Parked] = {}
+        self._models: dict[str, FittedModel] = {}
         self._active: str | None = None
         for name, (folder, task) in folders.items():
-            fitted = load_fitted_model(folder, backbone, task=task, device=device)
-            changed = {i: p.detach().clone() for i, p in enumerate(self._params) if not torch.equal(p, pristine[i])}
-            self._models[name] = _Parked(fitted, fitted.model.sites, changed)
-            self._active = name
-            self._park(pristine)
-        self._pristine = {i: pristine[i] for m in self._models.values() for i in m.backbone_values}
+            self._models[name] = load_fitted_model(folder, backbone, task=task, device=device)
+            self._models[name].model.park()
 
     @property
     def names(self) -> list[str]:
         return list(self._models)
 
     def fitted(self, name: str) -> FittedModel:
-        return self._models[name].fitted
+        return self._models[name]
 
     def predict(self, rows: Iterable[Mapping], *, batch_size: int | None = None,
                 on_batch: Callable[[int], None] | None = None, where: str = "input") -> list[dict]:
@@ -81,7 +64,7 @@ class FittedModelSet:
         answers: list[dict | None] = [None] * len(rows)
         for name, indices in groups.items():
             self._activate(name)
-            group = predict(self._models[name].fitted, [rows[i] for i in indices], batch_size=batch_size,
+            group = predict(self._models[name], [rows[i] for i in indices], batch_size=batch_size,
                             on_batch=on_batch, where=f"{where} (rows of {name})")
             for i, answer in zip(indices, group):
                 answers[i] = answer
@@ -97,29 +80,16 @@ class FittedModelSet:
         return key
 
     def _activate(self, name: str) -> None:
-        if self._active == name:
-            return
-        self._park(self._pristine)
-        parked = self._models[name]
-        reattach_sites(self.backbone, parked.fitted.model.placement, parked.sites)
-        self._copy_into_backbone(parked.backbone_values)
-        self._active = name
-
-    def _park(self, originals) -> None:
-        if self._active is None:
-            return
-        detach_sites(self.backbone)
-        self._copy_into_backbone({i: originals[i] for i in self._models[self._active].backbone_values})
-        self._active = None
-
-    @torch.no_grad()
-    def _copy_into_backbone(self, values: dict[int, torch.Tensor]) -> None:
-        for i, value in values.items():
-            self._params[i].copy_(value)
+        if self._active != name:
+            self.close()
+            self._models[name].model.resume()
+            self._active = name
 
     def close(self) -> None:
-        """Leave the backbone as it was loaded."""
-        self._park(self._pristine)
+        """Leave the backbone as it was loaded (every model parked)."""
+        if self._active is not None:
+            self._models[self._active].model.park()
+            self._active = None
 
 
 def _folder_and_task(target: Target) -> tuple[Path, str | None]:

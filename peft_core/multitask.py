@@ -2,8 +2,8 @@
 
 - "hyperformer" / "hyperformer_plus_plus": a hypernetwork generates every task's houlsby adapters.
 - "shared_adapter": one adapter per site shared by all tasks, one head per task.
-- "full_multitask": every encoder weight trains, one head per task. Like full fine-tuning it
-  changes the backbone in place: pass a backbone loaded for this job alone.
+- "full_multitask": every encoder weight trains, one head per task (the model overrides every
+  backbone tensor, as full fine-tuning does).
 
 Every batch holds one task, drawn by temperature sampling; the epoch is chosen by the average of
 the tasks' main validation metrics. The saved folder holds the trainable parameters by name plus
@@ -49,7 +49,7 @@ def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: Mul
         model.set_compositions(lambda site: SingleAdapter.at(site, adapter))
     elif method == "full_multitask":
         model = AdapterModel(backbone, "pfeiffer")  # sites stay empty: exact pass-throughs
-        model.encoder.requires_grad_(True)
+        model.override_backbone(backbone.state.names, trainable=True)
     else:
         raise ConfigError(f"unknown multi-task method {method!r}; use one of {', '.join(MULTITASK_METHODS)}")
     for spec in specs:
@@ -141,8 +141,8 @@ def multitask_metrics(model: AdapterModel, specs: list[TaskSpec], data: dict[str
 def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
     """Rebuild a model `train_multitask` saved (checks the backbone fingerprint).
 
-    A HyperFormer's LayerNorms and a full multi-task model's encoder are loaded into `backbone`
-    in place; a HyperFormer puts its LayerNorms back on `detach()`.
+    A HyperFormer's LayerNorms and a full multi-task model's encoder override `backbone`'s until
+    `detach()`.
     """
     config, tensors = load_artifact(folder, backbone)
     if config.get("method") not in MULTITASK_METHODS:

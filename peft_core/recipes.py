@@ -81,7 +81,7 @@ def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) ->
     if model.prompt is not None:
         with torch.no_grad():
             model.prompt.embeddings.copy_(tensors[PROMPT_EMBEDDINGS])
-    model.override_backbone(backbone_overrides(tensors))
+    model.set_backbone_values(backbone_overrides(tensors))
     return model
 
 

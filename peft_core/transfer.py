@@ -35,7 +35,7 @@ from .compositions.tracking import TrackedComposition
 from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits, Example
 from .errors import ArtifactError, ConfigError
-from .layernorms import layernorm_parameters, train_backbone_layernorms
+from .layernorms import layernorm_parameters
 from .model import AdapterModel
 from .sites import AdapterSite
 from .prompts import description_embeddings
@@ -151,7 +151,7 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
         compositions = dict(zip(banks, method.compositions(list(banks.values()), adapter, options)))
         model.set_compositions(lambda site: compositions[site.key])
         if any(c.trains_backbone_layernorms for c in compositions.values()):
-            train_backbone_layernorms(model)
+            model.override_backbone(layernorm_parameters(backbone), trainable=True)
         model.add_head(spec)
         if method.uses_prompts:
             model.prompt = method.target_prompt(description_embeddings(backbone, spec.description),
@@ -193,7 +193,7 @@ def transfer_parameters(model: AdapterModel, task: str) -> dict[str, nn.Paramete
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 named[prefix + name] = p
-    layernorms = prefixed(layernorm_parameters(model.encoder), BACKBONE)
+    layernorms = prefixed(layernorm_parameters(model.backbone_info), BACKBONE)
     return named | {name: p for name, p in layernorms.items() if p.requires_grad}
 
 

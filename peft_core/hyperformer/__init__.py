@@ -3,7 +3,7 @@
 from .composition import GeneratedAdapters, HyperAdapter
 from .counting import config_layernorm_count, hyperformer_parameter_count
 from .hypernetwork import POSITIONS, HyperNetConfig, HyperNetwork, TaskEmbeddings
-from .layernorms import layernorm_parameters, load_backbone_layernorms
+from .layernorms import layernorm_parameters
 from .model import HyperFormerModel, load_hyperformer, rebuild_hyperformer
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "config_layernorm_count",
     "hyperformer_parameter_count",
     "layernorm_parameters",
-    "load_backbone_layernorms",
     "load_hyperformer",
     "rebuild_hyperformer",
 ]

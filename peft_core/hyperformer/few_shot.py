@@ -12,8 +12,8 @@ all train; `train_hypernetwork=False` trains the embedding and the head alone. E
 the joint model is copied, so the fitted folder stands alone:
 the target's embedding, the hypernetwork, the LayerNorms and the head (safetensors), and a JSON
 config naming the joint model (folder, weights fingerprint, tasks), `init_from` and what trained.
-The joint model's LayerNorms are loaded into the shared backbone in place while the target model
-lives; `detach()` (called on every exit of the fit) puts the backbone back as it was given.
+The joint model's LayerNorms override the shared backbone's while the target model lives; `detach()`
+(called on every exit of the fit) puts the backbone back as it was given.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifact_layout import HEAD, HYPERNETWORK, prefixed, under
+from ..artifact_layout import HEAD, HYPERNETWORK, backbone_overrides, prefixed, under
 from ..artifacts import (
     artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries, weights_fingerprint,
 )
@@ -37,7 +37,7 @@ from ..method_names import FEW_SHOT_SUFFIX, HYPERFORMER_TRANSFER_METHODS
 from ..task_specs import TaskSpec
 from ..training import StepCallback
 from .hypernetwork import HyperNetConfig
-from .layernorms import layernorm_parameters, layernorm_tensors, load_backbone_layernorms
+from .layernorms import layernorm_parameters, layernorm_tensors
 from .model import HyperFormerModel, load_hyperformer
 
 TASK_EMBEDDING = "task_embeddings.weight"  # in the hypernetwork's state
@@ -75,7 +75,7 @@ def read_joint_hyperformer(folder: Path, backbone: Backbone) -> JointHyperFormer
             method=saved["method"], adapter=joint.adapter_config, hypernetwork=joint.hypernetwork.config,
             tasks=list(joint.tasks),
             hypernetwork_state={k: v.detach().clone() for k, v in joint.hypernetwork.state_dict().items()},
-            layernorms=layernorm_tensors(joint.encoder),
+            layernorms=layernorm_tensors(backbone),
             described={"method": saved["method"], "folder": str(folder.resolve()),
                        "fingerprint": weights_fingerprint(folder),
                        "tasks": {e["spec"]["name"]: e["data_digest"] for e in saved["tasks"]}},
@@ -90,8 +90,7 @@ def _train_only(model: HyperFormerModel, options: FewShotOptions) -> None:
         return
     model.hypernetwork.requires_grad_(False)
     model.hypernetwork.task_embeddings.weight.requires_grad_(True)
-    for p in layernorm_parameters(model.encoder).values():
-        p.requires_grad_(False)
+    model.override_backbone(layernorm_parameters(model.backbone_info), trainable=False)
 
 
 def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: JointHyperFormer | Path,
@@ -105,7 +104,7 @@ def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: 
     model = HyperFormerModel(backbone, [spec], joint.adapter, joint.hypernetwork)
     state = {k: v for k, v in joint.hypernetwork_state.items() if k != TASK_EMBEDDING}
     model.hypernetwork.load_state_dict(state | {TASK_EMBEDDING: init[None]})
-    load_backbone_layernorms(model.encoder, joint.layernorms)
+    model.set_backbone_values(backbone_overrides(joint.layernorms))
     _train_only(model, options)
     return model
 
@@ -113,7 +112,7 @@ def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: 
 def target_tensors(model: HyperFormerModel, task: str) -> dict[str, torch.Tensor]:
     """Everything the target model computes with beyond the backbone as loaded (artifact layout)."""
     tensors = prefixed(model.hypernetwork.state_dict(), HYPERNETWORK) | prefixed(model.heads[task].state_dict(), HEAD)
-    return tensors | layernorm_tensors(model.encoder)
+    return tensors | layernorm_tensors(model.backbone_info)
 
 
 def fit_hyperformer_transfer(
@@ -158,7 +157,7 @@ def fit_hyperformer_transfer(
 
 def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) -> HyperFormerModel:
     """Rebuild a `fit_hyperformer_transfer` model (checks the backbone fingerprint). Its LayerNorms
-    are loaded into `backbone` in place and put back by `detach()`."""
+    override `backbone`'s until `detach()`."""
     config, tensors = load_artifact(folder, backbone)
     if config.get("method") not in HYPERFORMER_TRANSFER_METHODS:
         raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a HyperFormer few-shot fit "
@@ -167,7 +166,7 @@ def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) 
     try:
         model.hypernetwork.load_state_dict(under(tensors, HYPERNETWORK))
         model.heads[spec.name].load_state_dict(under(tensors, HEAD))
-        load_backbone_layernorms(model.encoder, tensors)
+        model.set_backbone_values(backbone_overrides(tensors))
     except (RuntimeError, KeyError) as exc:
         model.detach()
         raise ArtifactError(f"{folder} does not hold the tensors of a {config['method']} fit of {spec.name} "

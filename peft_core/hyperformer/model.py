@@ -18,7 +18,7 @@ from ..task_specs import TaskSpec
 from .composition import GeneratedAdapters, HyperAdapter
 from .counting import hyperformer_parameter_count
 from .hypernetwork import HyperNetConfig, HyperNetwork
-from .layernorms import LayerNormSnapshot, layernorm_parameter_count, layernorm_parameters
+from .layernorms import layernorm_parameters
 
 
 class HyperFormerModel(AdapterModel):
@@ -26,7 +26,7 @@ class HyperFormerModel(AdapterModel):
 
     The placement is always houlsby with a LayerNorm after each adapter, whatever
     `adapter.placement` says; `adapter` gives the reduction factor and activation.
-    The backbone's LayerNorms are trained in place and put back by `detach()`.
+    The backbone's LayerNorms are overridden (trained in place) and put back by `detach()`.
     """
 
     def __init__(self, backbone: Backbone, specs: list[TaskSpec], adapter: AdapterConfig,
@@ -40,9 +40,7 @@ class HyperFormerModel(AdapterModel):
         self.set_compositions(lambda site: HyperAdapter(site, self.generated, adapter.activation))
         for spec in specs:
             self.add_head(spec)
-        self._layernorm_snapshot = LayerNormSnapshot(self.encoder)
-        for p in layernorm_parameters(self.encoder).values():
-            p.requires_grad_(True)
+        self.override_backbone(layernorm_parameters(backbone), trainable=True)
 
     @property
     def tasks(self) -> list[str]:
@@ -55,10 +53,6 @@ class HyperFormerModel(AdapterModel):
         finally:
             self.generated.clear()  # weights live for one pass; also frees their graph
 
-    def detach(self) -> None:
-        self._layernorm_snapshot.restore()
-        super().detach()
-
     @torch.no_grad()
     def materialised_tensors(self, task: str) -> dict[str, torch.Tensor]:
         """`task`'s generated adapters, head and the backbone LayerNorms (as backbone overrides), as a
@@ -66,19 +60,20 @@ class HyperFormerModel(AdapterModel):
         sites = {site.key: {name: value.clone() for name, value in site.composition.weights(task).items()}
                  for site in self.sites}
         self.generated.clear()
-        return single_adapter_tensors(sites, self.heads[task].state_dict(), backbone=layernorm_parameters(self.encoder))
+        return single_adapter_tensors(sites, self.heads[task].state_dict(),
+                                      backbone=layernorm_parameters(self.backbone_info))
 
     def closed_form_parameter_count(self) -> dict[str, int]:
         """`hyperformer_parameter_count` for this model's sizes (compare with `count_parameters`)."""
         info = self.backbone_info
         return hyperformer_parameter_count(info.hidden_size, info.num_layers, len(self.tasks),
                                            self.adapter_config.reduction_factor, self.hypernetwork.config,
-                                           layernorm_params=layernorm_parameter_count(self.encoder))
+                                           layernorm_params=sum(p.numel() for p in layernorm_parameters(info).values()))
 
 
 def load_hyperformer(folder: Path, backbone: Backbone) -> HyperFormerModel:
     """Rebuild a joint HyperFormer(++) that `multitask.train_multitask` saved (checks the method, then
-    the backbone fingerprint). Its LayerNorms are loaded into `backbone` in place, put back by `detach()`."""
+    the backbone fingerprint). Its LayerNorms override `backbone`'s until `detach()`."""
     method = read_artifact_config(folder).get("method")
     if method not in HYPERFORMER_VARIANTS:
         raise ArtifactError(f"{folder} holds a {method!r} model, not a HyperFormer "

@@ -116,7 +116,7 @@ def test_detach_restores_the_backbone_as_loaded():
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
     model = HyperFormerModel(backbone, SPECS, ADAPTER)
     with torch.no_grad():
-        for p in layernorm_parameters(model.encoder).values():
+        for p in layernorm_parameters(backbone).values():
             p.add_(1.0)
     model.detach()
     after = backbone.model.state_dict()

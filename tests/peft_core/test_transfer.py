@@ -196,7 +196,7 @@ def test_pemt_needs_sources_with_prompts(backbone, source_dirs, tmp_path):
 
 # -- PEMT's options: the target adapter's placement and the backbone's LayerNorms -----------------
 def layernorm_values(backbone) -> dict[str, torch.Tensor]:
-    return {path: p.detach().clone() for path, p in layernorm_parameters(backbone.model).items()}
+    return {path: p.detach().clone() for path, p in layernorm_parameters(backbone).items()}
 
 
 def eval_logits(model, backbone) -> torch.Tensor:
@@ -232,7 +232,7 @@ def test_a_saved_pemt_fit_of_each_option_loads_back_and_predicts_the_same(target
     result = fit_transfer(backbone, TARGET, splits, "pemt", source_dirs, FAST, out, method_options=options)
     # the shared backbone is handed back as loaded, its LayerNorms frozen again
     assert all(torch.equal(p, pristine[path]) and not p.requires_grad
-               for path, p in layernorm_parameters(backbone.model).items())
+               for path, p in layernorm_parameters(backbone).items())
     assert json.loads((out / CONFIG_FILE).read_text())["method_options"] == options
 
     saved = load_file(out / WEIGHTS_FILE)
@@ -247,13 +247,13 @@ def test_a_saved_pemt_fit_of_each_option_loads_back_and_predicts_the_same(target
     try:
         assert all(c.sequential == (target_adapter == "sequential") for c in (s.composition for s in model.sites))
         assert all(torch.equal(p, saved_layernorms.get(path, pristine[path]))  # applied to the backbone while loaded
-                   for path, p in layernorm_parameters(backbone.model).items())
+                   for path, p in layernorm_parameters(backbone).items())
         again = final_metrics(model, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), 16)
         logits = eval_logits(model, backbone)
     finally:
         model.detach()
     assert again == result.metrics
-    assert all(torch.equal(p, pristine[path]) for path, p in layernorm_parameters(backbone.model).items())
+    assert all(torch.equal(p, pristine[path]) for path, p in layernorm_parameters(backbone).items())
 
     other = "parallel" if target_adapter == "sequential" else "sequential"
     flipped = rewritten_source(out, tmp_path / "flipped", change_config=lambda c: c | {
