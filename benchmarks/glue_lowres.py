@@ -37,6 +37,7 @@ from benchmarks.publish import RESULTS, environment, publish_results, require_bl
 from benchmarks.weights_figures import plot_target_heatmaps, weights_reports  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, summarise_fits  # noqa: E402
+from flows.store import tracking_for  # noqa: E402
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
 RECOVERY_METHODS = ["scalearn"]
@@ -314,7 +315,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     sources = pd.DataFrame()
     body = ""
     for label, cfg, k, recovery in runs:
-        tracking = Tracking.from_config(cfg)
+        tracking = tracking_for(cfg)
         if report_only:
             parent = latest_run_of(tracking, cfg)
         else:

@@ -26,9 +26,10 @@ import pandas as pd  # noqa: E402
 from flows.config import PipelineConfig, load_config  # noqa: E402
 from benchmarks.publish import RESULTS, environment, publish_results, require_block  # noqa: E402
 from benchmarks.weights_figures import plot_target_heatmaps, weights_reports  # noqa: E402
-from tasks.config import given  # noqa: E402
+from flows.config import given  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
+from flows.store import tracking_for  # noqa: E402
 
 PROFILES = {"quick": REPO / "configs" / "glue-mini.yaml", "full": REPO / "configs" / "glue-mini-full.yaml"}
 # METHODS.md §5: RoBERTa-base, GLUE, test = original dev, mean over seeds (percent).
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.reporting import latest_pipeline_run
         from tasks.tracking import Tracking
 
-        tracking = Tracking.from_config(cfg)
+        tracking = tracking_for(cfg)
         if args.report_only:
             parent_run_id, seconds = latest_pipeline_run(tracking).info.run_id, None
         else:

@@ -28,6 +28,7 @@ from benchmarks.publish import RESULTS  # noqa: E402
 from benchmarks.weights_figures import load_weights  # noqa: E402
 from glue_lowres import PROFILES, latest_run_of, profile_config, recovery_config, unit_rows  # noqa: E402
 from peft_core.compositions.scalearn import SCALEARN_VARIANTS  # noqa: E402
+from flows.store import tracking_for  # noqa: E402
 
 MOVED = 0.1  # an entry "moved" when it ends this far from its start
 
@@ -56,7 +57,7 @@ def collect(data_dir: str | None) -> list[dict]:
     rows = []
     for label, cfg in (("k = 32", profile_config(profile, profile.ks[0], data_dir)),
                        ("recovery", recovery_config(profile, data_dir))):
-        tracking = Tracking.from_config(cfg)
+        tracking = tracking_for(cfg)
         parent = latest_run_of(tracking, cfg)
         if parent is None:
             print(f"no finished glue-lowres cpu run for {label}: run benchmarks/glue_lowres.py --profile cpu first")

@@ -26,7 +26,7 @@ import torch
 import transformers
 
 from flows.stages import run_stage
-from tasks.config import load_config
+from flows.config import load_config
 from peft_core.backbones import load_backbone
 from peft_core.data import load_task_data
 from peft_core.recipes import evaluate_adapter, train_adapter

@@ -52,7 +52,7 @@ from peft_core.precision import autocast, native_bf16  # noqa: E402
 from peft_core.recipes import train_adapter  # noqa: E402
 from peft_core.statistics import mean_std  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
-from tasks.config import DATA_DIR_ENV  # noqa: E402
+from flows.config import DATA_DIR_ENV  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 GLUE = Path(os.environ.get(DATA_DIR_ENV) or REPO.parent / "shared" / "data" / "glue")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from benchmarks.publish import RESULTS  # noqa: E402
-from tasks.config import load_config  # noqa: E402
+from flows.config import load_config  # noqa: E402
 
 SOURCES = REPO / "benchmarks" / "sources" / "glue-lowres" / "units"
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from peft_core.backbones import load_backbone
     from peft_core.task_specs import get_task
     from peft_core.transfer import fit_transfer
-    from tasks.task_data import task_splits
+    from flows.data_plans import data_recipe
     from flows.unit_plans import fit_train_config
 
     overrides = {"data.path": args.data_dir} if args.data_dir else {}
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets.split(","):
         spec = get_task(target)
         for seed in map(int, args.seeds.split(",")):
-            splits = task_splits(cfg, target, "target", seed)  # the sample the pipeline's fits of `seed` get
+            splits = data_recipe(cfg, target, "target", seed).splits()  # the sample the pipeline's fits of `seed` get
             # ScaLearn's fit settings, its rate as a number: "published" would give the average's rate
             train = fit_train_config(cfg, "scalearn", seed, len(splits.train))
             started = time.perf_counter()

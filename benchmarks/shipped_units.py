@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.config import PipelineConfig, load_config  # noqa: E402
+from flows.store import tracking_for  # noqa: E402
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
 SHIPPED = REPO / "benchmarks" / "sources" / "glue-lowres"
@@ -31,12 +32,12 @@ def expected_units(cfg: PipelineConfig) -> dict[str, str]:
     """{unit key: what it is} of every unit the config trains once for all its targets and seeds."""
     from flows.unit_plans import joint_model, sources_plan
     from peft_core.method_names import HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF
-    from tasks.task_data import task_splits
+    from flows.data_plans import data_recipe
     from tasks.unit_specs import PreparedData
 
     prepared = {}
     for name in cfg.sources:
-        splits = task_splits(cfg, name, "source")
+        splits = data_recipe(cfg, name, "source").splits()
         prepared[name] = PreparedData(name, folder="", digest=splits.digest(), spec=splits.spec.to_json(),
                                       sizes={n: len(splits.split(n)) for n in ("train", "validation", "test")},
                                       role="source")
@@ -60,7 +61,7 @@ def export(cfg: PipelineConfig, destination: Path) -> list[str]:
     from tasks.exchange import export_units
     from tasks.tracking import Tracking
 
-    return export_units(Tracking.from_config(cfg), destination, cfg.home_dir(), overwrite=True,
+    return export_units(tracking_for(cfg), destination, cfg.home_dir(), overwrite=True,
                         keys=list(expected_units(cfg)))
 
 

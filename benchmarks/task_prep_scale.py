@@ -47,12 +47,13 @@ def write_csv(path: Path, rows: int) -> None:
 
 def prepare_once(config: Path) -> None:
     """One preparation in this process; prints its seconds and peak RSS as JSON."""
-    from tasks.config import load_config
+    from flows.config import load_config
+    from flows.data_plans import data_recipe
     from tasks.data_units import prepare_task_data
 
     cfg = load_config(config)
     started = time.perf_counter()
-    info = prepare_task_data.fn(cfg, "big", "source")
+    info = prepare_task_data.fn(data_recipe(cfg, "big", "source"), cfg.home_dir() / "data")
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
     print(json.dumps({"seconds": seconds, "peak_gib": peak_gib, "sizes": info.sizes, "digest": info.digest}))

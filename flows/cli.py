@@ -22,7 +22,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer (0.29
 from typer.core import TyperGroup
 
 from flows import logging_filters
-from tasks.config import DATA_DIR_ENV, PipelineConfig, given, load_config, parse_overrides
+from flows.config import DATA_DIR_ENV, PipelineConfig, given, load_config, parse_overrides
 from tasks.stage_table import FORCEABLE_STAGES, RUNNABLE as STAGE_NAMES
 from peft_core.errors import AdapterflowError, ConfigError
 
@@ -153,9 +153,10 @@ def _check_inputs(cfg: PipelineConfig) -> None:
 def _check_servers(cfg: PipelineConfig) -> None:
     """A tracking or Prefect server that does not answer fails the run now, in seconds, in one line."""
     from flows.servers import check_prefect_api
-    from tasks.tracking import Tracking, check_tracking_server
+    from flows.store import tracking_for
+    from tasks.tracking import check_tracking_server
 
-    check_tracking_server(Tracking.from_config(cfg).uri)
+    check_tracking_server(tracking_for(cfg).uri)
     check_prefect_api()
 
 
@@ -167,7 +168,7 @@ def list_tasks_command(
     data_dir: Optional[Path] = typer.Option(None, help=f"data folder for data.source 'local' (or ${DATA_DIR_ENV})"),
 ) -> None:
     """List the built-in tasks and the config's own; --check loads the config's tasks."""
-    from tasks.task_listing import task_rows
+    from flows.task_listing import task_rows
 
     cfg = load_config(config, **given({"data.path": str(data_dir) if data_dir else None}))
     table = Table("task", "benchmark", "problem", "inputs", "labels", "metrics", "in this config", "description")
@@ -179,7 +180,7 @@ def list_tasks_command(
 
 
 def _print_task_check(cfg: PipelineConfig) -> None:
-    from tasks.task_listing import check_tasks
+    from flows.task_listing import check_tasks
 
     table = Table("task", "split", "rows", "per label", title="what the pipeline will read (before data.few_shot)")
     for name, split, rows, labels in check_tasks(cfg):
@@ -208,9 +209,9 @@ def report(
 def _print_report(cfg: PipelineConfig, fmt: str, run_id: str | None = None, all_experiments: bool = False,
                   config_path: Path | None = None) -> None:
     from tasks.reporting import choose_pipeline_run, comparison_table, to_csv, to_markdown, transfer_summary
-    from tasks.tracking import Tracking
+    from flows.store import tracking_for
 
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     chosen = choose_pipeline_run(tracking, run_id, all_experiments)
     if chosen.note:
         err.print(f"note: {chosen.note}", highlight=False, soft_wrap=True)
@@ -314,9 +315,9 @@ def export_command(
     a new folder, or an earlier export with --overwrite."""
     cfg = _tracked_config(config, experiment)
     from tasks.exchange import export_units
-    from tasks.tracking import Tracking
+    from flows.store import tracking_for
 
-    keys = export_units(Tracking.from_config(cfg), folder, cfg.home_dir(), stage, overwrite)
+    keys = export_units(tracking_for(cfg), folder, cfg.home_dir(), stage, overwrite)
     console.print(f"exported {len(keys)} unit(s) to {folder}", highlight=False)
 
 
@@ -332,14 +333,35 @@ def import_command(
     config's backbone."""
     cfg = _tracked_config(config, experiment)
     from tasks.exchange import import_units
-    from tasks.tracking import Tracking
+    from flows.store import tracking_for
     from tasks.units import registry_name
 
-    done = import_units(Tracking.from_config(cfg), folder, cfg.backbone,
+    done = import_units(tracking_for(cfg), folder, cfg.backbone,
                         lambda stage, task, method: registry_name(cfg.experiment_name(), stage, task, method),
                         cfg.home_dir() / "artifact-cache")
     console.print(f"imported {len(done['imported'])} unit(s); {len(done['present'])} already in the store",
                   highlight=False)
+
+
+@app.command("export-peft")
+def export_peft_command(
+    unit: str = typer.Argument(..., help="a fitted LoRA unit: TARGET/METHOD of the latest pipeline run, NAME@ALIAS, "
+                               "models:/NAME/VERSION, an MLflow run id or a fitted folder"),
+    folder: Path = typer.Argument(..., help="a new folder, or an earlier PEFT export to replace (with --overwrite)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the earlier PEFT export in FOLDER"),
+    config: Optional[Path] = typer.Option(None, "--config", help="config whose tracking settings and backbone to use"),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default: the config's name)"),
+) -> None:
+    """Write a fitted LoRA unit (a LoRA adapter, or average, AdapterSoup or a ScaLearn over LoRA sources) as a
+    Hugging Face PEFT LoRA folder, which `PeftModel.from_pretrained` loads with the same outputs."""
+    cfg = _tracked_config(config, experiment)
+    from flows.peft_exports import export_unit_to_peft
+
+    written = export_unit_to_peft(cfg, unit, folder, overwrite)
+    console.print(f"wrote the PEFT LoRA folder {written}; load it with "
+                  f"peft.PeftModel.from_pretrained(model, {str(written)!r}) (the task head is beside it, "
+                  "in task_head.safetensors)", highlight=False, soft_wrap=True)
+
 
 def _metrics_cell(row, prefix: str) -> str:
     from tasks.reporting import MISSING

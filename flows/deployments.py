@@ -27,7 +27,7 @@ from prefect.settings import get_current_settings
 from prefect.states import Failed
 
 from flows import logging_filters
-from tasks.config import PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config
 from tasks.stage_table import PIPELINE, RUNNABLE, get_stage
 from flows.stages import run_stage
 from peft_core.errors import AdapterflowError, ConfigError

@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from tasks.config import PipelineConfig
+from flows.config import PipelineConfig
 from peft_core.errors import ConfigError, DataError
 from peft_core.inputs import read_rows
 
@@ -35,9 +35,9 @@ def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path
     # MLflow, torch and transformers load only now: a bad input file is refused without them (~0.5 s, not ~9)
     from peft_core.model_set import FittedModelSet
     from tasks.fitted_units import resolve_unit
-    from tasks.tracking import Tracking
+    from flows.store import tracking_for
 
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     targets = {}
     for reference in references:
         targets |= resolve_unit(tracking, reference, cfg.home_dir() / "model-cache")

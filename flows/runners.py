@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import logging_filters
-from tasks.config import PipelineConfig
+from flows.config import PipelineConfig
 from peft_core.errors import ConfigError
 
 

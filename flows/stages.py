@@ -14,6 +14,7 @@ from prefect.futures import wait
 
 from flows.config import PipelineConfig
 from flows.runners import make_task_runner
+from flows.data_plans import prepare_plan
 from flows.unit_plans import evaluation_plan, multitask_plan, sources_plan, transfer_plan, unit_context
 from peft_core.method_names import BASELINE_METHODS, HYPERFORMER_TRANSFER_METHODS, MULTITASK_METHODS, TRANSFER_METHODS
 from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
@@ -26,14 +27,15 @@ from tasks.unit_specs import UnitResult
 from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
+from flows.store import tracking_for
 
 STAGES = STAGE_NAMES  # tasks.stage_table is the table; the flows below are its stages, in order
 
 
 def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     mark_abandoned_runs_failed(tracking)
-    return tracking, start_pipeline_run(tracking, cfg, f"{label} {datetime.now():%Y-%m-%d %H:%M:%S}")
+    return tracking, start_pipeline_run(tracking, cfg.model_dump(mode="json"), f"{label} {datetime.now():%Y-%m-%d %H:%M:%S}")
 
 
 def _wait(futures) -> list:
@@ -68,17 +70,16 @@ def _parent_run(config: PipelineConfig, parent_run_id: str | None, label: str):
 
 @flow(name="prepare", log_prints=True, flow_run_name="prepare {config.name}")
 def prepare(config: PipelineConfig) -> dict[str, dict]:
-    """Prepared splits: {"source": {task: info}, "target": {task: {seed: info}}} (targets per seed:
+    """Prepared splits: {"source": {task: data}, "target": {task: {seed: data}}} (targets per seed:
     under data.few_shot every seed draws its own sample)."""
-    jobs = [("source", t, None) for t in config.sources] + [("target", t, s) for t in config.targets for s in config.seeds]
-    futures = prepare_task_data.map(unmapped(config), [t for _, t, _ in jobs], [r for r, _, _ in jobs],
-                                    [s for _, _, s in jobs])
+    jobs = prepare_plan(config)
+    futures = prepare_task_data.map([recipe for _, recipe in jobs], unmapped(config.home_dir() / "data"))
     prepared: dict[str, dict] = {"source": {}, "target": {}}
-    for (role, task_name, seed), info in zip(jobs, _wait(futures)):
-        if role == "source":
-            prepared["source"][task_name] = info
+    for (seed, recipe), data in zip(jobs, _wait(futures)):
+        if recipe.role == "source":
+            prepared["source"][recipe.task] = data
         else:
-            prepared["target"].setdefault(task_name, {})[seed] = info
+            prepared["target"].setdefault(recipe.task, {})[seed] = data
     return prepared
 
 

@@ -15,9 +15,10 @@ from peft_core.compositions import get_method
 from peft_core.configs import TrainConfig
 from peft_core.few_shot_options import FewShotOptions
 from peft_core.method_names import HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF, MULTITASK_METHODS, TRANSFER_METHODS
-from tasks.tracking import Tracking
+from flows.store import tracking_for
 from tasks.unit_specs import (
-    AdapterUnit, Evaluation, FewShotFit, FullFinetune, JointModel, PreparedData, TransferFit, UnitContext, UnitResult,
+    AdapterUnit, Evaluation, FewShotFit, FullFinetune, JointModel, PreparedData, Role, TransferFit, UnitContext,
+    UnitResult,
 )
 
 # {"source": {task: data}, "target": {task: {seed: data}}}: what the prepare stage hands on
@@ -25,7 +26,7 @@ Prepared = dict[str, dict]
 
 
 def unit_context(config: PipelineConfig, parent_run_id: str | None) -> UnitContext:
-    return UnitContext(Tracking.from_config(config), config.home_dir(), parent_run_id, tuple(config.force_stages))
+    return UnitContext(tracking_for(config), config.home_dir(), parent_run_id, tuple(config.force_stages))
 
 
 def fit_train_config(config: PipelineConfig, method: str, seed: int, train_examples: int) -> TrainConfig:

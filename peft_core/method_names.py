@@ -28,6 +28,9 @@ FEW_SHOT_SUFFIX = "_few_shot"
 JOINT_MODEL_OF: dict[str, str] = {f"{variant}{FEW_SHOT_SUFFIX}": variant for variant in HYPERFORMER_VARIANTS}
 HYPERFORMER_TRANSFER_METHODS: tuple[str, ...] = tuple(JOINT_MODEL_OF)
 
+# methods whose hypernetwork generates bottleneck adapters: no other adapter kind
+BOTTLENECK_ONLY_METHODS: tuple[str, ...] = HYPERFORMER_VARIANTS + HYPERFORMER_TRANSFER_METHODS
+
 BASELINE_METHODS: tuple[str, ...] = ("adapter", "full_finetune")
 ALL_METHODS: tuple[str, ...] = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 

@@ -1,4 +1,4 @@
-"""A task's splits under a config (what `prepare_task_data` stores and `adapterflow tasks --check`
+"""A task's splits as a recipe says (what `prepare_task_data` stores and `adapterflow tasks --check`
 shows), and the key of what they are made from. Neither Prefect nor torch: the CLI checks data with it."""
 
 from __future__ import annotations
@@ -6,44 +6,65 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 from peft_core.compute_versions import code_digest
 from peft_core.data import few_shot, load_task_data
 from peft_core.data.readers import content_digest
 from peft_core.data.types import DatasetSplits
-from tasks.config import PipelineConfig
+from peft_core.task_specs import TaskDeclaration
 
 # The modules whose code decides what a task's files yield: a preparation indexed by its source is
 # reused only while they are unchanged.
+Role = Literal["source", "target"]
+
 PREPARING_CODE = ("task_specs.py", "data/readers.py", "data/loaders.py", "data/splits.py", "data/types.py")
 
 
-def task_splits(cfg: PipelineConfig, task_name: str, role: Literal["source", "target"],
-                seed: int | None = None) -> DatasetSplits:
-    """One task's splits under the config's data settings: its caps, its split convention, and for a
-    target under `data.few_shot` the k-shot sample of `seed` (each seed its own sample)."""
-    data = cfg.data
-    cap = data.train_cap(task_name)
-    if role == "target" and data.max_train_targets:
-        cap = min(cap or data.max_train_targets, data.max_train_targets)
-    splits = load_task_data(cfg.task_declaration(task_name), convention=data.split, seed=data.seed,
-                            max_train=cap, max_eval=data.max_eval)
-    if role == "target" and data.few_shot is not None:
-        shot = data.few_shot
-        splits = few_shot(splits.spec, splits, shot.k, seed, per_label=shot.per_label, validation_k=shot.validation_k)
-    return splits
+@dataclass(frozen=True)
+class FewShotDraw:
+    """k training examples (k per label with `per_label`) and `validation_k` validation examples,
+    drawn per seed (the low-resource protocols)."""
+
+    k: int
+    per_label: bool = False
+    validation_k: int | None = None
 
 
-def source_key(cfg: PipelineConfig, task_name: str, role: str, seed: int | None) -> str | None:
-    """What a task's prepared splits are made from: its files' bytes, its declaration, the data settings
-    that apply to it and the preparing code; None when its rows come from no files (hub, demo)."""
-    declaration = cfg.task_declaration(task_name)
-    files = [path for paths in declaration.data.files().values() for path in paths]
-    if not files:
-        return None
-    data = cfg.data
-    payload = {"files": content_digest(files), "declaration": dataclasses.asdict(declaration), "role": role,
-               "seed": seed if role == "target" and data.few_shot else None,
-               "data": data.model_dump(exclude={"source", "path"}), "code": [code_digest(m) for m in PREPARING_CODE]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+@dataclass(frozen=True)
+class DataRecipe:
+    """How one task's splits are made: where its rows come from (`declaration`), the split convention
+    and its seed, the caps, and for a target under a few-shot protocol the draw of sample `seed`."""
+
+    declaration: TaskDeclaration
+    role: Role
+    convention: str = "scalearn"
+    split_seed: int = 42
+    max_train: int | None = None
+    max_eval: int | None = None
+    few_shot: FewShotDraw | None = None
+    seed: int | None = None  # the target's sample seed (its unit seed)
+
+    @property
+    def task(self) -> str:
+        return self.declaration.name
+
+    def splits(self) -> DatasetSplits:
+        splits = load_task_data(self.declaration, convention=self.convention, seed=self.split_seed,
+                                max_train=self.max_train, max_eval=self.max_eval)
+        if self.few_shot is not None:
+            draw = self.few_shot
+            splits = few_shot(splits.spec, splits, draw.k, self.seed, per_label=draw.per_label,
+                              validation_k=draw.validation_k)
+        return splits
+
+    def source_key(self) -> str | None:
+        """What the splits are made from: the files' bytes, the recipe and the preparing code; None
+        when its rows come from no files (hub, demo)."""
+        files = [path for paths in self.declaration.data.files().values() for path in paths]
+        if not files:
+            return None
+        payload = {"files": content_digest(files), "recipe": dataclasses.asdict(self),
+                   "code": [code_digest(m) for m in PREPARING_CODE]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]

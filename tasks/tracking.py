@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
-from tasks.config import PipelineConfig
 from tasks.relocation import ARTIFACTS, relocate_store
 from peft_core.errors import ConfigError
 
@@ -60,14 +60,16 @@ class Tracking:
     artifact_root: str | None
 
     @classmethod
-    def from_config(cls, cfg: PipelineConfig) -> "Tracking":
-        uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    def at(cls, uri: str | None, experiment: str, home: Callable[[], Path]) -> "Tracking":
+        """The store at `uri`, else at $MLFLOW_TRACKING_URI, else a SQLite store (and its artifacts)
+        in the folder `home()` gives, which is asked for only then."""
+        uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
         artifact_root = None
         if not uri:
-            home = cfg.ensure_home()
-            uri = f"sqlite:///{home / 'mlflow.db'}"
-            artifact_root = (home / ARTIFACTS).as_uri()
-        return cls(uri=uri, experiment=cfg.experiment_name(), artifact_root=artifact_root)
+            folder = home()
+            uri = f"sqlite:///{folder / 'mlflow.db'}"
+            artifact_root = (folder / ARTIFACTS).as_uri()
+        return cls(uri=uri, experiment=experiment, artifact_root=artifact_root)
 
     def client(self) -> MlflowClient:
         check_tracking_server(self.uri)
@@ -191,13 +193,14 @@ def _owner_tags() -> dict[str, str]:
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
-def start_pipeline_run(tracking: Tracking, cfg: PipelineConfig, run_name: str) -> str:
-    """Create the parent run of one pipeline invocation; returns its id."""
+def start_pipeline_run(tracking: Tracking, config: dict, run_name: str) -> str:
+    """Create the parent run of one pipeline invocation of `config` (the pipeline config as JSON, kept
+    as the run's config.json); returns its id."""
     client = tracking.client()
     run = client.create_run(tracking.experiment_id(), run_name=run_name,
-                            tags={KIND_TAG: "pipeline", "config_name": cfg.name, **_owner_tags()})
-    client.log_dict(run.info.run_id, cfg.model_dump(mode="json"), "config.json")
-    client.log_param(run.info.run_id, "backbone", cfg.backbone)
+                            tags={KIND_TAG: "pipeline", "config_name": config["name"], **_owner_tags()})
+    client.log_dict(run.info.run_id, config, "config.json")
+    client.log_param(run.info.run_id, "backbone", config["backbone"])
     return run.info.run_id
 
 

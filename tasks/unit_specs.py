@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data import DatasetSplits
@@ -23,9 +23,9 @@ from peft_core.task_specs import TaskSpec
 from tasks.keys import unit_key
 from tasks.prepared_data import load_splits
 from tasks.stage_table import JOINT_MODEL_TAG
+from tasks.task_data import Role
 from tasks.tracking import Tracking
 
-Role = Literal["source", "target"]
 
 # input name in a key -> its MLflow param's name, where they differ (the names runs were always logged with)
 PARAM_NAMES = {"data": "data_digest", "train": "training", "prompt": "with_prompt", "sources": "source_keys",

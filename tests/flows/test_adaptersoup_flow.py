@@ -8,13 +8,14 @@ import json
 from flows.config import load_config
 from flows.stages import run_stage
 from tasks.tracking import PARENT_TAG, Tracking
+from flows.store import tracking_for
 
 
 def test_the_soup_chooses_its_sources_by_similarity_and_reports_the_choice(prefect_api, tiny_config):
     path, _ = tiny_config(name="soup", methods=["adaptersoup"], transfer={"options": {"adaptersoup": {"top_k": 1}}})
     cfg = load_config(path)
     parent_id = run_stage(cfg, None)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     runs = tracking.client().search_runs([tracking.experiment_id()], f"tags.`{PARENT_TAG}` = '{parent_id}'")
     [fit] = [r for r in runs if r.data.tags["method"] == "adaptersoup"]
     assert json.loads(fit.data.params["sources"]) == ["demo_sentiment", "demo_nli", "demo_lowres"]  # others + own

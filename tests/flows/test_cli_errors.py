@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config import load_config, parse_overrides
+from flows.config import load_config, parse_overrides
 from tasks.tracking import Tracking, UnitRun, end_run, start_pipeline_run
+from flows.store import tracking_for
 
 SERVER_LIMIT_S = 15  # a server that does not answer must fail a command within this, once it has started
 
@@ -296,10 +297,10 @@ def store(tmp_path_factory):
     pipeline run, then failed in a later one after finishing one more unit."""
     folder = tmp_path_factory.mktemp("project")
     cfg = load_config(None, **{"name": "mine", "home": str(folder / ".adapterflow")})
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     runs = {}
     for label, method, failed in (("good", "scalearn", False), ("bad", "average", True)):
-        parent = start_pipeline_run(tracking, cfg, f"pipeline {label}")
+        parent = start_pipeline_run(tracking, cfg.model_dump(mode="json"), f"pipeline {label}")
         with UnitRun(tracking, parent, f"transfer/demo_lowres/{method}", stage="transfer", task="demo_lowres",
                      method=method, unit_key=f"key-{method}") as unit:
             unit.log_metrics({"test_accuracy": 0.75})

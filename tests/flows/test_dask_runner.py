@@ -13,6 +13,7 @@ from flows.runners import make_task_runner
 from flows.stages import run_stage
 from peft_core.errors import ConfigError
 from tasks.tracking import KIND_TAG, PID_TAG, Tracking
+from flows.store import tracking_for
 
 
 def test_sources_stage_runs_each_unit_in_its_own_dask_worker(prefect_api, tiny_config):
@@ -20,7 +21,7 @@ def test_sources_stage_runs_each_unit_in_its_own_dask_worker(prefect_api, tiny_c
     cfg = load_config(path)
     units = run_stage(cfg, "sources")
 
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     client = tracking.client()
     runs = client.search_runs([tracking.experiment_id()], f"tags.`{KIND_TAG}` = 'unit'", max_results=100)
     assert sorted(r.data.tags["task"] for r in runs) == ["demo_nli", "demo_sentiment"]

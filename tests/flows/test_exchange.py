@@ -24,6 +24,7 @@ from flows.stages import run_stage
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from tasks.export_folder import MANIFEST, read_export
 from tasks.tracking import Tracking, find_finished_unit
+from flows.store import tracking_for
 from tests.conftest import write_tiny_config
 from tests.flows.conftest import FITTED_SETTINGS, invoke, latest_units
 
@@ -49,7 +50,7 @@ def _unit_keys(export: Path) -> list[str]:
 
 
 def _nothing_imported(config: Path, keys: list[str]) -> bool:
-    tracking = Tracking.from_config(load_config(config))
+    tracking = tracking_for(load_config(config))
     return (all(find_finished_unit(tracking, key) is None for key in keys)
             and not tracking.client().search_registered_models())
 
@@ -76,7 +77,7 @@ def test_exported_sources_are_reused_by_another_store_until_their_files_break(ex
     assert "imported 0 unit(s); 2 already in the store" in stdout
 
     other = load_config(other_path)
-    tracking = Tracking.from_config(other)
+    tracking = tracking_for(other)
     run_stage(other, "sources")
     assert [r.data.tags.get("reused") for r in latest_units(tracking)] == ["true", "true"]
 

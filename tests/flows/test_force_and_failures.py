@@ -11,10 +11,11 @@ import yaml
 import tasks.adapter_units as adapter_units
 from flows.stages import run_stage
 from peft_core.errors import DataError
-from tasks.config import load_config
+from flows.config import load_config
 from tasks.reporting import choose_pipeline_run
 from tasks.stage_table import FORCEABLE_STAGES, STAGES
 from tasks.tracking import PARENT_TAG, Tracking
+from flows.store import tracking_for
 
 # The MLflow `stage` tags of each forceable stage's unit runs.
 STAGE_TAGS = {s.name: {s.name, *s.run_tags} for s in STAGES if s.has_units}
@@ -48,7 +49,7 @@ def trained(prefect_api, tmp_path_factory, tiny_backbone_dir):
 
 
 def test_a_rerun_reuses_every_unit_and_records_each(trained):
-    reused = _reused_by_stage(Tracking.from_config(trained), run_stage(trained, None))
+    reused = _reused_by_stage(tracking_for(trained), run_stage(trained, None))
     assert set(reused) == set().union(*STAGE_TAGS.values())
     assert all(flags == {True} for flags in reused.values()), reused
 
@@ -56,7 +57,7 @@ def test_a_rerun_reuses_every_unit_and_records_each(trained):
 @pytest.mark.parametrize("stage", FORCEABLE_STAGES)
 def test_force_stage_retrains_that_stage_only(trained, stage):
     parent = run_stage(trained.model_copy(update={"force_stages": [stage]}), None)
-    reused = _reused_by_stage(Tracking.from_config(trained), parent)
+    reused = _reused_by_stage(tracking_for(trained), parent)
     for tag, flags in reused.items():
         assert flags == ({False} if tag in STAGE_TAGS[stage] else {True}), (tag, reused)
 
@@ -68,7 +69,7 @@ def test_a_failing_target_keeps_the_others_and_the_rerun_trains_only_it(prefect_
                           targets=["demo_lowres", "demo_sentiment", "demo_nli"],
                           training={"sources": TRAIN, "targets": {**TRAIN, "learning_rate": 0.002}})
     cfg = load_config(path)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     train_adapter = adapter_units.train_adapter
 
     def fails_on_lowres(backbone, spec, *args, **kwargs):

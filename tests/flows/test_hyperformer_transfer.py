@@ -13,6 +13,7 @@ from peft_core.errors import ConfigError
 from peft_core.method_names import ALL_METHODS
 from tasks.reporting import comparison_table, latest_pipeline_run
 from tasks.tracking import PARENT_TAG, Tracking
+from flows.store import tracking_for
 
 METHOD = "hyperformer_plus_plus_few_shot"
 
@@ -73,7 +74,7 @@ def test_fits_per_seed_over_one_joint_model_of_the_sources_reused_from_mlflow(pr
     changes = dict(methods=[METHOD], seeds=[1, 2], source_seeds=[42], transfer={"options": {METHOD: options}},
                    data={"source": "demo", "max_train": 48, "max_eval": 24, "few_shot": {"k": 8}})
     cfg = load_config(tiny_config(**changes)[0])
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     parent_id = run_stage(cfg, None)
 
     runs = _children(tracking, parent_id)

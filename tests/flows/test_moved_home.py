@@ -16,6 +16,7 @@ from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.relocation import LOCATION_COLUMNS
 from tasks.tracking import Tracking
+from flows.store import tracking_for
 from tests.conftest import write_tiny_config
 from tests.flows.conftest import FITTED_SETTINGS, invoke, latest_units
 
@@ -46,7 +47,7 @@ def test_a_copied_then_moved_home_reads_only_its_own_files(fitted, tmp_path, tin
 
     # Opened, the copy points its store at itself (one line says so), not at the home it was copied from.
     with caplog.at_level(logging.WARNING, logger="tasks.relocation"):
-        Tracking.from_config(first).client()
+        tracking_for(first).client()
     assert f"moved or copied from {original.as_uri()}" in caplog.text
     assert all(first.home_dir().as_uri() + "/" in value for value in _recorded_locations(first.home_dir()))
 
@@ -69,7 +70,7 @@ def test_a_copied_then_moved_home_reads_only_its_own_files(fitted, tmp_path, tin
     assert code == 0 and "scalearn" in stdout, stderr
 
     run_stage(second, None)  # trains nothing: every unit is found finished, its files in the moved home
-    units = latest_units(Tracking.from_config(second))
+    units = latest_units(tracking_for(second))
     assert units and all(r.data.tags.get("reused") == "true" for r in units), \
         [(r.info.run_name, r.data.tags.get("reused")) for r in units]
     assert (lost / "manifest.json").is_file()  # prepared again, under the same digest

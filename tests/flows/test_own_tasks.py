@@ -16,9 +16,10 @@ import yaml
 from flows.predictions import predict_file
 from flows.stages import run_stage
 from peft_core.inference import load_fitted_model, predict
-from tasks.config import load_config
+from flows.config import load_config
 from tasks.reporting import comparison_table
 from tasks.tracking import Tracking
+from flows.store import tracking_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "configs" / "own-tasks.yaml"
@@ -33,7 +34,7 @@ def test_the_example_config_runs_every_kind_of_fit_and_predicts_without_the_conf
         "data.max_eval": 24, "training.multitask": TINY_TRAINING,
         "training.sources": TINY_TRAINING, "training.targets": {**TINY_TRAINING, "max_steps": 4}})
     parent_id = run_stage(cfg, None)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     table = comparison_table(tracking, parent_id)
     fits = table[(table["stage"] == "transfer") & (table["task"] == "tickets")]
     assert set(fits["method"]) == {"adapter", "scalearn", "pemt", "hyperformer_plus_plus_few_shot"}

@@ -12,6 +12,7 @@ from flows.stages import run_stage
 from peft_core.errors import ConfigError
 from tasks.reporting import comparison_table
 from tasks.tracking import KIND_TAG, PARENT_TAG, Tracking
+from flows.store import tracking_for
 
 
 def _children(tracking: Tracking, parent_id: str):
@@ -23,7 +24,7 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     path, home = tiny_config()
     cfg = load_config(path)
     parent_id = run_stage(cfg, None)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     assert tracking.uri.startswith("sqlite:///") and str(home) in tracking.uri
 
     parent = tracking.client().get_run(parent_id)
@@ -111,7 +112,7 @@ def test_multitask_stage_alone_reports_a_row_per_task(prefect_api, tiny_config):
     path, _ = tiny_config(name="joint", methods=["hyperformer_plus_plus"])
     cfg = load_config(path)
     run_stage(cfg, "multitask")
-    table = comparison_table(Tracking.from_config(cfg))
+    table = comparison_table(tracking_for(cfg))
     rows = table[table["stage"] == "multitask"]
     assert set(rows["task"]) == {"demo_sentiment", "demo_nli", "demo_lowres"}
     assert set(rows["method"]) == {"hyperformer_plus_plus"}
@@ -123,8 +124,8 @@ def test_report_of_a_run_without_units_is_empty_not_an_error(prefect_api, tiny_c
     from tasks.tracking import start_pipeline_run
 
     cfg = load_config(tiny_config()[0])
-    tracking = Tracking.from_config(cfg)
-    parent = start_pipeline_run(tracking, cfg, "empty")
+    tracking = tracking_for(cfg)
+    parent = start_pipeline_run(tracking, cfg.model_dump(mode="json"), "empty")
     assert publish_report(tracking, parent) == "_no finished units_"
 
 
@@ -140,7 +141,7 @@ def test_few_shot_seeds_draw_their_own_sample_and_the_report_gives_intervals(pre
                           transfer={"head_init": {"scalearn": "own"}})
     cfg = load_config(path)
     run_stage(cfg, None)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     table = comparison_table(tracking)
     sources = table[table["stage"] == "sources"]
     assert sorted(sources["seed"]) == [7, 7]  # two source tasks, trained once

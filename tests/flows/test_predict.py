@@ -13,6 +13,7 @@ from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking
+from flows.store import tracking_for
 from tests.flows.conftest import invoke as _invoke
 
 TARGET = get_task("demo_lowres")
@@ -33,7 +34,7 @@ def _rows_file(cfg, task, folder, with_labels=True):
 
 
 def _unit_run(cfg, task, method):
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     runs = tracking.client().search_runs([tracking.experiment_id()], f"tags.task = '{task}' and tags.method = "
                                          f"'{method}' and tags.stage = 'transfer'", max_results=10)
     return next(r for r in runs if r.data.tags.get("reused") != "true")
@@ -79,7 +80,7 @@ def test_rows_for_several_units_go_to_their_own_model(fitted, tmp_path):
 def test_a_joint_model_predicts_each_of_its_tasks(fitted, tmp_path):
     path, cfg = fitted
     rows = _rows_file(cfg, "demo_similarity", tmp_path)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     (row_run,) = tracking.client().search_runs([tracking.experiment_id()], "tags.stage = 'multitask' and "
                                                "tags.task = 'demo_similarity'")
     scores = predict_file(cfg, "demo_similarity/hyperformer_plus_plus", rows, None, batch_size=None, score=True,

@@ -11,6 +11,7 @@ import pytest
 
 from flows.config import load_config
 from tasks.tracking import Tracking, UnitRun, end_run, record_reuse, start_pipeline_run
+from flows.store import tracking_for
 from tests.flows.conftest import invoke
 
 
@@ -22,14 +23,14 @@ def report_store(tmp_path_factory):
     path = folder / "report.yaml"
     path.write_text(f"name: reporting\nhome: {folder / 'home'}\n")
     cfg = load_config(path)
-    tracking = Tracking.from_config(cfg)
-    earlier = start_pipeline_run(tracking, cfg, "pipeline earlier")
+    tracking = tracking_for(cfg)
+    earlier = start_pipeline_run(tracking, cfg.model_dump(mode="json"), "pipeline earlier")
     with UnitRun(tracking, earlier, "demo_sentiment/adapter seed 1 (sources)", stage="sources", task="demo_sentiment",
                  method="adapter", unit_key="key-source") as source:
         source.log_params({"seed": 1})
         source.log_metrics({"test_accuracy": 0.8125, "trainable_params": 1234567})
     end_run(tracking, earlier)
-    parent = start_pipeline_run(tracking, cfg, "pipeline latest")
+    parent = start_pipeline_run(tracking, cfg.model_dump(mode="json"), "pipeline latest")
     record_reuse(tracking, parent, tracking.client().get_run(source.run_id), "demo_sentiment/adapter seed 1 (sources)",
                  stage="sources", task="demo_sentiment", method="adapter", unit_key="key-source")
     with UnitRun(tracking, parent, "demo_lowres/scalearn seed 1 (transfer)", stage="transfer", task="demo_lowres",

@@ -12,7 +12,7 @@ from flows import cli, stages
 from flows.deployments import DEPLOYABLE, PREFECT_FILE, check_prefect_file
 from peft_core.errors import ConfigError
 from tasks import reporting
-from tasks.config import load_config
+from flows.config import load_config
 from tasks.stage_table import (FORCEABLE_STAGES, JOINT_MODEL_TAG, REPORTED_STAGES, RUNNABLE, STAGE_NAMES, STAGES,
                                stage_of_tag)
 

@@ -21,6 +21,7 @@ from flows.cli import app
 from flows.config import load_config
 from tasks.reporting import comparison_table
 from tasks.tracking import KIND_TAG, Tracking, mark_abandoned_runs_failed
+from flows.store import tracking_for
 
 
 def _start(config_path, home):
@@ -57,7 +58,7 @@ def test_two_pipelines_on_one_home(tiny_config, tmp_path):
     second.write_text(yaml.safe_dump(cfg))
 
     processes, logs = zip(_start(first, home), _start(second, home))
-    tracking = Tracking.from_config(load_config(first))
+    tracking = tracking_for(load_config(first))
     checked_while_running = False
     while any(p.poll() is None for p in processes):
         # A third process on the same host looks for abandoned runs: the live ones are not.

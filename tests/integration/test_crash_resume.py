@@ -16,6 +16,7 @@ import yaml
 from flows.config import load_config
 from tasks.reporting import comparison_table
 from tasks.tracking import KIND_TAG, Tracking
+from flows.store import tracking_for
 
 METRICS = ["test_accuracy", "validation_accuracy"]
 
@@ -79,7 +80,7 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     output = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, output[-3000:]
 
-    tracking = Tracking.from_config(load_config(crashed_cfg))
+    tracking = tracking_for(load_config(crashed_cfg))
     runs = tracking.client().search_runs([tracking.experiment_id()], max_results=1000)
     trained = [r for r in runs if r.data.tags.get(KIND_TAG) == "unit" and r.info.status == "FINISHED"
                and r.data.tags.get("reused") != "true" and r.data.tags["stage"] in ("sources", "transfer")]
@@ -91,7 +92,7 @@ def test_sigkill_then_rerun_completes_without_redoing_finished_units(tiny_config
     clean = _start(clean_cfg, tmp_path, prefect_api_url)
     assert clean.wait(timeout=600) == 0
     after_crash = comparison_table(tracking).set_index(["stage", "task", "method"])[METRICS].sort_index()
-    uninterrupted = comparison_table(Tracking.from_config(load_config(clean_cfg)))
+    uninterrupted = comparison_table(tracking_for(load_config(clean_cfg)))
     uninterrupted = uninterrupted.set_index(["stage", "task", "method"])[METRICS].sort_index()
     assert after_crash.equals(uninterrupted), f"{after_crash}\n{uninterrupted}"
 
@@ -120,6 +121,6 @@ def test_sigterm_mid_unit_stops_the_run_within_seconds(tiny_config, tmp_path, pr
         _kill_group(process)
     assert time.time() - stopped < 30, "".join(lines)[-3000:]
     reader.join(timeout=10)
-    tracking = Tracking.from_config(load_config(path))
+    tracking = tracking_for(load_config(path))
     units = [r for r in tracking.client().search_runs([tracking.experiment_id()]) if r.data.tags.get(KIND_TAG) == "unit"]
     assert units and all(r.info.status == "FAILED" for r in units), [(r.data.tags, r.info.status) for r in units]

@@ -21,6 +21,7 @@ from tasks.models import example_rows, log_fitted_model, register_model
 from tasks.unit_specs import PreparedData
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking
+from flows.store import tracking_for
 from tests.integration.test_servers import _answers, _free_port, _start, _wait_for, started  # noqa: F401
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
@@ -63,7 +64,7 @@ def test_registered_models_are_served_by_mlflow(prefect_api, tiny_config, tmp_pa
     config, home = tiny_config(sources=["demo_sentiment", "demo_nli"], methods=["scalearn"])
     cfg = load_config(config)
     run_stage(cfg, None)
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     client = tracking.client()
     (fit,) = client.search_runs([tracking.experiment_id()], "tags.stage = 'transfer' and tags.method = 'scalearn'")
     (source,) = client.search_runs([tracking.experiment_id()], "tags.stage = 'sources' and tags.task = 'demo_nli'")

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from tasks.tracking import KIND_TAG, Tracking
+from flows.store import tracking_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
@@ -118,7 +119,7 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     # A run logged with the local SQLite store before any server exists.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("ADAPTERFLOW_HOME", raising=False)
-    local = replace(Tracking.from_config(load_config(config)), experiment="before-up")
+    local = replace(tracking_for(load_config(config)), experiment="before-up")
     old_run = local.client().create_run(local.experiment_id()).info.run_id
     local.client().log_metric(old_run, "accuracy", 0.75)
     local.client().log_text(old_run, "logged without a server", "notes/old.txt")

@@ -22,7 +22,7 @@ from peft_core.recipes import encode_splits
 from peft_core.sites import AdapterSite
 from peft_core.training import predict
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters
-from tasks.config import load_config
+from flows.config import load_config
 
 from .conftest import HIDDEN as D
 from .conftest import sentiment_splits

@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.overrides import _get_current_function_mode_stack
 
 from peft_core import recipes
@@ -260,7 +261,7 @@ def test_early_stopping_when_validation_is_flat(tiny_backbone):
     assert len(result.history) == 3 and result.best_epoch == 1
 
 
-def test_full_finetune_changes_backbone_and_trains_more_parameters(tiny_backbone, tmp_path):
+def test_full_finetune_trains_the_whole_encoder_into_its_artifact_and_hands_the_backbone_back(tiny_backbone, tmp_path):
     splits = sentiment_splits(n_train=16, n_eval=8)
     adapter_result = recipes.train_adapter(tiny_backbone("bert"), SPEC, splits, ADAPTER, CFG, tmp_path / "adapter")
 
@@ -268,9 +269,11 @@ def test_full_finetune_changes_backbone_and_trains_more_parameters(tiny_backbone
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
     result = train_full_finetune(backbone, SPEC, splits, CFG, tmp_path / "full")
 
-    changed = [k for k, v in backbone.model.state_dict().items() if not torch.equal(v, before[k])]
+    saved = load_file(tmp_path / "full" / "adapter.safetensors")
+    changed = [k for k, v in before.items() if any(n.endswith(k) and not torch.equal(t, v) for n, t in saved.items())]
     assert any(k.startswith("encoder.layer.") for k in changed)
     assert any(k.startswith("embeddings.") for k in changed)
+    assert all(torch.equal(v, before[k]) for k, v in backbone.model.state_dict().items())  # as loaded
     assert result.trainable_params == sum(p.numel() for p in backbone.model.parameters())
     assert result.trainable_params > 10 * adapter_result.trainable_params > 0
     assert result.head_params == adapter_result.head_params == 32 * SPEC.num_labels + SPEC.num_labels

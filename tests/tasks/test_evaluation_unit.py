@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from flows.config import load_config
+from flows.data_plans import data_recipe
 from flows.unit_plans import adapter_unit, unit_context
 from tasks.adapter_units import evaluate_saved_adapter, train_adapter_unit
 from tasks.data_units import prepare_task_data
@@ -25,7 +26,7 @@ def trained(prefect_api, tmp_path_factory, tiny_backbone_dir):
 
     path, _ = write_tiny_config(tmp_path_factory.mktemp("evaluation"), tiny_backbone_dir)
     cfg = load_config(path)
-    data = prepare_task_data.fn(cfg, "demo_sentiment", "source")
+    data = prepare_task_data.fn(data_recipe(cfg, "demo_sentiment", "source"), cfg.home_dir() / "data")
     adapter = train_adapter_unit.fn(adapter_unit(cfg, data, 1), unit_context(cfg, None))
     return cfg, adapter, data
 

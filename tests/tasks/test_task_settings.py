@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from peft_core.errors import ConfigError
-from tasks.config import load_config
-from tasks.task_data import task_splits
+from flows.config import load_config
+from flows.data_plans import data_recipe
 
 
 def write_config(folder, **fields):
@@ -36,7 +36,7 @@ def test_a_built_in_task_reads_other_files_without_being_redeclared(tmp_path):
     (tmp_path / "conf" / "boolq" / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_config(write_config(tmp_path, tasks={"boolq": {"data": {"all": "boolq/val.jsonl"}}},
                                    sources=["BoolQ"], targets=[]))
-    splits = task_splits(cfg, "boolq", "source")
+    splits = data_recipe(cfg, "boolq", "source").splits()
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (32, 4, 4)
     assert splits.spec.label_names == ("False", "True") and splits.spec.benchmark == "superglue"
 

@@ -19,6 +19,7 @@ from tasks.unit_specs import UnitSpec
 from tasks.stage_table import JOINT_MODEL_TAG
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking,
                             find_finished_unit)
+from flows.store import tracking_for
 
 
 class _Silent:
@@ -73,7 +74,7 @@ def _run(cfg, train, key="adapter-0123", stage="sources"):
 
 
 def _statuses(cfg, key):
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     runs = tracking.client().search_runs([tracking.experiment_id()], f"tags.`{UNIT_KEY_TAG}` = '{key}'")
     return sorted(r.info.status for r in runs)
 
@@ -86,17 +87,17 @@ def test_a_finished_unit_is_reused_with_its_metrics_and_a_child_run(cfg):
     assert again.metrics["test_accuracy"] == first.metrics["test_accuracy"] == 0.5
     assert first.metrics["trainable_params"] == 10 and first.metrics["head_params"] == 2
     assert again.run_id != first.run_id  # the reuse is recorded as its own run
-    assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123").info.run_id == again.run_id
+    assert find_finished_unit(tracking_for(cfg), "adapter-0123").info.run_id == again.run_id
     # the reuse's run shows the params beside its metrics and says where the unit's files are, with a link
-    reuse = Tracking.from_config(cfg).client().get_run(again.run_id)
-    assert reuse.data.params == {"seed": "1"} == Tracking.from_config(cfg).client().get_run(first.run_id).data.params
+    reuse = tracking_for(cfg).client().get_run(again.run_id)
+    assert reuse.data.params == {"seed": "1"} == tracking_for(cfg).client().get_run(first.run_id).data.params
     assert f"#/experiments/{reuse.info.experiment_id}/runs/{first.run_id})" in reuse.data.tags["mlflow.note.content"]
 
 
 def test_a_unit_finished_on_another_checkpoint_of_the_backbone_is_trained_again(cfg, caplog):
     train = Trainer()
     first = _run(cfg, train)
-    client = Tracking.from_config(cfg).client()
+    client = tracking_for(cfg).client()
     assert client.get_run(first.run_id).data.tags[BACKBONE_FINGERPRINT_TAG] == units.backbone_fingerprint(cfg.backbone)
     client.set_tag(first.run_id, BACKBONE_FINGERPRINT_TAG, "0" * 16)  # the same name once held other weights
     again = _run(cfg, train)
@@ -121,7 +122,7 @@ def test_a_failing_unit_is_marked_failed_and_trained_again_next_time(cfg):
     with pytest.raises(RuntimeError, match="diverged"):
         _run(cfg, Trainer(fail=True))
     assert _statuses(cfg, "adapter-0123") == ["FAILED"]
-    assert find_finished_unit(Tracking.from_config(cfg), "adapter-0123") is None
+    assert find_finished_unit(tracking_for(cfg), "adapter-0123") is None
     train = Trainer()
     assert not _run(cfg, train).reused and train.calls == 1
     assert _statuses(cfg, "adapter-0123") == ["FAILED", "FINISHED"]
@@ -139,7 +140,7 @@ def test_two_callers_of_one_key_train_it_once(cfg):
 
 
 def test_runs_of_older_stores_tagged_adapter_key_are_reused(cfg):
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     client = tracking.client()
     old = client.create_run(tracking.experiment_id(), tags={KIND_TAG: "unit", "stage": "sources",
                                                              LEGACY_UNIT_KEY_TAG: "adapter-0123"})
@@ -170,9 +171,9 @@ def test_a_unit_reference_naming_several_units_lists_them_and_how_to_pick_one(cf
     from tasks.fitted_units import resolve_unit
     from tasks.tracking import UnitRun, end_run, record_reuse, start_pipeline_run
 
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     client = tracking.client()
-    parent = start_pipeline_run(tracking, cfg, "pipeline one")
+    parent = start_pipeline_run(tracking, cfg.model_dump(mode="json"), "pipeline one")
     runs = {}
     for stage, method, seed in (("sources", "adapter", 42), ("transfer", "adapter", 42), ("transfer", "scalearn", 1),
                                 ("transfer", "scalearn", 2), ("sources", "average", 42)):
@@ -212,7 +213,7 @@ def test_the_experiment_opens_as_machine_learning_in_mlflow(cfg):
     made here or found without the tag (an older store)."""
     from tasks.tracking import EXPERIMENT_KIND_TAG
 
-    tracking = Tracking.from_config(cfg)
+    tracking = tracking_for(cfg)
     client = tracking.client()
     assert client.get_experiment(tracking.experiment_id()).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     older = client.create_experiment("older")

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from peft_core.errors import ConfigError
 from peft_core.task_specs import PROBLEMS, SPLITS, TaskData, TaskDeclaration, builtin_declaration, builtin_name
-from tasks.settings_base import Strict
+from flows.settings_base import Strict
 
 CONFIG_DIR = "config_dir"  # the validation context key: the folder relative data paths start from
 SplitName = Literal[SPLITS]

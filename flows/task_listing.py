@@ -1,14 +1,14 @@
 """What `adapterflow tasks` shows: every task a config can use, and with --check what each of the
-config's tasks holds after loading and splitting (the same `task_splits` the pipeline runs)."""
+config's tasks holds after loading and splitting (the same recipe the pipeline's prepare stage runs)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from peft_core.task_specs import builtin_declarations
-from tasks.config import PipelineConfig
-from tasks.task_data import task_splits
-from tasks.task_settings import task_declaration
+from flows.config import PipelineConfig
+from flows.data_plans import data_recipe
+from flows.task_settings import task_declaration
 
 
 def task_rows(cfg: PipelineConfig) -> list[tuple[str, ...]]:
@@ -32,7 +32,7 @@ def check_tasks(cfg: PipelineConfig) -> list[tuple[str, str, int, str]]:
     pipeline will (caps included); a bad file or declaration raises its one-line error."""
     checked = []
     for name in dict.fromkeys([*cfg.task_names(), *cfg.tasks]):
-        splits = task_splits(cfg, name, "source")
+        splits = data_recipe(cfg, name, "source").splits()
         for split in ("train", "validation", "test"):
             examples = splits.split(split)
             if splits.spec.is_regression:
