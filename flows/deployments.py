@@ -31,6 +31,7 @@ from flows.config import PipelineConfig, load_config
 from tasks.stage_table import PIPELINE, RUNNABLE, get_stage
 from flows.stages import run_stage
 from peft_core.errors import AdapterflowError, ConfigError
+from tasks.server_errors import PREFECT_FIX, PROBE_TIMEOUT_S, unreachable
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"
@@ -97,9 +98,8 @@ def serve_deployments(prefect_file: Path, config: Path | None) -> None:
     deployments = [_to_deployment(entry, config) for entry in entries]
     try:
         _refuse_work_pool_deployments(deployments)
-    except httpx.ConnectError:
-        raise ConfigError(f"no Prefect server answers at {api}; start one with `adapterflow up` "
-                          "or fix PREFECT_API_URL") from None
+    except httpx.ConnectError as exc:
+        raise ConfigError(unreachable("Prefect server", api, exc, PROBE_TIMEOUT_S, PREFECT_FIX)) from None
     signal.signal(signal.SIGINT, _stop_like_sigterm)
     serve(*deployments)
 

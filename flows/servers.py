@@ -25,12 +25,12 @@ from typing import Callable
 
 from peft_core.errors import AdapterflowError
 from tasks.relocation import relocate_store
+from tasks.server_errors import PREFECT_FIX, PROBE_TIMEOUT_S, unreachable
 
 HOST = "127.0.0.1"
 SERVERS_FILE = "servers.json"
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
-PROBE_TIMEOUT_S = 5
 
 
 @dataclass
@@ -124,22 +124,8 @@ def check_prefect_api() -> None:
         client.__exit__(None, None, None)
     error = outcome[0] if outcome else TimeoutError()
     if error is not None:
-        raise AdapterflowError(f"Prefect server {url} is not reachable ({_prefect_failure(error)}); start one with "
-                               "`adapterflow up`, or fix PREFECT_API_URL (unset, each run starts a temporary server)")
-
-
-def _prefect_failure(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if response is not None:
-        return f"HTTP {response.status_code} from {response.request.url}"
-    text = str(error)
-    if isinstance(error, TimeoutError) or "timed out" in text:
-        return f"no answer within {PROBE_TIMEOUT_S} s"
-    if "refused" in text:
-        return "connection refused"
-    if "not known" in text or "resolve" in text:
-        return "host name not found"
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+        raise AdapterflowError(unreachable("Prefect server", url, error, PROBE_TIMEOUT_S,
+                                           f"{PREFECT_FIX} (unset, each run starts a temporary server)"))
 
 
 def _interrupt(signum, frame) -> None:

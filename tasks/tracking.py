@@ -28,6 +28,7 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
 from tasks.relocation import ARTIFACTS, relocate_store
+from tasks.server_errors import MLFLOW_FIX, PROBE_TIMEOUT_S, unreachable
 from peft_core.errors import ConfigError
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
@@ -44,9 +45,6 @@ ARTIFACT_PATH = "adapter"  # a unit run's fitted folder among its MLflow artifac
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
 MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by
-
-PROBE_TIMEOUT_S = 5
-SERVER_FIX = "check that the server runs (`adapterflow up` starts one) and that tracking.uri / MLFLOW_TRACKING_URI is right"
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -111,7 +109,7 @@ def check_tracking_server(uri: str) -> None:
         raise _unreachable(uri, exc, PROBE_TIMEOUT_S) from None
     if response.status_code != 200:
         raise ConfigError(f"MLflow tracking server {uri} answered HTTP {response.status_code} to /health "
-                          f"(is it an MLflow server? do MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN hold?); {SERVER_FIX}")
+                          f"(is it an MLflow server? do MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN hold?); {MLFLOW_FIX}")
 
 
 @contextmanager
@@ -146,20 +144,8 @@ class _ServerClient:
 
 
 def _unreachable(uri: str, error: MlflowException, timeout_s: float) -> ConfigError:
-    return ConfigError(f"MLflow tracking server {uri} is not reachable ({_unreachable_reason(error, timeout_s)}); "
-                       f"{SERVER_FIX}")
-
-
-def _unreachable_reason(error: MlflowException, timeout_s: float) -> str:
     cause = error.__cause__ or error.__context__ or error  # MLflow wraps the requests error
-    text = str(cause)
-    if isinstance(cause, requests.exceptions.Timeout) or "timed out" in text:
-        return f"no answer within {timeout_s} s"
-    if "refused" in text:
-        return "connection refused"
-    if "resolve" in text or "not known" in text:
-        return "host name not found"
-    return text.splitlines()[0][:200]
+    return ConfigError(unreachable("MLflow tracking server", uri, cause, timeout_s, MLFLOW_FIX))
 
 
 @functools.cache
