@@ -26,7 +26,8 @@ from tasks.transfer_units import fit_transfer_unit, full_finetune_unit, require_
 from tasks.unit_specs import UnitResult
 from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
-from tasks.tracking import Tracking, end_run, mark_abandoned_runs_failed, start_pipeline_run
+from tasks.run_liveness import mark_abandoned_runs_failed
+from tasks.tracking import Tracking, end_run, start_pipeline_run
 from flows.store import tracking_for
 
 STAGES = STAGE_NAMES  # tasks.stage_table is the table; the flows below are its stages, in order

@@ -5,13 +5,11 @@ with an explicit parent id and tagged `stage`, `task`, `method`, `unit_key`.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,14 +25,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
+from tasks.locks import locked
 from tasks.relocation import ARTIFACTS, relocate_store
+from tasks.run_liveness import owner_tags
 from tasks.server_errors import MLFLOW_FIX, PROBE_TIMEOUT_S, unreachable
 from peft_core.errors import ConfigError
 
 KIND_TAG = "adapterflow.kind"  # "pipeline" for parent runs, "unit" for child runs
 PARENT_TAG = "mlflow.parentRunId"
-PID_TAG = "adapterflow.pid"  # the process that owns a RUNNING run; a dead owner means it was killed
-HOST_TAG = "adapterflow.host"  # where that process runs: only there can its liveness be checked
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 UNIT_KEY_TAG = "unit_key"  # every unit's key (source adapter, fit, joint model, evaluation)
 LEGACY_UNIT_KEY_TAG = "adapter_key"  # the same tag's name before; runs of older stores still carry it
@@ -158,25 +156,10 @@ def _create_sqlite_store_once(uri: str, relocate: bool = False) -> None:
         return
     folder = Path(uri.removeprefix("sqlite:///")).parent
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder):
+    with locked(folder):
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
         if relocate:
             relocate_store(Path(uri.removeprefix("sqlite:///")), folder)
-
-
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock between processes (and threads) on a file or folder, held for the block."""
-    fd = os.open(path, os.O_RDONLY | (os.O_CREAT if not path.is_dir() else 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _owner_tags() -> dict[str, str]:
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
 def start_pipeline_run(tracking: Tracking, config: dict, run_name: str) -> str:
@@ -184,7 +167,7 @@ def start_pipeline_run(tracking: Tracking, config: dict, run_name: str) -> str:
     as the run's config.json); returns its id."""
     client = tracking.client()
     run = client.create_run(tracking.experiment_id(), run_name=run_name,
-                            tags={KIND_TAG: "pipeline", "config_name": config["name"], **_owner_tags()})
+                            tags={KIND_TAG: "pipeline", "config_name": config["name"], **owner_tags()})
     client.log_dict(run.info.run_id, config, "config.json")
     client.log_param(run.info.run_id, "backbone", config["backbone"])
     return run.info.run_id
@@ -192,34 +175,6 @@ def start_pipeline_run(tracking: Tracking, config: dict, run_name: str) -> str:
 
 def end_run(tracking: Tracking, run_id: str, failed: bool = False) -> None:
     tracking.client().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
-
-
-def mark_abandoned_runs_failed(tracking: Tracking) -> int:
-    """Runs left RUNNING by a killed process of this host are marked FAILED; returns how many.
-
-    Runs of live processes (another pipeline on the same store) and of other hosts are left alone.
-    """
-    exp_id = tracking.experiment_id(create=False)
-    if exp_id is None:
-        return 0
-    client = tracking.client()
-    host = socket.gethostname()
-    stale = client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000)
-    mine = [r for r in stale if r.data.tags.get(PID_TAG) and r.data.tags.get(HOST_TAG, host) == host
-            and not _pid_alive(int(r.data.tags[PID_TAG]))]
-    for r in mine:
-        client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.FAILED))
-    return len(mine)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class UnitRun:
@@ -233,7 +188,7 @@ class UnitRun:
                  method: str, unit_key: str, extra_tags: dict | None = None):
         self.tracking, self.client = tracking, tracking.client()
         tags = {KIND_TAG: "unit", "stage": stage, "task": task, "method": method, UNIT_KEY_TAG: unit_key,
-                **_owner_tags(), **(extra_tags or {})}
+                **owner_tags(), **(extra_tags or {})}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         self.run_id = self.client.create_run(tracking.experiment_id(), run_name=name, tags=tags).info.run_id
@@ -356,13 +311,3 @@ def relocated_unit_artifact(tracking: Tracking, recorded: Path, cache_dir: Path)
         return download_unit_artifact(tracking, run_id, recorded.name, cache_dir)
     except MlflowException:  # not a run of this store
         return recorded
-
-
-@contextmanager
-def unit_lock(home: Path, unit_key: str):
-    """Held while one process looks a unit up and trains it: a second pipeline on the same store
-    waits, then finds the unit finished instead of training it again in the same work folder."""
-    locks = home / "work"
-    locks.mkdir(parents=True, exist_ok=True)
-    with _locked(locks / f"{unit_key}.lock"):
-        yield

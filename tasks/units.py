@@ -31,7 +31,8 @@ from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
 from tasks.tracking import (ARTIFACT_PATH, BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
-                            record_reuse, unit_lock)
+                            record_reuse)
+from tasks.locks import unit_lock
 from tasks.unit_specs import PreparedData, UnitContext, UnitRef, UnitResult, UnitSpec
 
 # A training unit's job: (its spec, the backbone, the folder to write its artifact to, the keyword

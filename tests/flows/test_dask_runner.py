@@ -12,7 +12,8 @@ from flows.config import load_config
 from flows.runners import make_task_runner
 from flows.stages import run_stage
 from peft_core.errors import ConfigError
-from tasks.tracking import KIND_TAG, PID_TAG, Tracking
+from tasks.run_liveness import PID_TAG
+from tasks.tracking import KIND_TAG, Tracking
 from flows.store import tracking_for
 
 

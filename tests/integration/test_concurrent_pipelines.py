@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.config import load_config
 from tasks.reporting import comparison_table
-from tasks.tracking import KIND_TAG, Tracking, mark_abandoned_runs_failed
+from tasks.run_liveness import mark_abandoned_runs_failed
+from tasks.tracking import KIND_TAG, Tracking
 from flows.store import tracking_for
 
 
