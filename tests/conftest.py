@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from tests.helpers.configs import write_tiny_config
 
 WORDS = ["good", "bad", "great", "awful", "film", "food", "service", "the", "was", "is", "not", "very", "and",
          "a", "service", "plot", "music", "staff", "cheap", "price", "i", "liked", "hated", "it", "this"]
@@ -39,31 +40,6 @@ def tiny_backbone_dir(tmp_path_factory):
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-def write_tiny_config(folder, backbone_dir, **changes) -> tuple:
-    """Write a small pipeline config into `folder` and return (path, home)."""
-    cfg = {
-        "name": "flowtest",
-        "backbone": str(backbone_dir),
-        "home": str(folder / "home"),
-        "data": {"source": "demo", "max_train": 48, "max_eval": 24},
-        "sources": ["demo_sentiment", "demo_nli"],
-        "targets": ["demo_lowres"],
-        "methods": ["adapter", "scalearn", "average"],
-        "adapter": {"reduction_factor": 4},
-        "training": {
-            "sources": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
-            "targets": {"epochs": 1, "batch_size": 16, "max_length": 24, "learning_rate": 0.001},
-            "multitask": {"epochs": 1, "batch_size": 16, "max_length": 24},
-        },
-        "runner": {"kind": "threads", "workers": 2},
-    }
-    for key, value in changes.items():
-        cfg[key] = value
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path, folder / "home"
 
 
 @pytest.fixture

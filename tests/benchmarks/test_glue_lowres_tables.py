@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from .conftest import load_script
+from tests.helpers.benchmarks import load_script
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import load_script
+from tests.helpers.benchmarks import load_script
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flows.config import load_config
-from tests.benchmarks.conftest import load_script
-from tests.peft_core.test_real_glue import GLUE_DIR
+from tests.helpers.benchmarks import GLUE_DIR, load_script
 
 pytestmark = pytest.mark.skipif(not GLUE_DIR.is_dir(), reason=f"no real GLUE data at {GLUE_DIR}")
 

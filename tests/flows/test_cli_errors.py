@@ -22,6 +22,7 @@ import yaml
 from flows.config import load_config, parse_overrides
 from tasks.tracking import Tracking, UnitRun, end_run, start_pipeline_run
 from flows.store import tracking_for
+from tests.helpers.processes import free_port
 
 SERVER_LIMIT_S = 15  # a server that does not answer must fail a command within this, once it has started
 
@@ -203,12 +204,6 @@ def test_transfer_stage_before_sources(tmp_path, write_config, prefect_api_url):
 
 # --- servers that are not there ----------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def startup_s(tmp_path_factory) -> float:
     """How long the CLI takes to import what it needs before it asks any server (on a busy machine,
@@ -229,7 +224,7 @@ def silent_port():
 
 
 def test_report_with_tracking_server_refusing(tmp_path, startup_s):
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     outcome = run_cli(tmp_path, "report", MLFLOW_TRACKING_URI=uri)
     assert_user_error(outcome, f"MLflow tracking server {uri} is not reachable (connection refused)")
     assert outcome.seconds < startup_s + SERVER_LIMIT_S
@@ -267,7 +262,7 @@ def test_report_with_tracking_server_gone_after_answering(tmp_path, tracking_ser
 
 
 def test_run_with_prefect_server_refusing(tmp_path, write_config, startup_s):
-    url = f"http://127.0.0.1:{_free_port()}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"
     outcome = run_cli(tmp_path, "run", str(write_config()), PREFECT_API_URL=url)
     assert_user_error(outcome, f"Prefect server {url} is not reachable (connection refused)")
     assert outcome.seconds < startup_s + SERVER_LIMIT_S

@@ -25,8 +25,8 @@ from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from tasks.export_folder import MANIFEST, read_export
 from tasks.tracking import Tracking, find_finished_unit
 from flows.store import tracking_for
-from tests.conftest import write_tiny_config
-from tests.flows.conftest import FITTED_SETTINGS, invoke, latest_units
+from tests.helpers.configs import FITTED_SETTINGS, write_tiny_config
+from tests.helpers.pipeline import invoke, latest_units
 
 
 def _files(folder: Path) -> dict[str, str] | None:

@@ -15,7 +15,7 @@ from peft_core.inference import load_fitted_model, score_rows
 from peft_core.inputs import input_fields
 from tasks.prepared_data import load_splits
 from tasks.reporting import comparison_table
-from tests.flows.conftest import invoke
+from tests.helpers.pipeline import invoke
 
 LORA = {"kind": "lora", "lora_rank": 4, "lora_alpha": 8, "lora_targets": ["query", "value", "ffn_out"]}
 METHODS = ["adapter", "scalearn", "average", "adaptersoup"]

@@ -17,8 +17,8 @@ from peft_core.task_specs import get_task
 from tasks.relocation import LOCATION_COLUMNS
 from tasks.tracking import Tracking
 from flows.store import tracking_for
-from tests.conftest import write_tiny_config
-from tests.flows.conftest import FITTED_SETTINGS, invoke, latest_units
+from tests.helpers.configs import FITTED_SETTINGS, write_tiny_config
+from tests.helpers.pipeline import invoke, latest_units
 
 TARGET = get_task("demo_lowres")
 reads = inference.read_artifact_config

@@ -14,7 +14,7 @@ from peft_core.task_specs import get_task
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking
 from flows.store import tracking_for
-from tests.flows.conftest import invoke as _invoke
+from tests.helpers.pipeline import invoke as _invoke
 
 TARGET = get_task("demo_lowres")
 

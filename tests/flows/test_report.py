@@ -12,7 +12,7 @@ import pytest
 from flows.config import load_config
 from tasks.tracking import Tracking, UnitRun, end_run, record_reuse, start_pipeline_run
 from flows.store import tracking_for
-from tests.flows.conftest import invoke
+from tests.helpers.pipeline import invoke
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tasks.unit_specs import PreparedData
 from tasks.prepared_data import load_splits
 from tasks.tracking import Tracking
 from flows.store import tracking_for
-from tests.integration.test_servers import _answers, _free_port, _start, _wait_for, started  # noqa: F401
+from tests.helpers.processes import answers, free_port, start_process, wait_for
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 TARGET, SOURCE = get_task("demo_lowres"), get_task("demo_nli")
@@ -30,14 +30,14 @@ TARGET, SOURCE = get_task("demo_lowres"), get_task("demo_nli")
 
 def _serve(started, model_uri: str, tracking_uri: str, folder: Path) -> str:
     """Start `mlflow models serve` in `folder`; returns its URL once /ping answers."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ADAPTERFLOW_HOME"} | {"MLFLOW_TRACKING_URI": tracking_uri}
     env["PATH"] = f"{Path(MLFLOW).parent}{os.pathsep}{env.get('PATH', '')}"  # it runs `uvicorn` from PATH
     log = folder / f"serve-{port}.log"
-    server = _start(started, [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local",
+    server = start_process(started, [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local",
                               "--host", "127.0.0.1", "--port", str(port)], env, log, cwd=folder)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(lambda: _answers(f"{url}/ping") or server.poll() is not None, 180, "no /ping answer", log)
+    wait_for(lambda: answers(f"{url}/ping") or server.poll() is not None, 180, "no /ping answer", log)
     assert server.poll() is None, log.read_text()[-3000:]
     return url
 

@@ -10,10 +10,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -26,70 +24,17 @@ from mlflow.tracking import MlflowClient
 from flows.config import load_config
 from tasks.tracking import KIND_TAG, Tracking
 from flows.store import tracking_for
+from tests.helpers.processes import ROOT, answers, free_port, start_process, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
 POOL = yaml.safe_load(PREFECT_FILE.read_text())["deployments"][0]["work_pool"]["name"]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str):
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read() or "null")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:  # refused, or an HTTP error status
-        return False
-
-
-def _wait_for(condition, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.5)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"{what} within {timeout} s\n{tail}")
-
-
-@pytest.fixture
-def started():
-    """Processes (own sessions) the test starts, and process groups they start: all are stopped at
-    the end, also when the test fails."""
-    processes, groups = [], []
-    yield processes, groups
-    for process in reversed(processes):
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _start(started, args, env, log: Path, cwd: Path = ROOT) -> subprocess.Popen:
-    with open(log, "w") as out:
-        process = subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    started[0].append(process)
-    return process
 
 
 def _run(args, env, cwd: Path = ROOT) -> str:
@@ -127,12 +72,12 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
 
     # `adapterflow up`, on free ports; the other commands find it through <home>/servers.json. A
     # PREFECT_API_URL of another server in its environment does not lead its UI astray.
-    prefect_port, mlflow_port = _free_port(), _free_port()
-    up = _start(started, [sys.executable, "-m", "flows.cli", "up", str(config), "--prefect-port", str(prefect_port),
+    prefect_port, mlflow_port = free_port(), free_port()
+    up = start_process(started, [sys.executable, "-m", "flows.cli", "up", str(config), "--prefect-port", str(prefect_port),
                           "--mlflow-port", str(mlflow_port)], env | {"PREFECT_API_URL": "http://127.0.0.1:4200/api"},
                 tmp_path / "up.log")
     servers_file = home / "servers.json"
-    _wait_for(lambda: servers_file.exists() or up.poll() is not None, 150, "no servers.json", tmp_path / "up.log")
+    wait_for(lambda: servers_file.exists() or up.poll() is not None, 150, "no servers.json", tmp_path / "up.log")
     assert up.poll() is None, (tmp_path / "up.log").read_text()
     servers = json.loads(servers_file.read_text())
     started[1].extend([servers["prefect"]["pid"], servers["mlflow"]["pid"]])
@@ -142,13 +87,13 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     cli_env = env | servers["env"]
 
     # `adapterflow serve` (no PREFECT_API_URL given: it uses servers.json) registers and runs a deployment.
-    serve = _start(started, [sys.executable, "-m", "flows.cli", "serve", str(config)], env, tmp_path / "serve.log")
-    served = _wait_for(lambda: _answers(f"{api}/deployments/name/prepare/adapterflow")
+    serve = start_process(started, [sys.executable, "-m", "flows.cli", "serve", str(config)], env, tmp_path / "serve.log")
+    served = wait_for(lambda: answers(f"{api}/deployments/name/prepare/adapterflow")
                        and _get(f"{api}/deployments/name/prepare/adapterflow"), 90,
                        "serve registered no deployment", tmp_path / "serve.log")
     assert served["parameters"]["config"] == str(config) and served["work_pool_name"] is None
     prepared = _trigger(cli_env, "prepare/adapterflow")
-    state = _wait_for(lambda: _final_state(api, prepared), 120, "served run did not finish", tmp_path / "serve.log")
+    state = wait_for(lambda: _final_state(api, prepared), 120, "served run did not finish", tmp_path / "serve.log")
     assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
     serve.send_signal(signal.SIGINT)  # Ctrl-C right after a served run ends: serve stops, quietly
     serve.wait(60)
@@ -169,7 +114,7 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     # the pipeline with an override, logging through the MLflow server.
     flow_run = _trigger(cli_env, "pipeline/adapterflow", f"config={config}",
                         'overrides={"training.sources.epochs": 2}')
-    worker = _start(started, [PREFECT, "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
+    worker = start_process(started, [PREFECT, "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
                     cli_env, tmp_path / "worker.log", cwd=tmp_path)
     worker.wait(240)
     assert _final_state(api, flow_run) == "COMPLETED", (tmp_path / "worker.log").read_text()[-5000:]
@@ -211,4 +156,4 @@ def test_up_serve_deploy_worker_and_results_through_the_mlflow_server(tiny_confi
     up.send_signal(signal.SIGTERM)
     assert up.wait(60) == 0, (tmp_path / "up.log").read_text()
     assert not servers_file.exists()
-    assert not _answers(f"{api}/health") and not _answers(f"{tracking_uri}/health")
+    assert not answers(f"{api}/health") and not answers(f"{tracking_uri}/health")

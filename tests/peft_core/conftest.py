@@ -1,63 +1,22 @@
 """Shared fixtures for the core-library tests: a tiny tokenizer, tiny random backbones of every
-supported encoder family, and small example lists.
+supported encoder family, and small example lists (built by tests/helpers/core.py).
 
 Nothing here is autouse, so other test modules in this folder are unaffected unless they ask.
 """
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
-from transformers import (
-    AutoModel, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig,
-)
+from transformers import AutoModel
 
 from peft_core.backbones import Backbone, wrap_backbone
+from peft_core.configs import TrainConfig
 from peft_core.data.types import DatasetSplits, Example
+from peft_core.recipes import train_adapter
 from peft_core.task_specs import get_task
-
-HIDDEN = 32
-VOCAB_SIZE = 100
-FAMILIES = ("bert", "roberta", "deberta-v2", "electra", "distilbert")
-
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = (
-    "the a film movie meal show book song was is it i we they liked hated and but "
-    "good great fine nice lovely superb bad awful dull poor boring terrible "
-    "not very really quite so"
-).split()
-POSITIVE = ("good", "great", "fine", "nice", "lovely", "superb")
-NEGATIVE = ("bad", "awful", "dull", "poor", "boring", "terrible")
-NOUNS = ("film", "movie", "meal", "show", "book", "song")
-
-
-def family_config(family: str):
-    """A 2-layer, 32-wide config of `family` (vocab 100, at most 64 positions)."""
-    common = dict(vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=64)
-    if family == "bert":
-        return BertConfig(**common)
-    if family == "roberta":
-        # Our tokenizer pads with id 0 and emits segment ids 0/1 for sentence pairs.
-        return RobertaConfig(**common, pad_token_id=0, type_vocab_size=2)
-    if family == "deberta-v2":
-        return DebertaV2Config(**common)
-    if family == "electra":
-        return ElectraConfig(**common, embedding_size=HIDDEN)
-    if family == "distilbert":
-        return DistilBertConfig(vocab_size=VOCAB_SIZE, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=64,
-                                max_position_embeddings=64)
-    raise ValueError(f"unknown family {family}")
-
-
-def make_tokenizer(vocab_file, family: str = "bert"):
-    # transformers 5's BertTokenizerFast silently ignores `vocab_file=` (every word becomes [UNK]);
-    # the vocabulary goes in as `vocab=`, which accepts a path to a vocab.txt.
-    # DistilBERT's forward takes no token_type_ids, so its tokenizer must not produce them.
-    names = ["input_ids", "attention_mask"] if family == "distilbert" else ["input_ids", "token_type_ids", "attention_mask"]
-    return BertTokenizerFast(vocab=str(vocab_file), model_input_names=names)
+from tests.helpers.core import FAMILIES, SPECIAL_TOKENS, VOCAB_SIZE, WORDS, family_config, make_tokenizer, sentiment_splits
+from tests.helpers.transfer import ADAPTER, SOURCE_TASKS
 
 
 @pytest.fixture(scope="session")
@@ -105,24 +64,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def sentiment_examples(n: int, seed: int = 0) -> list[Example]:
-    """`the <noun> was [very] <adjective>`: label 1 for a positive adjective. Balanced, learnable."""
-    rng = random.Random(seed)
-    examples = []
-    for i in range(n):
-        positive = i % 2 == 0
-        words = ["the", rng.choice(NOUNS), "was"] + (["very"] if rng.random() < 0.3 else [])
-        words.append(rng.choice(POSITIVE if positive else NEGATIVE))
-        examples.append(Example((" ".join(words),), int(positive)))
-    rng.shuffle(examples)
-    return examples
-
-
-def sentiment_splits(n_train: int = 32, n_eval: int = 16, seed: int = 0) -> DatasetSplits:
-    return DatasetSplits(get_task("demo_sentiment"), sentiment_examples(n_train, seed), sentiment_examples(n_eval, seed + 1),
-                         sentiment_examples(n_eval, seed + 2))
-
-
 @pytest.fixture
 def sentiment_data() -> DatasetSplits:
     """demo_sentiment splits: 32 train, 16 validation, 16 test."""
@@ -153,6 +94,17 @@ def similarity_examples() -> list[Example]:
     ]
 
 
-def tiny_batch(backbone: Backbone, texts=("the film was good", "we hated the very dull meal", "it was fine")):
-    """A padded batch from the backbone's own tokenizer (rows of different lengths)."""
-    return dict(backbone.tokenizer(list(texts), padding=True, return_tensors="pt"))
+@pytest.fixture(scope="module")
+def backbone(tiny_backbone):
+    """A tiny BERT that a module's tests share."""
+    return tiny_backbone()
+
+
+@pytest.fixture(scope="module")
+def source_dirs(backbone, tmp_path_factory):
+    """Two tiny source adapters (with prompts) trained on `backbone`."""
+    root = tmp_path_factory.mktemp("sources")
+    for seed, name in enumerate(SOURCE_TASKS):
+        train_adapter(backbone, get_task(name), sentiment_splits(24, 8, seed=seed + 1), ADAPTER,
+                      TrainConfig(epochs=1, batch_size=8), root / name, with_prompt=True)
+    return [root / name for name in SOURCE_TASKS]

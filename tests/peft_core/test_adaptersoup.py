@@ -24,10 +24,10 @@ from peft_core.training import predict
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters
 from flows.config import load_config
 
-from .conftest import HIDDEN as D
-from .conftest import sentiment_splits
-from .test_compositions import ADAPTER, SPEC, model_logits, random_batch, random_bank, single_adapter_from
-from .test_transfer import FAST, SOURCE_TASKS, backbone, rewritten_source, source_dirs  # noqa: F401  (fixtures: two trained sources)
+from tests.helpers.core import HIDDEN as D
+from tests.helpers.core import sentiment_splits
+from tests.helpers.transfer import (ADAPTER, FAST, SOURCE_TASKS, SPEC, model_logits, random_bank, rewritten_source,
+                                    single_adapter_from, unlabelled_batch)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -185,7 +185,7 @@ def test_in_a_transfer_model_only_the_head_trains(backbone, source_dirs):
         trainable = transfer_parameters(model, SPEC.name)
         assert trainable and all(name.startswith("head.") for name in trainable)
         model.train()
-        batch = random_batch() | {"labels": torch.tensor([0, 1, 0])}
+        batch = unlabelled_batch() | {"labels": torch.tensor([0, 1, 0])}
         model(batch, SPEC.name).loss.backward()
         with_grad = {id(p) for p in model.parameters() if p.grad is not None}
         assert with_grad == {id(p) for p in trainable.values()}
@@ -209,7 +209,7 @@ def test_a_fit_saves_the_head_only_and_reloads_with_the_same_predictions(backbon
     reloaded = load_transfer_model(out, backbone, SPEC)
     try:
         predictions, _ = predict(reloaded, SPEC, test, 16)
-        batch = random_batch()
+        batch = unlabelled_batch()
         reloaded.eval()
         with torch.no_grad():
             logits = reloaded(batch, SPEC.name).logits

@@ -18,7 +18,7 @@ from peft_core.prompts import description_embeddings
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 
-from .conftest import FAMILIES, sentiment_splits
+from tests.helpers.core import FAMILIES, sentiment_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

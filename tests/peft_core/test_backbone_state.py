@@ -25,7 +25,7 @@ from peft_core.recipes import evaluate_adapter, load_adapter_model, train_adapte
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 
-from .conftest import sentiment_splits
+from tests.helpers.core import sentiment_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

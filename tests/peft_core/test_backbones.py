@@ -13,7 +13,7 @@ from peft_core.backbone_paths import resolve_backbone_path
 from peft_core.backbones import LAYOUTS, fingerprint_model, layout_for, load_backbone, wrap_backbone
 from peft_core.errors import BackboneError
 
-from .conftest import FAMILIES, family_config, make_tokenizer, tiny_batch
+from tests.helpers.core import FAMILIES, family_config, make_tokenizer, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,61 +6,19 @@ import torch.nn.functional as F
 
 from peft_core.adapters import AdapterBank
 from peft_core.compositions import (
-    TRANSFER_METHODS, AdapterFusion, AttentivePrompt, PEMTMixture, ScaLearn, SingleAdapter, UniformAverage, get_method,
+    TRANSFER_METHODS, AdapterFusion, AttentivePrompt, PEMTMixture, ScaLearn, UniformAverage, get_method,
 )
 from peft_core.compositions.pemt import task_sparsity_loss
 from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
 from peft_core.sites import ForwardContext, SiteView
-from peft_core.task_specs import get_task
 from peft_core.parameter_counts import transfer_parameter_count
 
-from .conftest import HIDDEN as D
+from tests.helpers.core import HIDDEN as D
+from tests.helpers.transfer import ADAPTER, SPEC, model_logits, random_bank, single_adapter_from, unlabelled_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-ADAPTER = AdapterConfig(reduction_factor=4, init_std=0.3)  # bottleneck 8; large weights so adapters matter
-SPEC = get_task("demo_sentiment")
-
-
-def random_bank(k, seed=0):
-    torch.manual_seed(seed)
-    bank = AdapterBank(k, D, ADAPTER)
-    with torch.no_grad():
-        for p in bank.parameters():
-            p.normal_(0, 0.3)
-    return bank.requires_grad_(False)
-
-
-def random_batch(batch_size=3, length=7, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.ones(batch_size, length, dtype=torch.long)
-    mask[0, -2:] = 0
-    return {"input_ids": torch.randint(5, 100, (batch_size, length), generator=g), "attention_mask": mask}
-
-
-def model_logits(backbone, make_composition, head_state=None, prompt=None):
-    """Logits of a model with `make_composition(site)` at every site (eval mode); detaches after."""
-    model = AdapterModel(backbone)
-    try:
-        model.set_compositions(make_composition)
-        head = model.add_head(SPEC)
-        if head_state is not None:
-            head.load_state_dict(head_state)
-        model.prompt = prompt
-        model.eval()
-        with torch.no_grad():
-            return model(random_batch(), SPEC.name).logits, head.state_dict()
-    finally:
-        model.detach()
-
-
-def single_adapter_from(bank, j):
-    single = SingleAdapter(D, ADAPTER)
-    single.bank.load_adapter_state(0, bank.adapter_state(j))
-    return single
-
 
 # AdapterBank.mix against the explicit loop over `outputs` is tested in test_adapters.py.
 
@@ -196,7 +154,7 @@ def test_fusion_regularizer_is_summed_over_sites_in_the_loss(tiny_backbone):
         model.set_compositions(lambda site: compositions[site.layer])
         model.add_head(SPEC)
         model.eval()
-        batch = random_batch() | {"labels": torch.tensor([0, 1, 1])}
+        batch = unlabelled_batch() | {"labels": torch.tensor([0, 1, 1])}
         out = model(batch, SPEC.name)
         ce = F.cross_entropy(out.logits, batch["labels"])
         expected = ce + sum(0.01 * (torch.eye(D) - c.value.weight).pow(2).sum() for c in compositions)

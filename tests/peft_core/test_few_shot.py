@@ -20,7 +20,7 @@ from peft_core.multitask import train_multitask
 from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
-from tests.peft_core.test_inference import assert_equals_evaluation, splits
+from tests.helpers.predictions import assert_equals_evaluation, demo_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,15 +32,10 @@ FEW_SHOT = TrainConfig(epochs=2, max_steps=6, batch_size=4, eval_batch_size=8, l
 
 
 @pytest.fixture(scope="module")
-def backbone(tiny_backbone):
-    return tiny_backbone()
-
-
-@pytest.fixture(scope="module")
 def joint_dir(backbone, tmp_path_factory):
     """A HyperFormer++ trained jointly on the two sources (the target is new to it)."""
     folder = tmp_path_factory.mktemp("joint") / "hyperformer_plus_plus"
-    train_multitask(backbone, [SENTIMENT, NLI], {s.name: splits(s) for s in (SENTIMENT, NLI)},
+    train_multitask(backbone, [SENTIMENT, NLI], {s.name: demo_splits(s) for s in (SENTIMENT, NLI)},
                     "hyperformer_plus_plus", ADAPTER, JOINT_TRAIN, folder)
     return folder
 
@@ -121,7 +116,7 @@ def test_by_default_the_hypernetwork_and_its_layernorms_train_too(backbone, join
 def test_a_frozen_hypernetwork_stays_bit_identical_and_the_backbone_is_restored(backbone, joint_dir, tmp_path):
     before = pristine(backbone)
     joint = read_joint_hyperformer(joint_dir, backbone)
-    result = fit_hyperformer_transfer(backbone, LOWRES, splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
+    result = fit_hyperformer_transfer(backbone, LOWRES, demo_splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
                                       init_from=SENTIMENT.name, train_hypernetwork=False)
     assert_backbone_is(backbone, before)
     assert {"validation_accuracy", "test_accuracy", "test_f1"} <= result.metrics.keys()
@@ -145,7 +140,7 @@ def test_a_frozen_hypernetwork_stays_bit_identical_and_the_backbone_is_restored(
 def test_training_the_hypernetwork_too_and_reloading_predicts_what_evaluation_computed(backbone, joint_dir, tmp_path):
     before = pristine(backbone)
     joint = read_joint_hyperformer(joint_dir, backbone)
-    result = fit_hyperformer_transfer(backbone, LOWRES, splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
+    result = fit_hyperformer_transfer(backbone, LOWRES, demo_splits(LOWRES), joint_dir, FEW_SHOT, tmp_path / "fit",
                                       init_from={LOWRES.name: NLI.name, "default": "mean"})  # the default trains it
     assert_backbone_is(backbone, before)
     saved = load_file(tmp_path / "fit" / "adapter.safetensors")
@@ -165,9 +160,9 @@ def test_training_the_hypernetwork_too_and_reloading_predicts_what_evaluation_co
 
 
 def test_other_folders_are_clear_errors(backbone, tmp_path):
-    train_adapter(backbone, LOWRES, splits(LOWRES), ADAPTER, TrainConfig(epochs=1, max_steps_per_epoch=1), tmp_path / "a")
+    train_adapter(backbone, LOWRES, demo_splits(LOWRES), ADAPTER, TrainConfig(epochs=1, max_steps_per_epoch=1), tmp_path / "a")
     with pytest.raises(ArtifactError, match="not a HyperFormer"):
-        fit_hyperformer_transfer(backbone, LOWRES, splits(LOWRES), tmp_path / "a", FEW_SHOT, tmp_path / "fit")
+        fit_hyperformer_transfer(backbone, LOWRES, demo_splits(LOWRES), tmp_path / "a", FEW_SHOT, tmp_path / "fit")
     with pytest.raises(ArtifactError, match="not a HyperFormer few-shot fit"):
         load_hyperformer_transfer(tmp_path / "a", backbone, LOWRES)
     assert not any(isinstance(m, AdapterSite) for m in backbone.model.modules())

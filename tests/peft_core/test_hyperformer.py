@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModel, BertConfig, T5Config
+from transformers import T5Config
 
 from peft_core.artifacts import save_artifact
-from peft_core.backbones import Backbone, wrap_backbone
 from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.hyperformer import (
@@ -20,37 +19,18 @@ from peft_core.hyperformer import (
 )
 from peft_core.recipes import adapter_tensors, build_adapter_model, load_adapter_model
 from peft_core.task_specs import get_task
+from tests.helpers.core import random_batch, tiny_bert
 
 SPECS = [get_task("demo_sentiment"), get_task("demo_nli"), get_task("demo_similarity")]
 ADAPTER = AdapterConfig(reduction_factor=4)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread; several spin-waiting OpenMP threads on a busy
-    machine make them a hundred times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_backbone(tokenizer=None, seed: int = 0) -> Backbone:
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    return wrap_backbone("tiny-bert", AutoModel.from_config(config), tokenizer)
-
-
-def random_batch(problem: str = "classification", batch: int = 4, length: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.rand(batch, generator=g) * 5 if problem == "regression" else torch.randint(0, 2, (batch,), generator=g)
-    return {"input_ids": torch.randint(5, 100, (batch, length), generator=g),
-            "attention_mask": torch.ones(batch, length, dtype=torch.long), "labels": labels}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(params=["hyperformer", "hyperformer_plus_plus"])
 def model(request):
-    m = HyperFormerModel(tiny_backbone(), SPECS, ADAPTER, HyperNetConfig(variant=request.param))
+    m = HyperFormerModel(tiny_bert(), SPECS, ADAPTER, HyperNetConfig(variant=request.param))
     yield m
     m.detach()
 
@@ -112,7 +92,7 @@ def test_unknown_task_is_a_config_error_naming_the_known_tasks(model):
 
 
 def test_detach_restores_the_backbone_as_loaded():
-    backbone = tiny_backbone()
+    backbone = tiny_bert()
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
     model = HyperFormerModel(backbone, SPECS, ADAPTER)
     with torch.no_grad():
@@ -126,7 +106,7 @@ def test_detach_restores_the_backbone_as_loaded():
 
 
 def test_an_adapter_with_layer_norm_after_round_trips_through_an_artifact(tmp_path):
-    backbone = tiny_backbone()
+    backbone = tiny_bert()
     spec = get_task("demo_sentiment")
     config = AdapterConfig(placement="houlsby", reduction_factor=4, layer_norm_after=True)
     model = build_adapter_model(backbone, spec, config)

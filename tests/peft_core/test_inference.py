@@ -9,41 +9,21 @@ import torch
 
 from peft_core.compositions import TRANSFER_METHODS
 from peft_core.configs import AdapterConfig, TrainConfig
-from peft_core.data import load_task_data
-from peft_core.data.encoding import EncodedSplit
 from peft_core.errors import ArtifactError, ConfigError, DataError
 from peft_core.inference import bundle_fitted_model, load_fitted_model, predict, score_rows
-from peft_core.inputs import input_fields
 from peft_core.model_set import FittedModelSet, model_set_targets, save_model_set
 from peft_core.multitask import materialise_adapter, train_multitask
 from peft_core.full_finetune import train_full_finetune
 from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
-from peft_core.training import predict as evaluation_predictions
+from tests.helpers.predictions import assert_equals_evaluation, demo_splits, rows_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SENTIMENT, NLI, SIMILARITY = get_task("demo_sentiment"), get_task("demo_nli"), get_task("demo_similarity")
 ADAPTER = AdapterConfig(reduction_factor=4, init_std=0.3)
 FAST = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, learning_rate=1e-3, max_length=24)
-
-
-def splits(spec):
-    return load_task_data(spec, "demo", max_train=24, max_eval=12)
-
-
-def rows_of(spec, examples, with_labels=False):
-    rows = [dict(zip(input_fields(spec), ex.texts + ex.choices)) for ex in examples]
-    if with_labels:
-        for row, ex in zip(rows, examples):
-            row["label"] = ex.label if spec.is_regression else spec.label_names[ex.label]
-    return rows
-
-
-@pytest.fixture(scope="module")
-def backbone(tiny_backbone):
-    return tiny_backbone()
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +34,17 @@ def fits(backbone, tmp_path_factory):
 
     sources = []
     for spec in (SENTIMENT, NLI):
-        train_adapter(backbone, spec, splits(spec), ADAPTER, FAST, root / spec.name, with_prompt=True)
+        train_adapter(backbone, spec, demo_splits(spec), ADAPTER, FAST, root / spec.name, with_prompt=True)
         sources.append(root / spec.name)
     found = {"prompt_adapter": (root / "demo_sentiment", None)}
-    train_adapter(backbone, SIMILARITY, splits(SIMILARITY), ADAPTER, FAST, root / "similarity")
+    train_adapter(backbone, SIMILARITY, demo_splits(SIMILARITY), ADAPTER, FAST, root / "similarity")
     found["adapter (regression)"] = (root / "similarity", None)
     for method in TRANSFER_METHODS:
-        fit_transfer(backbone, SENTIMENT, splits(SENTIMENT), method, sources, FAST, root / method,
-                     source_examples=[splits(spec).train for spec in (SENTIMENT, NLI)])  # AdapterSoup chooses by them
+        fit_transfer(backbone, SENTIMENT, demo_splits(SENTIMENT), method, sources, FAST, root / method,
+                     source_examples=[demo_splits(spec).train for spec in (SENTIMENT, NLI)])  # AdapterSoup chooses by them
         found[method] = (root / method, None)
     for method in ("hyperformer", "hyperformer_plus_plus"):
-        train_multitask(backbone, [SENTIMENT, SIMILARITY], {s.name: splits(s) for s in (SENTIMENT, SIMILARITY)},
+        train_multitask(backbone, [SENTIMENT, SIMILARITY], {s.name: demo_splits(s) for s in (SENTIMENT, SIMILARITY)},
                         method, ADAPTER, FAST, root / method)
         found[f"{method} (classification task)"] = (root / method, SENTIMENT.name)
         found[f"{method} (regression task)"] = (root / method, SIMILARITY.name)
@@ -76,24 +56,8 @@ def fits(backbone, tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_finetune_dir(tiny_backbone, tmp_path_factory):
     folder = tmp_path_factory.mktemp("full") / "fit"
-    train_full_finetune(tiny_backbone(), SENTIMENT, splits(SENTIMENT), FAST, folder)  # it changes its backbone
+    train_full_finetune(tiny_backbone(), SENTIMENT, demo_splits(SENTIMENT), FAST, folder)  # it changes its backbone
     return folder
-
-
-def assert_equals_evaluation(fitted, task_metrics: dict):
-    """Predictions row by row equal the evaluation's, and scored they give the recorded test metrics."""
-    spec = fitted.spec
-    test = splits(spec).test
-    answers = predict(fitted, rows_of(spec, test))
-    encoded = EncodedSplit.from_examples(spec, test, fitted.backbone.tokenizer, fitted.max_length)
-    expected, _ = evaluation_predictions(fitted.model, spec, encoded, fitted.batch_size, fitted.precision)
-    if spec.is_regression:
-        assert [a["value"] for a in answers] == pytest.approx(expected.tolist(), abs=1e-6)
-    else:
-        assert [a["label"] for a in answers] == [spec.label_names[i] for i in expected]
-        assert all(sum(a["probabilities"].values()) == pytest.approx(1.0) for a in answers)
-    scored = score_rows(fitted, rows_of(spec, test, with_labels=True))
-    assert scored == pytest.approx({m: task_metrics[f"test_{m}"] for m in spec.metrics}, abs=1e-6)
 
 
 def recorded_metrics(fitted, task):
@@ -133,7 +97,7 @@ def test_a_bundle_loads_after_its_sources_are_gone(fits, backbone, tmp_path):
         shutil.rmtree(original.parent / name)
     try:
         fitted = load_fitted_model(bundle, backbone)
-        rows = rows_of(SENTIMENT, splits(SENTIMENT).test)
+        rows = rows_of(SENTIMENT, demo_splits(SENTIMENT).test)
         answers = predict(fitted, rows)
         fitted.close()
         assert len(answers) == len(rows)
@@ -152,13 +116,13 @@ def test_mixed_targets_on_one_backbone_answer_as_each_alone(fits, full_finetune_
     for name, target in targets.items():
         folder, task = target if isinstance(target, tuple) else (target, None)
         fitted = load_fitted_model(folder, tiny_backbone(), task=task)
-        alone[name] = predict(fitted, rows_of(tasks[name], splits(tasks[name]).test[:5]))
+        alone[name] = predict(fitted, rows_of(tasks[name], demo_splits(tasks[name]).test[:5]))
         fitted.close()
 
     shared = tiny_backbone()
     before = [p.detach().clone() for p in shared.model.parameters()]
     models = FittedModelSet(model_set_targets(save_model_set(targets, tmp_path / "set")), shared)
-    mixed = [{"model": name, **row} for name in targets for row in rows_of(tasks[name], splits(tasks[name]).test[:5])]
+    mixed = [{"model": name, **row} for name in targets for row in rows_of(tasks[name], demo_splits(tasks[name]).test[:5])]
     order = list(range(len(mixed)))
     torch.manual_seed(0)
     shuffled = [order[i] for i in torch.randperm(len(order))]
@@ -203,7 +167,7 @@ def test_scoring_a_regression_file_without_labels_names_the_label(fits, backbone
     fitted = load_fitted_model(fits["adapter (regression)"][0], backbone)
     try:
         with pytest.raises(DataError, match="no value for 'label'.*needs sentence1, sentence2 and label"):
-            score_rows(fitted, rows_of(SIMILARITY, splits(SIMILARITY).test))
+            score_rows(fitted, rows_of(SIMILARITY, demo_splits(SIMILARITY).test))
     finally:
         fitted.close()
 

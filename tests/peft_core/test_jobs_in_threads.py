@@ -12,7 +12,7 @@ from peft_core import recipes
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.task_specs import get_task
 
-from .conftest import sentiment_splits
+from tests.helpers.core import sentiment_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

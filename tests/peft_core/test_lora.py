@@ -25,7 +25,7 @@ from peft_core.sites import AdapterSite, ForwardContext, SiteView
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 
-from .conftest import sentiment_examples, sentiment_splits, tiny_batch
+from tests.helpers.core import sentiment_examples, sentiment_splits, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -237,11 +237,6 @@ def test_hyperformer_and_parameter_counts_refuse_lora(tiny_backbone):
 FAST = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-2, max_steps_per_epoch=2,
                    precision="fp32")
 SOURCES = ("sst2", "cola")
-
-
-@pytest.fixture(scope="module")
-def backbone(tiny_backbone):
-    return tiny_backbone()
 
 
 @pytest.fixture(scope="module")

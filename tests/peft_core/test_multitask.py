@@ -21,7 +21,9 @@ from peft_core.multitask import load_multitask_model, materialise_adapter, train
 from peft_core.recipes import load_adapter_model
 from peft_core.task_specs import TaskSpec
 from peft_core.training import evaluate
-from tests.peft_core.test_hyperformer import random_batch, single_thread, tiny_backbone  # noqa: F401
+from tests.helpers.core import random_batch, tiny_bert
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NOUNS = ["movie", "meal", "cat", "dog", "car", "book"]
 WORDS = ["the", "was", "is", "not", "very", "good", "bad", *NOUNS]
@@ -71,7 +73,7 @@ SPLITS = {"toy_sentiment": toy_splits("toy_sentiment", 48), "toy_same_thing": to
 
 @pytest.mark.parametrize("method", ["hyperformer", "hyperformer_plus_plus", "shared_adapter", "full_multitask"])
 def test_train_multitask_end_to_end_and_reload(method, tokenizer, tmp_path):
-    backbone = tiny_backbone(tokenizer)
+    backbone = tiny_bert(tokenizer)
     result = train_multitask(backbone, SPECS, SPLITS, method, ADAPTER, TRAIN, tmp_path / "model")
 
     for spec in SPECS:
@@ -98,7 +100,7 @@ def test_train_multitask_end_to_end_and_reload(method, tokenizer, tmp_path):
 
 
 def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer, tmp_path):
-    backbone = tiny_backbone(tokenizer)
+    backbone = tiny_bert(tokenizer)
     model = HyperFormerModel(backbone, SPECS, ADAPTER, HyperNetConfig(variant="hyperformer"))
     with torch.no_grad():  # move far from the near-zero init, LayerNorms included
         for p in model.trainable_parameters().values():
@@ -135,7 +137,7 @@ def test_materialised_adapter_computes_what_the_hypernetwork_computes(tokenizer,
 
 
 def test_materialising_from_a_saved_hyperformer_and_unknown_tasks(tokenizer, tmp_path):
-    backbone = tiny_backbone(tokenizer)
+    backbone = tiny_bert(tokenizer)
     train = TrainConfig(learning_rate=1e-2, batch_size=8, epochs=1, seed=2)
     result = train_multitask(backbone, SPECS, SPLITS, "hyperformer_plus_plus", ADAPTER, train, tmp_path / "hyper")
     with pytest.raises(ConfigError, match="toy_sentiment, toy_same_thing, toy_overlap"):
@@ -158,7 +160,7 @@ def test_materialising_from_a_saved_hyperformer_and_unknown_tasks(tokenizer, tmp
 
 
 def test_load_hyperformer_refuses_other_methods(tokenizer, tmp_path):
-    backbone = tiny_backbone(tokenizer)
+    backbone = tiny_bert(tokenizer)
     train = TrainConfig(batch_size=8, epochs=1, max_steps_per_epoch=2)
     train_multitask(backbone, SPECS[:2], SPLITS, "shared_adapter", ADAPTER, train, tmp_path / "shared")
     with pytest.raises(ArtifactError, match="not a HyperFormer"):
@@ -166,7 +168,7 @@ def test_load_hyperformer_refuses_other_methods(tokenizer, tmp_path):
 
 
 def test_bad_inputs_are_config_errors(tokenizer, tmp_path):
-    backbone = tiny_backbone(tokenizer)
+    backbone = tiny_bert(tokenizer)
     with pytest.raises(ConfigError, match="toy_overlap"):
         train_multitask(backbone, SPECS, {k: v for k, v in SPLITS.items() if k != "toy_overlap"}, "hyperformer",
                         ADAPTER, TRAIN, tmp_path / "a")

@@ -24,7 +24,7 @@ from peft_core.recipes import train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources
 
-from .conftest import HIDDEN, family_config, sentiment_splits, tiny_batch
+from tests.helpers.core import HIDDEN, family_config, sentiment_splits, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

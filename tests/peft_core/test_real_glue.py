@@ -7,8 +7,7 @@ import pytest
 from peft_core.data import apply_split, load_raw, load_task_data
 from peft_core.task_specs import get_task
 from flows.config import load_config
-
-GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
+from tests.helpers.benchmarks import GLUE_DIR
 
 pytestmark = [
     pytest.mark.slow,

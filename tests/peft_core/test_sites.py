@@ -14,8 +14,8 @@ from peft_core.configs import AdapterConfig
 from peft_core.model import AdapterModel
 from peft_core.sites import AdapterSite, PostNormSite, ResidualSite, detach_sites, reattach_sites
 
-from .conftest import HIDDEN, tiny_batch
-from .test_compositions import random_bank
+from tests.helpers.core import HIDDEN, tiny_batch
+from tests.helpers.transfer import random_bank
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from peft_core.compositions.text_similarity import (
 )
 from peft_core.data.types import Example
 
-from .conftest import sentiment_splits
+from tests.helpers.core import sentiment_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

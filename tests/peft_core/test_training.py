@@ -20,7 +20,7 @@ from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from peft_core.training import fit, fit_task
 
-from .conftest import FAMILIES, NEGATIVE, POSITIVE, sentiment_splits
+from tests.helpers.core import FAMILIES, NEGATIVE, POSITIVE, sentiment_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,49 +7,26 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, save_artifact
+from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from peft_core.compositions import TRANSFER_METHODS, get_method
 from peft_core.configs import TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.jobs import encode_splits, final_metrics
 from peft_core.layernorms import layernorm_parameter_count, layernorm_parameters
 from peft_core.prompts import description_embeddings
-from peft_core.recipes import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from peft_core.parameter_counts import transfer_parameter_count
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters
 from peft_core.weights_plot import plot_weights_heatmap
 
-from .conftest import HIDDEN as D
-from .conftest import VOCAB_SIZE, sentiment_splits
-from .test_compositions import ADAPTER
+from tests.helpers.core import HIDDEN as D
+from tests.helpers.core import VOCAB_SIZE, sentiment_splits
+from tests.helpers.transfer import ADAPTER, FAST, SOURCE_TASKS, rewritten_source
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TARGET = get_task("demo_sentiment")
-SOURCE_TASKS = ("sst2", "cola")  # any single-sentence two-label specs: the sources only need a name and a head
-FAST = TrainConfig(epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3)
-
-
-@pytest.fixture(scope="module")
-def backbone(tiny_backbone):
-    return tiny_backbone()
-
-
-@pytest.fixture(scope="module")
-def source_dirs(backbone, tmp_path_factory):
-    root = tmp_path_factory.mktemp("sources")
-    for seed, name in enumerate(SOURCE_TASKS):
-        train_adapter(backbone, get_task(name), sentiment_splits(24, 8, seed=seed + 1), ADAPTER,
-                      TrainConfig(epochs=1, batch_size=8), root / name, with_prompt=True)
-    return [root / name for name in SOURCE_TASKS]
-
-
-def rewritten_source(source_dir, destination, change_config=lambda c: c, change_tensors=lambda t: t):
-    config = json.loads((source_dir / CONFIG_FILE).read_text())
-    save_artifact(destination, change_tensors(load_file(source_dir / WEIGHTS_FILE)), change_config(config))
-    return destination
 
 
 def no_sites_left(backbone):

@@ -22,7 +22,7 @@ from tasks.unit_specs import Evaluation
 @pytest.fixture(scope="module")
 def trained(prefect_api, tmp_path_factory, tiny_backbone_dir):
     """(config, the adapter's result, its prepared data): one demo_sentiment adapter, one short epoch."""
-    from tests.conftest import write_tiny_config
+    from tests.helpers.configs import write_tiny_config
 
     path, _ = write_tiny_config(tmp_path_factory.mktemp("evaluation"), tiny_backbone_dir)
     cfg = load_config(path)

@@ -1,4 +1,5 @@
-"""The benchmark scripts are not a package: tests load them by file name."""
+"""The benchmark scripts, which are not a package (tests load them by file name), and the real GLUE
+data they run on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
 
 
 def load_script(name: str):

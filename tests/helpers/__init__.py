@@ -1,0 +1,1 @@
+"""Plain functions and constants that tests share; the conftest files hold fixtures only."""
