@@ -29,7 +29,7 @@ from flows.stages import run_stage
 from flows.config import load_config
 from peft_core.backbones import load_backbone
 from peft_core.data import load_task_data
-from peft_core.recipes import evaluate_adapter, train_adapter
+from peft_core.adapter_jobs import evaluate_adapter, train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 

@@ -49,7 +49,7 @@ from peft_core.configs import AdapterConfig, TrainConfig  # noqa: E402
 from peft_core.data import few_shot, load_task_data  # noqa: E402
 from peft_core.dropout import training_dropout  # noqa: E402
 from peft_core.precision import autocast, native_bf16  # noqa: E402
-from peft_core.recipes import train_adapter  # noqa: E402
+from peft_core.adapter_jobs import train_adapter  # noqa: E402
 from peft_core.statistics import mean_std  # noqa: E402
 from peft_core.task_specs import get_task  # noqa: E402
 from flows.config import DATA_DIR_ENV  # noqa: E402

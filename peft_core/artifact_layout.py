@@ -136,8 +136,8 @@ def _function(name: str) -> Callable:
 
 ARTIFACT_KINDS: tuple[ArtifactKind, ...] = (
     ArtifactKind("adapter", (ADAPTER, PROMPT_ADAPTER, MATERIALISED_ADAPTER, IMPORTED_LORA),
-                 ("recipes:train_adapter", "multitask:materialise_adapter", "peft_import:import_peft_lora"),
-                 "recipes:load_adapter_model"),
+                 ("adapter_jobs:train_adapter", "multitask:materialise_adapter", "peft_import:import_peft_lora"),
+                 "adapter_jobs:load_adapter_model"),
     ArtifactKind("full_finetune", (FULL_FINETUNE,), ("full_finetune:train_full_finetune",),
                  "full_finetune:load_full_finetune_model"),
     ArtifactKind("transfer", TRANSFER_METHODS, ("transfer:fit_transfer",), "transfer:load_transfer_model",

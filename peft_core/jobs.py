@@ -39,6 +39,10 @@ Model = TypeVar("Model", bound=AdapterModel)
 
 @dataclass
 class TrainingResult:
+    """What a job reports. `trainable_params` counts the parameters it trained *excluding* task heads
+    (`head_params` counts those): a method's cost beside the heads every method trains alike. Both are
+    logged as MLflow metrics under these names, which reports read."""
+
     metrics: dict[str, float]  # "validation_<metric>" and "test_<metric>"
     history: list[dict]
     best_epoch: int

@@ -160,7 +160,7 @@ def load_multitask_model(folder: Path, backbone: Backbone) -> AdapterModel:
 def materialise_adapter(source: Path | HyperFormerModel, backbone: Backbone, task: str, output_dir: Path) -> Path:
     """Write `task`'s generated adapters as a plain single-adapter artifact (houlsby,
     `layer_norm_after=True`, plus the trained backbone LayerNorms) that
-    `recipes.load_adapter_model` loads and that computes what the HyperFormer computes for `task`.
+    `adapter_jobs.load_adapter_model` loads and that computes what the HyperFormer computes for `task`.
     `source` is a folder `train_multitask` wrote or a HyperFormer in memory.
     """
     from_folder = not isinstance(source, HyperFormerModel)

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from peft_core.backbones import Backbone, load_backbone
-from peft_core.recipes import evaluate_adapter, train_adapter
+from peft_core.adapter_jobs import evaluate_adapter, train_adapter
 from tasks.tracking import UnitRun
 from tasks.unit_specs import AdapterUnit, Evaluation, UnitContext, UnitResult
 from tasks.units import run_training_unit, run_unit, task_run_name

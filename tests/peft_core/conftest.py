@@ -13,7 +13,7 @@ from transformers import AutoModel
 from peft_core.backbones import Backbone, wrap_backbone
 from peft_core.configs import TrainConfig
 from peft_core.data.types import DatasetSplits, Example
-from peft_core.recipes import train_adapter
+from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
 from tests.helpers.core import FAMILIES, SPECIAL_TOKENS, VOCAB_SIZE, WORDS, family_config, make_tokenizer, sentiment_splits
 from tests.helpers.transfer import ADAPTER, SOURCE_TASKS

@@ -18,7 +18,7 @@ from peft_core.configs import AdapterConfig
 from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
 from peft_core.parameter_counts import transfer_parameter_count
-from peft_core.recipes import encode_splits
+from peft_core.adapter_jobs import encode_splits
 from peft_core.sites import AdapterSite
 from peft_core.training import predict
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, load_transfer_model, transfer_parameters

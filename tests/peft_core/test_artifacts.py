@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peft_core import recipes
+from peft_core import adapter_jobs
 from peft_core.artifacts import (CONFIG_FILE, WEIGHTS_FILE, check_artifact_files, load_artifact, read_artifact_config,
                                   save_artifact)
 from peft_core.configs import AdapterConfig, TrainConfig
@@ -40,10 +40,10 @@ def logits_of(model, batch) -> torch.Tensor:
 
 
 def train_and_capture(backbone, splits, output_dir, *, with_prompt=False, placement="pfeiffer"):
-    """Run recipes.train_adapter; return (result, logits of the trained model just before it was saved)."""
+    """Run adapter_jobs.train_adapter; return (result, logits of the trained model just before it was saved)."""
     batch = validation_batch(backbone, splits)
     captured = {}
-    original = recipes.adapter_tensors
+    original = adapter_jobs.adapter_tensors
 
     def capturing(model, task):
         captured["logits"] = logits_of(model, batch)
@@ -51,8 +51,8 @@ def train_and_capture(backbone, splits, output_dir, *, with_prompt=False, placem
         return original(model, task)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipes, "adapter_tensors", capturing)
-        result = recipes.train_adapter(backbone, SPEC, splits, AdapterConfig(placement=placement, reduction_factor=4),
+        mp.setattr(adapter_jobs, "adapter_tensors", capturing)
+        result = adapter_jobs.train_adapter(backbone, SPEC, splits, AdapterConfig(placement=placement, reduction_factor=4),
                                        TRAIN, output_dir, with_prompt=with_prompt)
     assert "logits" in captured, "train_adapter no longer saves through adapter_tensors; update this test"
     return result, captured, batch
@@ -133,7 +133,7 @@ def test_a_damaged_weights_file_is_named_before_anything_loads_it(tmp_path):
 
 def test_loaded_model_gives_identical_logits(trained):
     backbone = trained["backbone"]
-    model = recipes.load_adapter_model(trained["dir"], backbone, SPEC)
+    model = adapter_jobs.load_adapter_model(trained["dir"], backbone, SPEC)
     try:
         assert torch.equal(logits_of(model, trained["batch"]), trained["logits"])
     finally:
@@ -145,7 +145,7 @@ def test_untrained_model_gives_different_logits(trained):
     """Guards the identity test above: a fresh adapter + head does not give the trained logits."""
     backbone = trained["backbone"]
     torch.manual_seed(123)
-    model = recipes.build_adapter_model(backbone, SPEC, ADAPTER)
+    model = adapter_jobs.build_adapter_model(backbone, SPEC, ADAPTER)
     try:
         assert not torch.allclose(logits_of(model, trained["batch"]), trained["logits"], atol=1e-3)
     finally:
@@ -153,7 +153,7 @@ def test_untrained_model_gives_different_logits(trained):
 
 
 def test_evaluate_adapter_reproduces_metrics(trained):
-    metrics = recipes.evaluate_adapter(trained["dir"], trained["backbone"], SPEC, trained["splits"],
+    metrics = adapter_jobs.evaluate_adapter(trained["dir"], trained["backbone"], SPEC, trained["splits"],
                                        max_length=TRAIN.max_length, batch_size=TRAIN.eval_batch_size)
     assert metrics == trained["result"].metrics
     assert_no_sites(trained["backbone"])
@@ -163,20 +163,20 @@ def test_other_backbone_raises_artifact_error_naming_both(trained, tiny_backbone
     other = tiny_backbone("bert", seed=1, name="tiny-bert-other")
     assert other.fingerprint != trained["backbone"].fingerprint
     with pytest.raises(ArtifactError) as info:
-        recipes.load_adapter_model(trained["dir"], other, SPEC)
+        adapter_jobs.load_adapter_model(trained["dir"], other, SPEC)
     message = str(info.value)
     assert "'tiny-bert'" in message and "'tiny-bert-other'" in message
     assert trained["backbone"].fingerprint in message and other.fingerprint in message
     assert "\n" not in message
     assert_no_sites(other)
     with pytest.raises(ArtifactError):
-        recipes.evaluate_adapter(trained["dir"], other, SPEC, trained["splits"], max_length=16)
+        adapter_jobs.evaluate_adapter(trained["dir"], other, SPEC, trained["splits"], max_length=16)
 
 
 def test_other_architecture_raises_artifact_error(trained, tiny_backbone):
     other = tiny_backbone("distilbert")
     with pytest.raises(ArtifactError, match="tiny-distilbert"):
-        recipes.load_adapter_model(trained["dir"], other, SPEC)
+        adapter_jobs.load_adapter_model(trained["dir"], other, SPEC)
 
 
 def test_wrong_placement_raises_artifact_error(trained):
@@ -193,9 +193,9 @@ def test_incomplete_folder_raises_artifact_error(trained, tmp_path, missing):
     shutil.copytree(trained["dir"], folder)
     (folder / missing).unlink()
     with pytest.raises(ArtifactError, match="not a complete adapter artifact"):
-        recipes.load_adapter_model(folder, trained["backbone"], SPEC)
+        adapter_jobs.load_adapter_model(folder, trained["backbone"], SPEC)
     with pytest.raises(ArtifactError):
-        recipes.evaluate_adapter(folder, trained["backbone"], SPEC, trained["splits"], max_length=16)
+        adapter_jobs.evaluate_adapter(folder, trained["backbone"], SPEC, trained["splits"], max_length=16)
     assert_no_sites(trained["backbone"])
 
 
@@ -206,7 +206,7 @@ def test_missing_folder_and_bad_json_raise_artifact_error(trained, tmp_path):
     shutil.copytree(trained["dir"], folder)
     (folder / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
-        recipes.load_adapter_model(folder, trained["backbone"], SPEC)
+        adapter_jobs.load_adapter_model(folder, trained["backbone"], SPEC)
 
 
 def test_an_artifact_of_another_format_is_refused_naming_the_folder_and_the_fix(trained, tmp_path):
@@ -215,7 +215,7 @@ def test_an_artifact_of_another_format_is_refused_naming_the_folder_and_the_fix(
     config = json.loads((folder / CONFIG_FILE).read_text())
     (folder / CONFIG_FILE).write_text(json.dumps({**config, "format_version": 2}))
     with pytest.raises(ArtifactError, match=rf"{folder} is in artifact format 2 .*reads format 1; re-run the stage"):
-        recipes.load_adapter_model(folder, trained["backbone"], SPEC)
+        adapter_jobs.load_adapter_model(folder, trained["backbone"], SPEC)
     assert_no_sites(trained["backbone"])
 
 
@@ -229,14 +229,14 @@ def test_prompt_variant_round_trips_prompt_embeddings(trained_with_prompt):
     assert not torch.equal(tensors["prompt.embeddings"], initial)  # the prompt trained
     assert json.loads((folder / CONFIG_FILE).read_text())["method"] == "prompt_adapter"
 
-    model = recipes.load_adapter_model(folder, backbone, SPEC)
+    model = adapter_jobs.load_adapter_model(folder, backbone, SPEC)
     try:
         assert model.prompt is not None
         assert torch.equal(model.prompt.embeddings.detach(), t["prompt"])
         assert torch.equal(logits_of(model, t["batch"]), t["logits"])
     finally:
         model.detach()
-    metrics = recipes.evaluate_adapter(folder, backbone, SPEC, t["splits"], max_length=TRAIN.max_length,
+    metrics = adapter_jobs.evaluate_adapter(folder, backbone, SPEC, t["splits"], max_length=TRAIN.max_length,
                                        batch_size=TRAIN.eval_batch_size)
     assert metrics == t["result"].metrics
     assert {p.name for p in t["root"].rglob("*") if p.is_file()} == {CONFIG_FILE, WEIGHTS_FILE}
@@ -248,7 +248,7 @@ def test_round_trip_on_every_family(tiny_backbone, tmp_path, family):
     splits = sentiment_splits(n_train=16, n_eval=8)
     result, captured, batch = train_and_capture(backbone, splits, tmp_path / "adapter", placement="houlsby")
     assert read_artifact_config(tmp_path / "adapter")["backbone"]["model_type"] == backbone.model.config.model_type
-    model = recipes.load_adapter_model(tmp_path / "adapter", backbone, SPEC)
+    model = adapter_jobs.load_adapter_model(tmp_path / "adapter", backbone, SPEC)
     try:
         assert model.placement == "houlsby" and len(model.sites) == 2 * backbone.num_layers
         assert torch.equal(logits_of(model, batch), captured["logits"])

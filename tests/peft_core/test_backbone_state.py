@@ -21,7 +21,7 @@ from peft_core.inference import load_fitted_model, predict
 from peft_core.model import AdapterModel
 from peft_core.model_set import FittedModelSet
 from peft_core.multitask import materialise_adapter, train_multitask
-from peft_core.recipes import evaluate_adapter, load_adapter_model, train_adapter
+from peft_core.adapter_jobs import evaluate_adapter, load_adapter_model, train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 

@@ -17,7 +17,7 @@ from peft_core.hyperformer.few_shot import (
 )
 from peft_core.inference import load_fitted_model
 from peft_core.multitask import train_multitask
-from peft_core.recipes import train_adapter
+from peft_core.adapter_jobs import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from tests.helpers.predictions import assert_equals_evaluation, demo_splits

@@ -17,7 +17,7 @@ from peft_core.hyperformer import (
     hyperformer_parameter_count,
     layernorm_parameters,
 )
-from peft_core.recipes import adapter_tensors, build_adapter_model, load_adapter_model
+from peft_core.adapter_jobs import adapter_tensors, build_adapter_model, load_adapter_model
 from peft_core.task_specs import get_task
 from tests.helpers.core import random_batch, tiny_bert
 

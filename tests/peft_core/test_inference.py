@@ -14,7 +14,7 @@ from peft_core.inference import bundle_fitted_model, load_fitted_model, predict,
 from peft_core.model_set import FittedModelSet, model_set_targets, save_model_set
 from peft_core.multitask import materialise_adapter, train_multitask
 from peft_core.full_finetune import train_full_finetune
-from peft_core.recipes import train_adapter
+from peft_core.adapter_jobs import train_adapter
 from peft_core.sites import AdapterSite
 from peft_core.task_specs import get_task
 from tests.helpers.predictions import assert_equals_evaluation, demo_splits, rows_of

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peft_core import recipes
+from peft_core import adapter_jobs
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.task_specs import get_task
 
@@ -22,7 +22,7 @@ SPEC = get_task("demo_sentiment")
 def _train(backbone, seed: int, out, pause: float = 0.0) -> dict[str, torch.Tensor]:
     """The saved adapter and head of one small training job."""
     cfg = TrainConfig(epochs=2, batch_size=4, eval_batch_size=32, max_length=16, learning_rate=1e-2, seed=seed)
-    recipes.train_adapter(backbone, SPEC, sentiment_splits(n_train=48, n_eval=8),
+    adapter_jobs.train_adapter(backbone, SPEC, sentiment_splits(n_train=48, n_eval=8),
                           AdapterConfig(reduction_factor=4), cfg, out,
                           on_step=lambda *_: time.sleep(pause))  # a pause hands the other thread the GIL
     return _saved(out)

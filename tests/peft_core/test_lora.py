@@ -20,7 +20,7 @@ from peft_core.lora import LoraBank
 from peft_core.model import AdapterModel
 from peft_core.multitask import build_multitask_model
 from peft_core.parameter_counts import transfer_parameter_count
-from peft_core.recipes import evaluate_adapter, train_adapter
+from peft_core.adapter_jobs import evaluate_adapter, train_adapter
 from peft_core.sites import AdapterSite, ForwardContext, SiteView
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data import DatasetSplits, EncodedSplit, Example
-from peft_core.recipes import build_adapter_model, evaluate_adapter, train_adapter
+from peft_core.adapter_jobs import build_adapter_model, evaluate_adapter, train_adapter
 from peft_core.task_specs import get_task
 
 COPA = get_task("copa")

@@ -18,7 +18,7 @@ from peft_core.errors import ArtifactError, ConfigError
 from peft_core.hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer
 from peft_core.jobs import encode_splits
 from peft_core.multitask import load_multitask_model, materialise_adapter, train_multitask
-from peft_core.recipes import load_adapter_model
+from peft_core.adapter_jobs import load_adapter_model
 from peft_core.task_specs import TaskSpec
 from peft_core.training import evaluate
 from tests.helpers.core import random_batch, tiny_bert

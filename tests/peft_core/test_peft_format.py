@@ -20,7 +20,7 @@ from peft_core.inference import load_fitted_model
 from peft_core.peft_export import HEAD_FILE, NOTE_FILE, export_peft_lora
 from peft_core.peft_folder import PEFT_CONFIG_FILE
 from peft_core.peft_import import import_peft_lora
-from peft_core.recipes import train_adapter
+from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import build_transfer_model, fit_transfer, load_sources
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch.overrides import _get_current_function_mode_stack
 
-from peft_core import recipes
+from peft_core import adapter_jobs
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.data.encoding import EncodedSplit, collate
@@ -40,7 +40,7 @@ def encode(backbone, splits):
 
 def build(backbone, init_seed=0, placement="pfeiffer") -> AdapterModel:
     torch.manual_seed(init_seed)
-    return recipes.build_adapter_model(backbone, SPEC, AdapterConfig(placement=placement, reduction_factor=4))
+    return adapter_jobs.build_adapter_model(backbone, SPEC, AdapterConfig(placement=placement, reduction_factor=4))
 
 
 def trainable_snapshot(model) -> dict[str, torch.Tensor]:
@@ -263,7 +263,7 @@ def test_early_stopping_when_validation_is_flat(tiny_backbone):
 
 def test_full_finetune_trains_the_whole_encoder_into_its_artifact_and_hands_the_backbone_back(tiny_backbone, tmp_path):
     splits = sentiment_splits(n_train=16, n_eval=8)
-    adapter_result = recipes.train_adapter(tiny_backbone("bert"), SPEC, splits, ADAPTER, CFG, tmp_path / "adapter")
+    adapter_result = adapter_jobs.train_adapter(tiny_backbone("bert"), SPEC, splits, ADAPTER, CFG, tmp_path / "adapter")
 
     backbone = tiny_backbone("bert")
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}

@@ -12,7 +12,7 @@ from peft_core.backbones import load_backbone
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data import load_task_data
 from peft_core.inference import load_fitted_model, predict
-from peft_core.recipes import train_adapter
+from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 from tasks.unit_specs import PreparedData
