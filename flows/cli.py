@@ -135,12 +135,12 @@ def _check_inputs(cfg: PipelineConfig) -> None:
     from peft_core.backbone_paths import resolve_backbone_path
 
     path = cfg.data.resolved_path()
-    if path is not None and not path.is_dir() and any(t not in cfg.tasks for t in cfg.task_names()):
+    if path is not None and not path.is_dir() and any(t not in cfg.tasks for t in cfg.data_tasks()):
         raise ConfigError(
             f"data folder {path} does not exist; pass --data-dir PATH, set ${DATA_DIR_ENV}, "
             "or use data.source: hub in the config"
         )
-    for name in cfg.task_names():
+    for name in cfg.data_tasks():
         for split, files in cfg.task_declaration(name).data.files().items():
             missing = [f for f in files if not Path(f).exists()]
             if missing:
@@ -364,11 +364,11 @@ def export_peft_command(
 
 
 def _metrics_cell(row, prefix: str) -> str:
-    from tasks.reporting import MISSING
+    from tasks.reporting import no_metrics
 
     cells = [f"{name[len(prefix):]} {value:.4f}" for name, value in row.items()
              if name.startswith(prefix) and value == value]  # value == value skips NaN
-    return ", ".join(cells) or MISSING
+    return ", ".join(cells) or no_metrics(row["method"])
 
 
 def _rich_table(table, title: str) -> Table:

@@ -30,6 +30,7 @@ from peft_core.method_names import (
 from peft_core.task_specs import (
     TaskDeclaration, builtin_declaration, builtin_declarations, builtin_name, declaration_for_source,
 )
+from flows.peft_sources import imported_source_problem, source_example_readers
 from flows.settings_base import Strict
 from tasks.stage_table import FORCEABLE_STAGES
 from flows.task_settings import CONFIG_DIR, TaskSettings, task_declaration
@@ -309,6 +310,12 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _imported_sources_can_run(self) -> "PipelineConfig":
+        if problem := imported_source_problem(self):
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _prompt_methods_have_descriptions(self) -> "PipelineConfig":
         methods = self.prompt_methods()
         for name in self.task_names() if methods else []:
@@ -413,10 +420,28 @@ class PipelineConfig(Strict):
         """The tasks this config trains on: sources, then targets not among them."""
         return list(dict.fromkeys(self.sources + self.targets))
 
+    def imported_tasks(self) -> list[str]:
+        """The tasks of `tasks:` with a PEFT LoRA folder (`peft_adapter`)."""
+        return [name for name, settings in self.tasks.items() if settings.peft_adapter]
+
+    def imported_sources(self) -> list[str]:
+        """The sources imported from their PEFT LoRA folders instead of trained."""
+        return [s for s in self.sources if s in self.imported_tasks()]
+
+    def has_data(self, name: str) -> bool:
+        """Whether task `name` has rows: a built-in task always does (its data source's), a declared one its `data`."""
+        return builtin_name(name) is not None or self.tasks[name].data is not None
+
+    def data_tasks(self) -> list[str]:
+        """The tasks whose data the prepare stage reads: all but imported sources, unless a method reads them."""
+        skipped = [] if source_example_readers(self) else self.imported_sources()
+        return [t for t in self.task_names() if t not in skipped]
+
     def task_declaration(self, name: str) -> TaskDeclaration:
-        """Where task `name`'s rows come from under this config: its entry in `tasks:`, else the
-        built-in declaration's files under the data folder, its hub dataset or the demo generator."""
-        if name in self.tasks:
+        """Where task `name`'s rows come from under this config: its entry's data in `tasks:`, else the
+        built-in declaration's files under the data folder, its hub dataset or the demo generator (a
+        declared task imported without data has none)."""
+        if name in self.tasks and (self.tasks[name].data is not None or builtin_name(name) is None):
             return task_declaration(name, self.tasks[name])
         return declaration_for_source(name, self.data.source, self.data.resolved_path())
 

@@ -21,7 +21,7 @@ def data_recipe(config: PipelineConfig, task: str, role: Role, seed: int | None 
 
 
 def prepare_plan(config: PipelineConfig) -> list[tuple[int | None, DataRecipe]]:
-    """(seed, recipe): every source's splits (seed None), and every target's for each seed (under
-    data.few_shot each seed draws its own sample)."""
-    return [(None, data_recipe(config, t, "source")) for t in config.sources] + \
+    """(seed, recipe): every source's splits (seed None; an imported source's only where a method reads
+    them), and every target's for each seed (under data.few_shot each seed draws its own sample)."""
+    return [(None, data_recipe(config, t, "source")) for t in config.sources if t in config.data_tasks()] + \
         [(s, data_recipe(config, t, "target", s)) for t in config.targets for s in config.seeds]

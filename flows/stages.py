@@ -22,8 +22,9 @@ from tasks.common import STOP_TRAINING
 from tasks.data_units import prepare_task_data
 from tasks.hyperformer_transfer_units import fit_hyperformer_transfer_unit
 from tasks.multitask_units import train_multitask_unit
+from tasks.peft_import_units import import_peft_adapter_unit
 from tasks.transfer_units import fit_transfer_unit, full_finetune_unit, require_finished_sources
-from tasks.unit_specs import UnitResult
+from tasks.unit_specs import ImportedAdapter, UnitResult
 from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.run_liveness import mark_abandoned_runs_failed
@@ -86,10 +87,13 @@ def prepare(config: PipelineConfig) -> dict[str, dict]:
 
 @flow(name="sources", log_prints=True, flow_run_name="sources {config.name}")
 def sources(config: PipelineConfig, parent_run_id: str | None = None, prepared: dict | None = None) -> list[UnitResult]:
-    """Train every source adapter (one per source × seed) in parallel on the bounded task runner."""
+    """Train every source adapter (one per source × seed) in parallel on the bounded task runner, and
+    import each source given as a PEFT LoRA folder."""
     with _parent_run(config, parent_run_id, "sources") as parent_run_id:
         prepared = prepared or _with_runner(prepare, config)(config)
-        return _wait(train_adapter_unit.map(sources_plan(config, prepared), unmapped(unit_context(config, parent_run_id))))
+        context = unit_context(config, parent_run_id)
+        return _wait([(import_peft_adapter_unit if isinstance(spec, ImportedAdapter) else train_adapter_unit).submit(
+            spec, context) for spec in sources_plan(config, prepared)])
 
 
 @flow(name="transfer", log_prints=True, flow_run_name="transfer {config.name}")

@@ -28,10 +28,10 @@ def task_rows(cfg: PipelineConfig) -> list[tuple[str, ...]]:
 
 
 def check_tasks(cfg: PipelineConfig) -> list[tuple[str, str, int, str]]:
-    """(task, split, rows, rows per label) for every task the config trains on, loaded and split as the
+    """(task, split, rows, rows per label) for every task whose data the config reads, loaded and split as the
     pipeline will (caps included); a bad file or declaration raises its one-line error."""
     checked = []
-    for name in dict.fromkeys([*cfg.task_names(), *cfg.tasks]):
+    for name in dict.fromkeys([*cfg.data_tasks(), *(t for t, settings in cfg.tasks.items() if settings.data)]):
         splits = data_recipe(cfg, name, "source").splits()
         for split in ("train", "validation", "test"):
             examples = splits.split(split)

@@ -9,7 +9,10 @@
         data: {train: data/tickets/train.csv, test: data/tickets/test.csv}
       boolq:                         # a built-in task: only its data may change
         data: {all: data/boolq/val.jsonl}
+      sst2:                          # a source imported from a PEFT LoRA folder instead of trained
+        peft_adapter: adapters/sst2-lora
 
+A task with `peft_adapter` needs no `data` (see `flows/peft_sources.py` for when it does).
 Each entry validates into a `peft_core.task_specs.TaskDeclaration` (the one set of rules for
 built-in and declared tasks). Relative file paths are resolved against the config file's folder
 (the validation context's `config_dir`), so a config can move with its data.
@@ -24,11 +27,13 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from peft_core.errors import ConfigError
 from peft_core.task_specs import PROBLEMS, SPLITS, TaskData, TaskDeclaration, builtin_declaration, builtin_name
+from flows.peft_sources import peft_folder_problem
 from flows.settings_base import Strict
 
 CONFIG_DIR = "config_dir"  # the validation context key: the folder relative data paths start from
 SplitName = Literal[SPLITS]
 FILE_KEYS = (*SPLITS, "all")
+PEFT_FIELDS = ("peft_adapter", "peft_base_model")  # how a source is imported, not what its task is
 
 
 class TaskDataSettings(Strict):
@@ -90,7 +95,8 @@ class TaskDataSettings(Strict):
 
 
 class TaskSettings(Strict):
-    """A declared task (see `peft_core.task_specs.TaskDeclaration`); a built-in task takes `data` alone."""
+    """A declared task (see `peft_core.task_specs.TaskDeclaration`); a built-in task takes `data` and the
+    PEFT fields alone."""
 
     problem: Literal[PROBLEMS] | None = Field(None, description="classification | regression | multiple_choice")
     text_fields: list[str] | None = Field(None, description="columns fed to the model, in this order")
@@ -101,33 +107,57 @@ class TaskSettings(Strict):
     metrics: list[str] | None = Field(None, description="the first is the main metric; default per problem")
     description: str = Field("", description="one sentence saying what the task is (PEMT's prompt)")
     data: TaskDataSettings | None = None
+    peft_adapter: str | None = Field(None, description="a PEFT LoRA folder (adapter_config.json + "
+                                     "adapter_model.safetensors): as a source, the task is imported from it, not trained")
+    peft_base_model: str | None = Field(None, description="the base model name the PEFT folder records, when the "
+                                        "backbone is that model under another name (a hub id against a local copy)")
 
     @field_validator("label_names", mode="before")
     @classmethod
     def _names_as_text(cls, names: Any) -> Any:
         return [str(n) for n in names] if isinstance(names, list) else names
 
+    @field_validator("peft_adapter")
+    @classmethod
+    def _a_peft_folder(cls, folder: str | None, info: ValidationInfo) -> str | None:
+        if folder is None:
+            return None
+        path = (Path((info.context or {}).get(CONFIG_DIR) or ".") / Path(folder).expanduser()).resolve()
+        if problem := peft_folder_problem(path):
+            raise ValueError(problem)
+        return str(path)
+
+    @model_validator(mode="after")
+    def _base_model_goes_with_a_folder(self) -> "TaskSettings":
+        if self.peft_base_model and not self.peft_adapter:
+            raise ValueError("peft_base_model names the base model of a peft_adapter folder; give peft_adapter or "
+                             "remove peft_base_model")
+        return self
+
 
 def task_declaration(name: str, settings: TaskSettings) -> TaskDeclaration:
     """The declaration of config entry `name`: a built-in task with other data, or a new task.
     A `ValueError` names the entry and the field (the config loader adds the file)."""
     builtin = builtin_name(name)
-    given = sorted(settings.model_fields_set - {"data"})
+    given = sorted(settings.model_fields_set - {"data", *PEFT_FIELDS})
     if builtin is not None:
         if name != builtin or given:
             raise ValueError(f"tasks.{name}: {name!r} is the built-in task {builtin}; only its data can be set here "
                              f"({'tasks.' + builtin + '.data'}{'; remove ' + ', '.join(given) if given else ''}), or "
                              "declare a task of your own under another name")
-        if settings.data is None:
-            raise ValueError(f"tasks.{name}: give the built-in task's data (or remove the entry)")
-        return builtin_declaration(builtin).with_data(settings.data.to_core())
-    missing = [key for key in ("problem", "text_fields", "data") if getattr(settings, key) is None]
+        if settings.data is None and settings.peft_adapter is None:
+            raise ValueError(f"tasks.{name}: give the built-in task's data or peft_adapter (or remove the entry)")
+        declared = builtin_declaration(builtin)
+        return declared if settings.data is None else declared.with_data(settings.data.to_core())
+    needed = ("problem", "text_fields") if settings.peft_adapter else ("problem", "text_fields", "data")
+    missing = [key for key in needed if getattr(settings, key) is None]
     if missing:
         raise ValueError(f"tasks.{name}: a declared task needs {', '.join(missing)} (see the README's "
                          "'Your own task')")
-    fields = settings.model_dump(exclude={"data"})
+    fields = settings.model_dump(exclude={"data", *PEFT_FIELDS})
+    data = settings.data.to_core() if settings.data else TaskData()
     try:
-        return TaskDeclaration(name=name, data=settings.data.to_core(), **{
+        return TaskDeclaration(name=name, data=data, **{
             k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     except ConfigError as exc:
         raise ValueError(f"tasks.{name}: {str(exc).split(': ', 1)[1]}") from None

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flows.config import OWN_ADAPTER, PipelineConfig
+from flows.peft_sources import PEFT_FILES
+from flows.task_settings import task_declaration
 from peft_core.compositions import get_method
 from peft_core.configs import TrainConfig
+from peft_core.data.readers import content_digest
 from peft_core.few_shot_options import FewShotOptions
-from peft_core.method_names import HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF, MULTITASK_METHODS, TRANSFER_METHODS
+from peft_core.method_names import (
+    HYPERFORMER_TRANSFER_METHODS, JOINT_MODEL_OF, MULTITASK_METHODS, TRANSFER_METHODS, reads_source_examples,
+)
 from flows.store import tracking_for
 from tasks.unit_specs import (
-    AdapterUnit, Evaluation, FewShotFit, FullFinetune, JointModel, PreparedData, Role, TransferFit, UnitContext,
-    UnitResult,
+    AdapterUnit, Evaluation, FewShotFit, FullFinetune, ImportedAdapter, JointModel, PreparedData, Role, TransferFit,
+    UnitContext, UnitResult,
 )
 
 # {"source": {task: data}, "target": {task: {seed: data}}}: what the prepare stage hands on
@@ -49,27 +55,38 @@ def adapter_unit(config: PipelineConfig, data: PreparedData, seed: int, with_pro
     return AdapterUnit(config.backbone, data, config.adapter.to_core(), train, with_prompt)
 
 
-def sources_plan(config: PipelineConfig, prepared: Prepared) -> list[AdapterUnit]:
-    """Every source adapter: one per source task × source seed, with a prompt for PEMT's sources (and
-    without, unless every method is a prompt method)."""
+def imported_source(config: PipelineConfig, task: str, prepared: Prepared) -> ImportedAdapter:
+    """Source `task`'s PEFT LoRA folder imported into the config's LoRA settings (one for every seed)."""
+    settings = config.tasks[task]
+    folder = Path(settings.peft_adapter)
+    return ImportedAdapter(config.backbone, task_declaration(task, settings).resolve().to_json(), str(folder),
+                           content_digest([str(folder / name) for name in PEFT_FILES]), config.adapter.to_core(),
+                           settings.peft_base_model, prepared["source"].get(task))
+
+
+def sources_plan(config: PipelineConfig, prepared: Prepared) -> list[AdapterUnit | ImportedAdapter]:
+    """Every source: an import of each one with a PEFT folder, and for the others one adapter per source
+    seed, with a prompt for PEMT's sources (and without, unless every method is a prompt method)."""
     prompt_kinds = [False, True] if config.needs_prompts() else [False]
     if config.needs_prompts() and set(config.methods) <= set(config.prompt_methods()):
         prompt_kinds = [True]
-    return [adapter_unit(config, prepared["source"][t], seed, p)
-            for t in config.sources for seed in config.source_seed_list() for p in prompt_kinds]
+    imported = config.imported_sources()
+    return [unit for t in config.sources for unit in (
+        [imported_source(config, t, prepared)] if t in imported else
+        [adapter_unit(config, prepared["source"][t], seed, p) for seed in config.source_seed_list() for p in prompt_kinds])]
 
 
 @dataclass(frozen=True)
 class TransferPlan:
-    """The transfer stage's units. `sources`: the source adapters its fits combine, which the sources
-    stage trains (a transfer stage run alone finds them in MLflow)."""
+    """The transfer stage's units. `sources`: the source units its fits combine, which the sources
+    stage trains or imports (a transfer stage run alone finds them in MLflow)."""
 
     own_adapters: list[AdapterUnit] = field(default_factory=list)
     full_finetunes: list[FullFinetune] = field(default_factory=list)
     fits: list[TransferFit] = field(default_factory=list)
     joint_models: list[JointModel] = field(default_factory=list)
     few_shot_fits: list[FewShotFit] = field(default_factory=list)
-    sources: list[AdapterUnit] = field(default_factory=list)
+    sources: list[AdapterUnit | ImportedAdapter] = field(default_factory=list)
 
 
 def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
@@ -78,7 +95,8 @@ def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
     pairs = [(target, seed) for seed in config.seeds for target in config.targets]
     data = {(t, s): prepared["target"][t][s] for t, s in pairs}
     own = {pair: adapter_unit(config, data[pair], pair[1]) for pair in pairs} if config.needs_target_adapters() else {}
-    sources: dict[str, AdapterUnit] = {}
+    sources: dict[str, AdapterUnit | ImportedAdapter] = {}
+    imported = config.imported_sources()
     fits = []
     for (target, seed), method in [(pair, m) for pair in pairs for m in config.methods_in(TRANSFER_METHODS)]:
         chosen = []
@@ -86,13 +104,14 @@ def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
             if name == OWN_ADAPTER:
                 chosen.append(own[(target, seed)])
                 continue
-            unit = adapter_unit(config, prepared["source"][name], config.source_seed_for(seed),
-                                method in config.prompt_methods())
+            unit = imported_source(config, name, prepared) if name in imported else adapter_unit(
+                config, prepared["source"][name], config.source_seed_for(seed), method in config.prompt_methods())
             chosen.append(sources.setdefault(unit.key, unit))
+        options = config.transfer.options_for(method)
         fits.append(TransferFit(config.backbone, data[(target, seed)], method, tuple(u.ref for u in chosen),
                                 fit_train_config(config, method, seed, data[(target, seed)].sizes["train"]),
-                                config.transfer.options_for(method), config.transfer.head_from(method, target),
-                                tuple(u.data for u in chosen)))
+                                options, config.transfer.head_from(method, target),
+                                tuple(u.data for u in chosen) if reads_source_examples(method, options) else ()))
     joint_models, few_shot = _few_shot_plan(config, prepared, data)
     return TransferPlan(
         own_adapters=list(own.values()),
@@ -106,7 +125,7 @@ def _few_shot_plan(config: PipelineConfig, prepared: Prepared,
     """A joint HyperFormer(++) per few-shot method and source seed, on the sources that are not targets
     (so every target is new to it; no report rows), and each target's fit over it."""
     methods = config.methods_in(HYPERFORMER_TRANSFER_METHODS)
-    joint_data = {t: prepared["source"][t] for t in config.hyperformer_transfer_tasks()}
+    joint_data = {t: prepared["source"][t] for t in config.hyperformer_transfer_tasks()} if methods else {}
     joint = {(m, s): joint_model(config, joint_data, JOINT_MODEL_OF[m], s, task_rows=False)
              for m in methods for s in sorted({config.source_seed_for(s) for _, s in data})}
     fits = [FewShotFit(config.backbone, data[(t, s)], m, joint[(m, config.source_seed_for(s))].ref,
@@ -136,7 +155,8 @@ def multitask_plan(config: PipelineConfig, prepared: Prepared) -> list[JointMode
 
 
 def evaluation_plan(config: PipelineConfig, prepared: Prepared, units: list[UnitResult]) -> list[Evaluation]:
-    """An evaluation of every saved single adapter among `units`, on the data it was trained for."""
+    """An evaluation of every saved single adapter among `units`, on the data it was trained for (not an
+    imported source's: it has no head)."""
     def data_of(unit: UnitResult) -> PreparedData:
         return prepared["source"][unit.task] if unit.stage == "sources" else prepared["target"][unit.task][unit.seed]
 

@@ -115,3 +115,9 @@ def option_problem(method: str, options: dict) -> str | None:
         if problem:
             return f"{method} option '{name}' is {value!r}; {problem}"
     return None
+
+
+def reads_source_examples(method: str, options: dict) -> bool:
+    """Whether transfer method `method` with `options` reads its sources' training examples: AdapterSoup
+    choosing them by similarity (its default select, without fixed weights)."""
+    return method == "adaptersoup" and options.get("weights") is None and options.get("select", "similarity") == "similarity"

@@ -8,6 +8,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from peft_core.artifact_layout import IMPORTED_LORA
 from peft_core.errors import ConfigError
 from tasks.seed_comparison import describe_gain, main_metric, summarise_fits
 from tasks.stage_table import REPORTED_STAGES
@@ -17,6 +18,7 @@ COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_m
 HIDDEN_COLUMNS = ("main_metric", "run_id", "artifact_run_id")  # for the summaries and links, not the table
 WHOLE_NUMBERS = ("seed", "trainable_params", "head_params")  # MLflow keeps every metric as a float
 MISSING = "-"
+IMPORTED = "imported"  # the metric cells of a source imported from a PEFT folder: it has no head to score
 
 
 @dataclass(frozen=True)
@@ -186,10 +188,18 @@ def format_cell(column: str, value) -> str:
     return str(value)
 
 
+def no_metrics(method: str) -> str:
+    """What a metric cell shows for a unit of `method` without that metric."""
+    return IMPORTED if method == IMPORTED_LORA else MISSING
+
+
 def display_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """The report's shown columns, every cell formatted by `format_cell`."""
+    """The report's shown columns, every cell formatted by `format_cell` (an imported source's metrics as such)."""
     shown = table.drop(columns=list(HIDDEN_COLUMNS), errors="ignore")
-    return pd.DataFrame({c: [format_cell(c, v) for v in shown[c]] for c in shown.columns}, columns=shown.columns)
+    cells = pd.DataFrame({c: [format_cell(c, v) for v in shown[c]] for c in shown.columns}, columns=shown.columns)
+    for column in [c for c in cells.columns if c.startswith(("validation_", "test_"))]:
+        cells[column] = [no_metrics(m) if cell == MISSING else cell for m, cell in zip(shown["method"], cells[column])]
+    return cells
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -15,18 +15,24 @@ from peft_core.errors import ConfigError
 from peft_core.full_finetune import train_full_finetune
 from peft_core.transfer import fit_transfer
 from peft_core.weights_plot import WEIGHTS_PLOT, plot_weights_heatmap
-from tasks.unit_specs import AdapterUnit, FullFinetune, TransferFit, UnitContext, UnitResult
+from tasks.unit_specs import AdapterUnit, FullFinetune, ImportedAdapter, TransferFit, UnitContext, UnitResult
 from tasks.units import Unit, find_reusable_unit, run_training_unit, task_run_name, unit_files
 
 
-def require_finished_sources(context: UnitContext, sources: Sequence[AdapterUnit]) -> None:
-    """A clear error naming the source adapters of `sources` that MLflow has no reusable finished run of."""
+def require_finished_sources(context: UnitContext, sources: Sequence[AdapterUnit | ImportedAdapter]) -> None:
+    """A clear error naming the source units of `sources` that MLflow has no reusable finished run of."""
     missing = [s for s in sources if find_reusable_unit(context, s.backbone, s.key, Unit.of(s).label) is None]
     if missing:
-        kinds = sorted({"prompt adapter (for PEMT)" if s.with_prompt else "adapter" for s in missing})
-        names = ", ".join(sorted({f"{s.task} (seed {s.seed})" for s in missing}))
+        kinds = sorted({_source_kind(s) for s in missing})
+        names = ", ".join(sorted({s.task if s.seed is None else f"{s.task} (seed {s.seed})" for s in missing}))
         raise ConfigError(f"no source {' or '.join(kinds)} in MLflow ({context.tracking.uri}) for: {names}; "
-                          "train them first with `adapterflow run CONFIG --stage sources`")
+                          "train or import them first with `adapterflow run CONFIG --stage sources`")
+
+
+def _source_kind(source: AdapterUnit | ImportedAdapter) -> str:
+    if isinstance(source, ImportedAdapter):
+        return "imported PEFT LoRA"
+    return "prompt adapter (for PEMT)" if source.with_prompt else "adapter"
 
 
 @task(name="fit_transfer", cache_policy=NO_CACHE, task_run_name=task_run_name("fit_transfer"))

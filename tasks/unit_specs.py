@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from peft_core.artifact_layout import IMPORTED_LORA
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data import DatasetSplits
 from peft_core.few_shot_options import FewShotOptions
@@ -103,6 +104,7 @@ and its seed its training settings'."""
 
     kind: ClassVar[str]
     param_names: ClassVar[dict[str, str]] = PARAM_NAMES
+    predicts: ClassVar[bool] = True  # its artifact has a head: it is logged and registered as a model
     backbone: str
 
     def inputs(self) -> dict:
@@ -168,6 +170,48 @@ class AdapterUnit(UnitSpec):
 
     def described(self) -> dict:
         return {"seed": self.seed, "sizes": self.data.sizes}
+
+
+@dataclass(frozen=True)
+class ImportedAdapter(UnitSpec):
+    """A source taken in from a Hugging Face PEFT LoRA folder (`peft_core.peft_import`): nothing trains.
+    Its key holds the folder's content digest, not its path, so a changed folder is imported again. It
+    has no head, so it predicts nothing on its own. `data`: the task's prepared data where a method reads
+    every source's examples (AdapterSoup's similarity), which the import itself never reads."""
+
+    kind: ClassVar[str] = "peft_import"
+    stage: ClassVar[str] = "sources"
+    method: ClassVar[str] = IMPORTED_LORA  # the method its artifact records
+    predicts: ClassVar[bool] = False
+    backbone: str
+    spec: dict  # the TaskSpec as JSON
+    folder: str
+    digest: str  # of the folder's two files
+    adapter: AdapterConfig  # the run's LoRA config, which the import maps into so that it stacks
+    base_model: str | None = None  # the name the folder records for the backbone, if another
+    data: PreparedData | None = None
+
+    @property
+    def task(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def seed(self) -> None:
+        return None
+
+    @property
+    def datasets(self) -> tuple[PreparedData, ...]:
+        return ()
+
+    def task_spec(self) -> TaskSpec:
+        return TaskSpec.from_json(self.spec)
+
+    def inputs(self) -> dict:
+        return dict(backbone=self.backbone, task=self.task, spec=self.spec, peft_digest=self.digest,
+                    adapter=self.adapter.to_dict(), base_model=self.base_model)
+
+    def described(self) -> dict:
+        return {"peft_folder": self.folder}
 
 
 @dataclass(frozen=True)
@@ -300,4 +344,5 @@ class Evaluation(UnitSpec):
         return {"backbone": self.backbone, "seed": self.seed}
 
 
-UNIT_KINDS: tuple[type[UnitSpec], ...] = (AdapterUnit, TransferFit, FullFinetune, JointModel, FewShotFit, Evaluation)
+UNIT_KINDS: tuple[type[UnitSpec], ...] = (AdapterUnit, ImportedAdapter, TransferFit, FullFinetune, JointModel, FewShotFit,
+                                          Evaluation)

@@ -174,7 +174,7 @@ def logged_model_name(stage: str, task: str, method: str, seed: int | None) -> s
 
 def run_training_unit(context: UnitContext, spec: UnitSpec, job: Job) -> UnitResult:
     """`run_unit` for a unit that trains: `job` writes its artifact (if any), which is logged with the
-    run's params, history, metrics, predictions and datasets, and registered as a model."""
+    run's params, history, metrics, predictions and datasets, and registered as a model if it predicts."""
     work = context.home / "work" / spec.key
     tracking = context.tracking
 
@@ -196,6 +196,7 @@ def run_training_unit(context: UnitContext, spec: UnitSpec, job: Job) -> UnitRes
         log_datasets(tracking, run.run_id, spec.datasets)
         if result.artifact_dir is not None:
             run.log_folder(result.artifact_dir, ARTIFACT_PATH)
+        if result.artifact_dir is not None and spec.predicts:
             targets = unit_targets(spec.task, spec.method, result.artifact_dir)
             model_id = log_fitted_model(tracking, run.run_id, targets, example_rows(targets, spec.datasets),
                                         name=logged_model_name(spec.stage, spec.task, spec.method, spec.seed))

@@ -69,10 +69,16 @@ def test_every_rate_is_resolved_where_the_units_are_planned():
     assert {fit.train.learning_rate for fit in [*given.fits, *given.few_shot_fits]} == {1e-3}
 
 
-def test_key_and_params_of_every_kind_name_the_same_inputs():
+def test_key_and_params_of_every_kind_name_the_same_inputs(tmp_path):
     """Each unit kind's MLflow params hold every input its key hashes, with the same value."""
+    from flows.peft_sources import PEFT_FILES
     from flows.unit_plans import evaluation_plan, multitask_plan, sources_plan
     from tasks.unit_specs import PARAM_NAMES, UNIT_KINDS, UnitResult
+
+    for name in PEFT_FILES:
+        (tmp_path / name).write_text("{}")
+    imported = load_config(None, methods=["scalearn"], adapter={"kind": "lora"},
+                           tasks={"demo_nli": {"peft_adapter": str(tmp_path)}})
 
     methods = ["adapter", "scalearn", "pemt", "full_finetune", "hyperformer_plus_plus_few_shot", "hyperformer"]
     cfg = load_config(None, methods=methods)
@@ -82,7 +88,8 @@ def test_key_and_params_of_every_kind_name_the_same_inputs():
     adapter = plan.own_adapters[0]
     result = UnitResult(adapter.stage, adapter.task, adapter.method, adapter.key, "run", "/adapter", seed=adapter.seed)
     specs = [*sources_plan(cfg, prepared), *plan.own_adapters, *plan.fits, *plan.full_finetunes, *plan.joint_models,
-             *plan.few_shot_fits, *multitask_plan(cfg, prepared), *evaluation_plan(cfg, prepared, [result])]
+             *plan.few_shot_fits, *multitask_plan(cfg, prepared), *evaluation_plan(cfg, prepared, [result]),
+             *sources_plan(imported, prepared)]
     assert {type(s) for s in specs} == set(UNIT_KINDS)
     for spec in specs:
         params = spec.params()
