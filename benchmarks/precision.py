@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from k_adapters import ADAPTER, Bench, Candidate, adapter_step_flops, backbone_step_flops, machine, random_batch  # noqa: E402
 from peft_core.backbones import attention_implementation, load_backbone  # noqa: E402
 from peft_core.configs import AdapterConfig, TrainConfig  # noqa: E402
-from peft_core.data import few_shot, load_task_data  # noqa: E402
+from peft_core.data import load_task_data, sample_k_shot  # noqa: E402
 from peft_core.dropout import training_dropout  # noqa: E402
 from peft_core.precision import autocast, native_bf16  # noqa: E402
 from peft_core.adapter_jobs import train_adapter  # noqa: E402
@@ -126,7 +126,7 @@ def parity(task: str, seeds: tuple[int, ...], k: int, steps: int) -> dict:
     metric = f"test_{spec.main_metric}"
     scores: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for seed in seeds:
-        splits = few_shot(spec, base, k, seed)
+        splits = sample_k_shot(spec, base, k, seed)
         for precision in PRECISIONS:
             cfg = TrainConfig(epochs=4, max_steps=steps, batch_size=16, learning_rate=1e-3, seed=seed, precision=precision)
             with tempfile.TemporaryDirectory() as checkpoints:

@@ -47,7 +47,7 @@ def _canonical_task_names(names: list[str]) -> list[str]:
     return [builtin_name(n) or n for n in names]
 
 
-class FewShotSettings(Strict):
+class KShotSettings(Strict):
     """k training examples per target, drawn afresh for every seed (the low-resource protocols)."""
 
     k: int = Field(..., gt=0, description="training examples in total, or per label with per_label")
@@ -65,7 +65,9 @@ class DataSettings(Strict):
     max_eval: int | None = Field(None, gt=0, description="cap on validation and test examples per task")
     max_train_per_task: dict[str, int] = Field(default_factory=dict, description="per-task training caps")
     max_train_targets: int | None = Field(None, gt=0, description="cap on a target's training examples in the transfer stage")
-    few_shot: FewShotSettings | None = Field(None, description="sample each target's train/validation per seed "
+    # `few_shot` as the papers call their low-resource protocols; in the code this sampling is "k-shot", and
+    # "few-shot" is HyperFormer's few-shot transfer (the *_few_shot methods)
+    few_shot: KShotSettings | None = Field(None, description="sample each target's train/validation per seed "
                                              "(sources keep all their data); test stays the whole test set")
 
     @field_validator("max_train_per_task")

@@ -4,7 +4,7 @@ Light (no torch, Prefect or MLflow), so `adapterflow tasks --check` reads data a
 from __future__ import annotations
 
 from flows.config import PipelineConfig
-from tasks.task_data import DataRecipe, FewShotDraw, Role
+from tasks.task_data import DataRecipe, KShotDraw, Role
 
 
 def data_recipe(config: PipelineConfig, task: str, role: Role, seed: int | None = None) -> DataRecipe:
@@ -16,7 +16,7 @@ def data_recipe(config: PipelineConfig, task: str, role: Role, seed: int | None 
         cap = min(cap or data.max_train_targets, data.max_train_targets)
     shot = data.few_shot if role == "target" else None
     return DataRecipe(config.task_declaration(task), role, data.split, data.seed, cap, data.max_eval,
-                      FewShotDraw(shot.k, shot.per_label, shot.validation_k) if shot else None,
+                      KShotDraw(shot.k, shot.per_label, shot.validation_k) if shot else None,
                       seed if shot else None)
 
 

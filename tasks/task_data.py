@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from peft_core.compute_versions import code_digest
-from peft_core.data import few_shot, load_task_data
+from peft_core.data import load_task_data, sample_k_shot
 from peft_core.data.readers import content_digest
 from peft_core.data.types import DatasetSplits
 from peft_core.task_specs import TaskDeclaration
@@ -23,7 +23,7 @@ PREPARING_CODE = ("task_specs.py", "data/readers.py", "data/loaders.py", "data/s
 
 
 @dataclass(frozen=True)
-class FewShotDraw:
+class KShotDraw:
     """k training examples (k per label with `per_label`) and `validation_k` validation examples,
     drawn per seed (the low-resource protocols)."""
 
@@ -43,7 +43,7 @@ class DataRecipe:
     split_seed: int = 42
     max_train: int | None = None
     max_eval: int | None = None
-    few_shot: FewShotDraw | None = None
+    k_shot: KShotDraw | None = None
     seed: int | None = None  # the target's sample seed (its unit seed)
 
     @property
@@ -53,9 +53,9 @@ class DataRecipe:
     def splits(self) -> DatasetSplits:
         splits = load_task_data(self.declaration, convention=self.convention, seed=self.split_seed,
                                 max_train=self.max_train, max_eval=self.max_eval)
-        if self.few_shot is not None:
-            draw = self.few_shot
-            splits = few_shot(splits.spec, splits, draw.k, self.seed, per_label=draw.per_label,
+        if self.k_shot is not None:
+            draw = self.k_shot
+            splits = sample_k_shot(splits.spec, splits, draw.k, self.seed, per_label=draw.per_label,
                               validation_k=draw.validation_k)
         return splits
 

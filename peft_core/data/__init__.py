@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peft_core.data.loaders import RawTask, load_raw
-from peft_core.data.splits import Convention, apply_split, few_shot
+from peft_core.data.splits import Convention, apply_split, sample_k_shot
 from peft_core.data.types import DatasetSplits, Example, digest_examples
 from peft_core.task_specs import Source, TaskDeclaration, TaskSpec, declaration_for_source
 
@@ -55,7 +55,7 @@ __all__ = [
     "declaration_for_source",
     "digest_examples",
     "encode_examples",
-    "few_shot",
+    "sample_k_shot",
     "load_raw",
     "load_task_data",
     "make_batches",

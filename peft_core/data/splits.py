@@ -9,7 +9,7 @@
   holds 10 % of train out as test. A task with a single pool of labelled rows (`data.all`, or
   train alone: MNLI, QNLI, QQP in ../shared/data/glue, the public BoolQ release) is split by a
   seeded rule: 10 % test, then 10 % of the rest validation.
-- `few_shot` then turns a split into a low-resource one: k training and k validation examples
+- `sample_k_shot` then turns a split into a low-resource one: k training and k validation examples
   drawn, label-balanced, from the training file's examples; test is kept whole.
 
 Held-out draws are stratified by label for classification and seeded; every split keeps the
@@ -101,7 +101,7 @@ def _check_usable(spec: TaskSpec, splits: DatasetSplits, convention: str) -> Non
                         "two labels in train: add examples of the others (or check the split's files)")
 
 
-def few_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_label: bool = False,
+def sample_k_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_label: bool = False,
              validation_k: int | None = None) -> DatasetSplits:
     """k training examples (k per label with `per_label`) and `validation_k` (default: as many)
     validation examples, drawn label-balanced for classification from train + validation (both
@@ -122,7 +122,7 @@ def few_shot(spec: TaskSpec, splits: DatasetSplits, k: int, seed: int, *, per_la
 def _balanced_indices(spec: TaskSpec, examples: list[Example], size: int, rng: random.Random, purpose: str) -> list[int]:
     """`size` indices, as equal a share per label as whole numbers allow (any `size` for regression)."""
     if size > len(examples):
-        raise DataError(f"task {spec.name}: few_shot asks for {size} {purpose} examples but only {len(examples)} "
+        raise DataError(f"task {spec.name}: the k-shot sample asks for {size} {purpose} examples but only {len(examples)} "
                         "are left in its training data; lower data.few_shot.k (or validation_k)")
     if spec.is_regression:
         return rng.sample(range(len(examples)), size)
@@ -136,7 +136,7 @@ def _balanced_indices(spec: TaskSpec, examples: list[Example], size: int, rng: r
     for label, quota in zip(order, quotas):
         if quota > len(by_label[label]):
             name = spec.label_names[label] if spec.label_names else label
-            raise DataError(f"task {spec.name}: few_shot needs {quota} {purpose} examples of label '{name}' but its "
+            raise DataError(f"task {spec.name}: the k-shot sample needs {quota} {purpose} examples of label '{name}' but its "
                             f"training data has {len(by_label[label])} left; lower data.few_shot.k")
         chosen += rng.sample(by_label[label], quota)
     return chosen

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from peft_core.data import Example, apply_split, few_shot, load_task_data
+from peft_core.data import Example, apply_split, load_task_data, sample_k_shot
 from peft_core.errors import ConfigError, DataError
 from peft_core.task_specs import get_task
 
@@ -53,25 +53,25 @@ def test_single_file_set_gets_a_seeded_test_split_then_a_validation_split():
     assert apply_split(get_task("mnli"), raw, seed=7).test != splits.test
 
 
-def test_few_shot_draws_k_balanced_examples_per_seed_and_keeps_test_whole():
+def test_a_k_shot_sample_draws_k_balanced_examples_per_seed_and_keeps_test_whole():
     base = apply_split(RTE, {"train": examples(200), "test": examples(40, tag="d")})
-    sample = few_shot(RTE, base, 11, seed=1)
+    sample = sample_k_shot(RTE, base, 11, seed=1)
     assert len(sample.train) == 11 and len(sample.validation) == 11 and sample.test == base.test
     assert sorted(Counter(ex.label for ex in sample.train).values()) == [5, 6]
     assert not texts(sample.train) & texts(sample.validation)
     assert texts(sample.train) <= texts(base.train) | texts(base.validation)
-    assert few_shot(RTE, base, 11, seed=1) == sample
-    assert texts(few_shot(RTE, base, 11, seed=2).train) != texts(sample.train)
-    per_label = few_shot(RTE, base, 4, seed=1, per_label=True, validation_k=6)
+    assert sample_k_shot(RTE, base, 11, seed=1) == sample
+    assert texts(sample_k_shot(RTE, base, 11, seed=2).train) != texts(sample.train)
+    per_label = sample_k_shot(RTE, base, 4, seed=1, per_label=True, validation_k=6)
     assert Counter(ex.label for ex in per_label.train) == {0: 4, 1: 4} and len(per_label.validation) == 6
 
 
-def test_few_shot_asking_more_than_a_label_has_names_the_label():
+def test_a_k_shot_sample_asking_more_than_a_label_has_names_the_label():
     base = apply_split(RTE, {"train": examples(20), "test": examples(4, tag="d")})
     with pytest.raises(DataError, match="label 'entailment'|label 'not_entailment'"):
-        few_shot(RTE, base, 8, seed=1, per_label=True)
+        sample_k_shot(RTE, base, 8, seed=1, per_label=True)
     with pytest.raises(DataError, match="11 validation examples but only 9 are left"):
-        few_shot(RTE, base, 11, seed=1)
+        sample_k_shot(RTE, base, 11, seed=1)
 
 
 def test_hyperformer_halves_a_small_dev_set_and_keeps_train_whole():
