@@ -17,7 +17,7 @@ from .adapter_kinds import placement_of
 from .artifacts import artifact_config, load_artifact, read_artifact_config, save_artifact, task_entries
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
-from .configs import AdapterConfig, TrainConfig
+from .configs import AdapterConfig, EvalSettings, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError
 from .jobs import TrainingResult, encode_splits, final_metrics, fit_single_task, job_model
@@ -95,7 +95,7 @@ def evaluate_adapter(adapter_dir: Path, backbone: Backbone, spec: TaskSpec, spli
     model = load_adapter_model(adapter_dir, backbone, spec)
     try:
         data = encode_splits(spec, splits, backbone, max_length or training["max_length"])
-        return final_metrics(model, spec, data, batch_size or training["eval_batch_size"],
-                             training.get("precision", "fp32"))
+        settings = EvalSettings(batch_size or training["eval_batch_size"], training.get("precision", "fp32"))
+        return final_metrics(model, spec, data, settings)
     finally:
         model.detach()

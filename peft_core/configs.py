@@ -72,6 +72,18 @@ class AdapterConfig:
 
 
 @dataclass(frozen=True)
+class EvalSettings:
+    """How a model is evaluated: its batch size, and the precision it computes in (resolved on
+    construction, like TrainConfig's, to what runs here)."""
+
+    batch_size: int = 64
+    precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", resolve_precision(self.precision))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training loop's settings; shared by source adapters, transfer fits and baselines."""
 
@@ -91,6 +103,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", resolve_precision(self.precision))
+
+    @property
+    def evaluation(self) -> EvalSettings:
+        return EvalSettings(self.eval_batch_size, self.precision)
 
     def to_dict(self) -> dict:
         return asdict(self)

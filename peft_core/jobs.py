@@ -25,7 +25,7 @@ from typing import TypeVar
 import torch
 
 from .backbones import Backbone
-from .configs import TrainConfig
+from .configs import EvalSettings, TrainConfig
 from .data.encoding import EncodedSplit
 from .data.types import DatasetSplits
 from .metrics import compute_metrics
@@ -70,21 +70,20 @@ def encode_splits(spec: TaskSpec, splits: DatasetSplits, backbone: Backbone, max
     return EncodedTaskData(enc(splits.train), enc(splits.validation), enc(splits.test))
 
 
-def final_evaluation(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int,
-                     precision: str = "auto") -> tuple[dict[str, float], dict | None]:
+def final_evaluation(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData,
+                     settings: EvalSettings) -> tuple[dict[str, float], dict | None]:
     """Validation (and test, when the task has one) metrics of the model as it is now, and its
     test predictions with their labels (None without a test set)."""
-    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, batch_size, precision).items()}
+    metrics = {f"validation_{k}": v for k, v in evaluate(model, spec, data.validation, settings).items()}
     if data.test is None:
         return metrics, None
-    predictions, labels = predict(model, spec, data.test, batch_size, precision)
+    predictions, labels = predict(model, spec, data.test, settings)
     metrics |= {f"test_{k}": v for k, v in compute_metrics(spec, predictions.numpy(), labels.numpy()).items()}
     return metrics, {"test": {"predictions": predictions.tolist(), "labels": labels.tolist()}}
 
 
-def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, batch_size: int,
-                  precision: str = "auto") -> dict[str, float]:
-    return final_evaluation(model, spec, data, batch_size, precision)[0]
+def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, settings: EvalSettings) -> dict[str, float]:
+    return final_evaluation(model, spec, data, settings)[0]
 
 
 _RANDOM_STATE = threading.RLock()  # held by a job from its seeding to its end (see the module's docstring)
@@ -135,7 +134,7 @@ def fit_single_task(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, 
     def evaluate_fitted():
         if before_evaluation is not None:
             before_evaluation(model)
-        return final_evaluation(model, spec, data, train.eval_batch_size, train.precision)
+        return final_evaluation(model, spec, data, train.evaluation)
 
     return fit_and_evaluate(model, lambda: fit_task(model, spec, data.train, data.validation, train, **fit_options),
                             evaluate_fitted)

@@ -24,7 +24,7 @@ from .artifacts import (
 )
 from .backbones import Backbone
 from .compositions.single import SingleAdapter
-from .configs import AdapterConfig, TrainConfig
+from .configs import AdapterConfig, EvalSettings, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
 from .hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer, rebuild_hyperformer
@@ -93,11 +93,11 @@ def train_multitask(
                 model, train,
                 train_batches=lambda epoch: sampler.batches(train_splits, train.batch_size, epoch, steps_per_epoch),
                 steps_per_epoch=steps_per_epoch,
-                validate=lambda: validation_scores(model, specs, data, train.eval_batch_size, train.precision),
+                validate=lambda: validation_scores(model, specs, data, train.evaluation),
                 main_metric="average",
                 checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_step=on_step,
             ),
-            lambda: (multitask_metrics(model, specs, data, train.eval_batch_size, train.precision), None),
+            lambda: (multitask_metrics(model, specs, data, train.evaluation), None),
         )
         hyperformer = isinstance(model, HyperFormerModel)
         extra = {"sampling_probabilities": sampler.probabilities}
@@ -116,20 +116,20 @@ def train_multitask(
 
 
 def validation_scores(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
-                      batch_size: int, precision: str = "auto") -> dict[str, float]:
+                      settings: EvalSettings) -> dict[str, float]:
     """`{task}_{metric}` on every task's validation split, and `average` of the main metrics."""
     scores = {}
     for spec in specs:
         split = data[spec.name].validation
-        scores |= {f"{spec.name}_{k}": v for k, v in evaluate(model, spec, split, batch_size, precision).items()}
+        scores |= {f"{spec.name}_{k}": v for k, v in evaluate(model, spec, split, settings).items()}
     return scores | {"average": mean(scores[f"{s.name}_{s.main_metric}"] for s in specs)}
 
 
 def multitask_metrics(model: AdapterModel, specs: list[TaskSpec], data: dict[str, EncodedTaskData],
-                      batch_size: int, precision: str = "auto") -> dict[str, float]:
+                      settings: EvalSettings) -> dict[str, float]:
     metrics = {}
     for spec in specs:
-        task_metrics = final_metrics(model, spec, data[spec.name], batch_size, precision)
+        task_metrics = final_metrics(model, spec, data[spec.name], settings)
         metrics |= {f"{spec.name}_{k}": v for k, v in task_metrics.items()}
     for split in ("validation", "test"):
         mains = [metrics.get(f"{s.name}_{split}_{s.main_metric}") for s in specs]

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 
 from .artifact_layout import CHECKPOINT_BEST, CHECKPOINT_CURRENT, prefixed, under
 from .checkpoints import load_checkpoint, optimizer_from_files, save_checkpoint
-from .configs import TrainConfig
+from .configs import EvalSettings, TrainConfig
 from .data.encoding import EncodedSplit, collate, make_batches
 from .dropout import training_dropout
 from .metrics import compute_metrics
@@ -67,7 +67,7 @@ def fit_task(
         cfg,
         train_batches=lambda epoch: ((spec.name, b) for b in train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)),
         steps_per_epoch=train.num_batches(cfg.batch_size),
-        validate=lambda: evaluate(model, spec, validation, cfg.eval_batch_size, cfg.precision),
+        validate=lambda: evaluate(model, spec, validation, cfg.evaluation),
         main_metric=spec.main_metric,
         **kwargs,
     )
@@ -195,15 +195,15 @@ def _copy_into(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Te
 
 
 @torch.no_grad()
-def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int,
-            precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit,
+            settings: EvalSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(predictions, labels) over a split, in the split's own order."""
     model.eval()
     device = next(model.parameters()).device
     preds, labels, order = [], [], []
-    for indices in make_batches(split.rows, batch_size, shuffle=False, seed=0):
+    for indices in make_batches(split.rows, settings.batch_size, shuffle=False, seed=0):
         batch = {k: v.to(device) for k, v in collate([split.rows[i] for i in indices], split.pad_id).items()}
-        with autocast(precision, device.type):
+        with autocast(settings.precision, device.type):
             logits = model(batch, spec.name).logits.float()
         preds.append(model.heads[spec.name].predict(logits).cpu())
         labels.append(batch["labels"].cpu())
@@ -212,7 +212,6 @@ def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size
     return torch.cat(preds)[inverse], torch.cat(labels)[inverse]
 
 
-def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, batch_size: int,
-             precision: str = "auto") -> dict[str, float]:
-    predictions, labels = predict(model, spec, split, batch_size, precision)
+def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, settings: EvalSettings) -> dict[str, float]:
+    predictions, labels = predict(model, spec, split, settings)
     return compute_metrics(spec, predictions.numpy(), labels.numpy())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from peft_core.configs import EvalSettings
 from peft_core.data import load_task_data
 from peft_core.data.encoding import EncodedSplit
 from peft_core.inference import predict, score_rows
@@ -31,7 +32,7 @@ def assert_equals_evaluation(fitted, task_metrics: dict):
     test = demo_splits(spec).test
     answers = predict(fitted, rows_of(spec, test))
     encoded = EncodedSplit.from_examples(spec, test, fitted.backbone.tokenizer, fitted.max_length)
-    expected, _ = evaluation_predictions(fitted.model, spec, encoded, fitted.batch_size, fitted.precision)
+    expected, _ = evaluation_predictions(fitted.model, spec, encoded, EvalSettings(fitted.batch_size, fitted.precision))
     if spec.is_regression:
         assert [a["value"] for a in answers] == pytest.approx(expected.tolist(), abs=1e-6)
     else:

@@ -14,7 +14,7 @@ from peft_core.compositions import AdapterSoup, SingleAdapter, SourceTexts, get_
 from peft_core.compositions import soup as soup_module
 from peft_core.compositions.soup import choose_soup_sources, similarity_choice
 from peft_core.compositions.text_similarity import text_similarities
-from peft_core.configs import AdapterConfig
+from peft_core.configs import AdapterConfig, EvalSettings
 from peft_core.errors import ConfigError
 from peft_core.model import AdapterModel
 from peft_core.parameter_counts import transfer_parameter_count
@@ -208,7 +208,7 @@ def test_a_fit_saves_the_head_only_and_reloads_with_the_same_predictions(backbon
     test = encode_splits(SPEC, splits, backbone, FAST.max_length).test
     reloaded = load_transfer_model(out, backbone, SPEC)
     try:
-        predictions, _ = predict(reloaded, SPEC, test, 16)
+        predictions, _ = predict(reloaded, SPEC, test, EvalSettings(16))
         batch = unlabelled_batch()
         reloaded.eval()
         with torch.no_grad():

@@ -12,7 +12,7 @@ from transformers import BertTokenizer
 
 from peft_core.artifact_layout import BACKBONE, LEGACY_BACKBONE
 from peft_core.artifacts import WEIGHTS_FILE, save_artifact
-from peft_core.configs import AdapterConfig, TrainConfig
+from peft_core.configs import AdapterConfig, EvalSettings, TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer
@@ -93,7 +93,7 @@ def test_train_multitask_end_to_end_and_reload(method, tokenizer, tmp_path):
     try:
         assert model.count_parameters() == {"excluding_heads": result.trainable_params, "heads": result.head_params}
         data = encode_splits(SAME_THING, SPLITS["toy_same_thing"], backbone, TRAIN.max_length)
-        reloaded = evaluate(model, SAME_THING, data.test, 16)
+        reloaded = evaluate(model, SAME_THING, data.test, EvalSettings(16))
         assert reloaded == pytest.approx({m: result.metrics[f"toy_same_thing_test_{m}"] for m in SAME_THING.metrics})
     finally:
         model.detach()

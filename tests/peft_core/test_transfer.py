@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from peft_core.compositions import TRANSFER_METHODS, get_method
-from peft_core.configs import TrainConfig
+from peft_core.configs import EvalSettings, TrainConfig
 from peft_core.errors import ArtifactError, ConfigError
 from peft_core.jobs import encode_splits, final_metrics
 from peft_core.layernorms import layernorm_parameter_count, layernorm_parameters
@@ -65,7 +65,7 @@ def test_fit_transfer_end_to_end(method, backbone, source_dirs, tmp_path):
 
     reloaded = load_transfer_model(tmp_path / "out", backbone, TARGET)
     try:
-        again = final_metrics(reloaded, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), 16)
+        again = final_metrics(reloaded, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), EvalSettings(16))
     finally:
         reloaded.detach()
     assert again == result.metrics
@@ -225,7 +225,7 @@ def test_a_saved_pemt_fit_of_each_option_loads_back_and_predicts_the_same(target
         assert all(c.sequential == (target_adapter == "sequential") for c in (s.composition for s in model.sites))
         assert all(torch.equal(p, saved_layernorms.get(path, pristine[path]))  # applied to the backbone while loaded
                    for path, p in layernorm_parameters(backbone).items())
-        again = final_metrics(model, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), 16)
+        again = final_metrics(model, TARGET, encode_splits(TARGET, splits, backbone, FAST.max_length), EvalSettings(16))
         logits = eval_logits(model, backbone)
     finally:
         model.detach()
