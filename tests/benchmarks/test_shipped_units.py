@@ -12,10 +12,6 @@ from tests.helpers.benchmarks import GLUE_DIR, load_script
 pytestmark = pytest.mark.skipif(not GLUE_DIR.is_dir(), reason=f"no real GLUE data at {GLUE_DIR}")
 
 
-# The shipped copy predates the keys of 7118701 (the data digest covers the task spec) and lacks the
-# prompt adapters and the joint model; the one-time units are training for a re-export (issue 22).
-# Strict: once `benchmarks/shipped_units.py --export` has run, this passes and the mark must go.
-@pytest.mark.xfail(strict=True, reason="benchmarks/sources/glue-lowres predates today's unit keys; re-export pending")
 def test_the_shipped_units_are_the_one_time_units_of_today():
     shipped_units = load_script("shipped_units")
     expected = shipped_units.expected_units(load_config(shipped_units.CONFIG))
