@@ -292,7 +292,6 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     """The profile (or part of it: `narrowed` config overrides, `ks`); a `variant` (its overrides in
     `narrowed`) publishes as glue-lowres-<profile>-<variant>, beside the profile's own results."""
     from flows.stages import run_stage
-    from tasks.tracking import Tracking
 
     profile = replace(PROFILES[profile_name], narrowed=narrowed or {}, ks=tuple(ks or PROFILES[profile_name].ks))
     stem = f"glue-lowres-{profile_name}" + (f"-{variant}" if variant else "")

@@ -198,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(PROFILES[args.profile], **given({"data.path": args.data_dir}))
         require_block(results_stem(args.profile))
         from tasks.reporting import latest_pipeline_run
-        from tasks.tracking import Tracking
 
         tracking = tracking_for(cfg)
         if args.report_only:

@@ -51,7 +51,6 @@ def omega_summary(report: dict, target: str) -> dict:
 
 
 def collect(data_dir: str | None) -> list[dict]:
-    from tasks.tracking import Tracking
 
     profile = PROFILES["cpu"]
     rows = []

@@ -59,7 +59,6 @@ def export(cfg: PipelineConfig, destination: Path) -> list[str]:
     """Write exactly the config's one-time units from its store to `destination` (replacing an earlier
     export); refuses, naming the unit, when the store lacks one."""
     from tasks.exchange import export_units
-    from tasks.tracking import Tracking
 
     return export_units(tracking_for(cfg), destination, cfg.home_dir(), overwrite=True,
                         keys=list(expected_units(cfg)))

@@ -23,7 +23,7 @@ from peft_core.method_names import (
 )
 from flows.store import tracking_for
 from tasks.unit_specs import (
-    AdapterUnit, Evaluation, FewShotFit, FullFinetune, ImportedAdapter, JointModel, PreparedData, Role, TransferFit,
+    AdapterUnit, Evaluation, FewShotFit, FullFinetune, ImportedAdapter, JointModel, PreparedData, TransferFit,
     UnitContext, UnitResult,
 )
 

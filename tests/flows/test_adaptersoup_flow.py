@@ -7,7 +7,7 @@ import json
 
 from flows.config import load_config
 from flows.stages import run_stage
-from tasks.tracking import PARENT_TAG, Tracking
+from tasks.tracking import PARENT_TAG
 from flows.store import tracking_for
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from flows.config import load_config, parse_overrides
-from tasks.tracking import Tracking, UnitRun, end_run, start_pipeline_run
+from tasks.tracking import UnitRun, end_run, start_pipeline_run
 from flows.store import tracking_for
 from tests.helpers.processes import free_port
 

@@ -13,7 +13,7 @@ from flows.runners import make_task_runner
 from flows.stages import run_stage
 from peft_core.errors import ConfigError
 from tasks.run_liveness import PID_TAG
-from tasks.tracking import KIND_TAG, Tracking
+from tasks.tracking import KIND_TAG
 from flows.store import tracking_for
 
 

@@ -23,7 +23,7 @@ from flows.config import load_config
 from flows.stages import run_stage
 from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from tasks.export_folder import MANIFEST, read_export
-from tasks.tracking import Tracking, find_finished_unit
+from tasks.tracking import find_finished_unit
 from flows.store import tracking_for
 from tests.helpers.configs import FITTED_SETTINGS, write_tiny_config
 from tests.helpers.pipeline import invoke, latest_units

@@ -15,7 +15,6 @@ from peft_core import inference
 from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.relocation import LOCATION_COLUMNS
-from tasks.tracking import Tracking
 from flows.store import tracking_for
 from tests.helpers.configs import FITTED_SETTINGS, write_tiny_config
 from tests.helpers.pipeline import invoke, latest_units

@@ -18,7 +18,6 @@ from flows.stages import run_stage
 from peft_core.inference import load_fitted_model, predict
 from flows.config import load_config
 from tasks.reporting import comparison_table
-from tasks.tracking import Tracking
 from flows.store import tracking_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,6 @@ from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from peft_core.inputs import input_fields
 from peft_core.task_specs import get_task
 from tasks.prepared_data import load_splits
-from tasks.tracking import Tracking
 from flows.store import tracking_for
 from tests.helpers.pipeline import invoke as _invoke
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from flows.config import load_config
-from tasks.tracking import Tracking, UnitRun, end_run, record_reuse, start_pipeline_run
+from tasks.tracking import UnitRun, end_run, record_reuse, start_pipeline_run
 from flows.store import tracking_for
 from tests.helpers.pipeline import invoke
 

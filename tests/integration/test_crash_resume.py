@@ -15,7 +15,7 @@ import yaml
 
 from flows.config import load_config
 from tasks.reporting import comparison_table
-from tasks.tracking import KIND_TAG, Tracking
+from tasks.tracking import KIND_TAG
 from flows.store import tracking_for
 
 METRICS = ["test_accuracy", "validation_accuracy"]

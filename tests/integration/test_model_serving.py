@@ -20,7 +20,6 @@ from peft_core.task_specs import get_task
 from tasks.models import example_rows, log_fitted_model, register_model
 from tasks.unit_specs import PreparedData
 from tasks.prepared_data import load_splits
-from tasks.tracking import Tracking
 from flows.store import tracking_for
 from tests.helpers.processes import answers, free_port, start_process, wait_for
 

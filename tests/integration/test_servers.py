@@ -22,7 +22,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
-from tasks.tracking import KIND_TAG, Tracking
+from tasks.tracking import KIND_TAG
 from flows.store import tracking_for
 from tests.helpers.processes import ROOT, answers, free_port, start_process, wait_for
 
