@@ -91,7 +91,7 @@ def recovery_config(profile: Profile, data_dir: str | None) -> PipelineConfig:
 def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
     """One row per finished unit of a pipeline run: stage, task, method, seed, metrics, and the run
     that holds its artifacts (itself, or the earlier run it reused)."""
-    from tasks.tracking import PARENT_TAG
+    from tasks.tracking import PARENT_TAG, result_run_id
 
     client = tracking.client()
     rows = []
@@ -100,7 +100,7 @@ def unit_rows(tracking, parent_run_id: str) -> pd.DataFrame:
         tags = run.data.tags
         if run.info.status != "FINISHED" or tags.get("stage") not in ("sources", "transfer"):
             continue
-        source_run = tags.get("artifact_run_id", run.info.run_id)
+        source_run = result_run_id(run)
         params = client.get_run(source_run).data.params if source_run != run.info.run_id else run.data.params
         rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
                      "seed": int(params.get("seed", -1)), "learning_rate": float(params.get("training.learning_rate", "nan")),

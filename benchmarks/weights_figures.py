@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.tracking import result_run_id
+
 HEATMAP_METHODS = ("scalearn", "pemt")
 
 
@@ -21,7 +23,7 @@ def weights_reports(tracking, table: pd.DataFrame, target: str) -> dict[str, dic
         if rows.empty:
             continue
         run = client.get_run(rows["run_id"].iloc[0])
-        reports[method] = load_weights(tracking, run.data.tags.get("artifact_run_id", run.info.run_id))
+        reports[method] = load_weights(tracking, result_run_id(run))
     return reports
 
 

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peft_core.method_names import MULTITASK_METHODS, PROMPT_METHODS, reads_source_examples
+from peft_core.peft_folder import PEFT_FILES
 from peft_core.task_specs import builtin_name
 
 if TYPE_CHECKING:
     from flows.config import PipelineConfig
-
-# what `PeftModel.save_pretrained` writes, as peft_core.peft_folder names them (that module loads torch)
-PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def peft_folder_problem(folder: Path) -> str | None:

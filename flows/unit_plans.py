@@ -96,7 +96,7 @@ def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
     data = {(t, s): prepared["target"][t][s] for t, s in pairs}
     own = {pair: adapter_unit(config, data[pair], pair[1]) for pair in pairs} if config.needs_target_adapters() else {}
     sources: dict[str, AdapterUnit | ImportedAdapter] = {}
-    imported = config.imported_sources()
+    imported = {t: imported_source(config, t, prepared) for t in config.imported_sources()}  # digests read once
     fits = []
     for (target, seed), method in [(pair, m) for pair in pairs for m in config.methods_in(TRANSFER_METHODS)]:
         chosen = []
@@ -104,7 +104,7 @@ def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
             if name == OWN_ADAPTER:
                 chosen.append(own[(target, seed)])
                 continue
-            unit = imported_source(config, name, prepared) if name in imported else adapter_unit(
+            unit = imported.get(name) or adapter_unit(
                 config, prepared["source"][name], config.source_seed_for(seed), method in config.prompt_methods())
             chosen.append(sources.setdefault(unit.key, unit))
         options = config.transfer.options_for(method)

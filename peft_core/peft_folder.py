@@ -11,14 +11,17 @@ attribute (`bert.encoder.layer.0.attention.self.query` in a BertForSequenceClass
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-from .backbones import Backbone
 from .configs import LoraTarget
+
+if TYPE_CHECKING:  # the folder's names stay importable without torch (the config checks them)
+    from .backbones import Backbone
 
 # PEFT's config file has our artifacts' config file name: a folder holds one format or the other
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+PEFT_FILES = (PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE)
 PEFT_PREFIX = "base_model.model."
 LORA_MATRICES = ("lora_A", "lora_B")
 

@@ -24,7 +24,7 @@ from peft_core.model_set import MANIFEST, Target, model_set_targets
 from tasks.models import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
 from tasks.stage_table import JOINT_MODEL_TAG, stage_of_tag
-from tasks.tracking import ARTIFACT_PATH, PARENT_TAG, Tracking, download_unit_artifact
+from tasks.tracking import ARTIFACT_PATH, PARENT_TAG, Tracking, download_unit_artifact, result_run_id
 
 FITTED_STAGES = ("sources", "transfer", JOINT_MODEL_TAG)  # a joint model's per-task rows carry no artifact
 RUN_ID = re.compile(r"(runs:/)?([0-9a-f]{32})/?")
@@ -74,7 +74,7 @@ def _get_run(tracking: Tracking, run_id: str):
 
 
 def _run_targets(tracking: Tracking, run, cache_dir: Path, task: str | None = None) -> dict[str, Target]:
-    run_id = _result_run_id(run)
+    run_id = result_run_id(run)
     if run_id != run.info.run_id:
         run = _get_run(tracking, run_id)
     model_id = run_model_id(tracking, run_id)
@@ -115,7 +115,7 @@ def _latest_run_targets(tracking: Tracking, target: str, method: str, cache_dir:
         raise ConfigError(f"the latest pipeline run ({parent.info.run_id}) has no fitted unit {target}/{method}; "
                           f"its units: {', '.join(units) or 'none'}")
     # A unit this run reused under two stages (a source adapter that is also a target's) is one unit.
-    matches = list({_result_run_id(r): r for r in matches}.values())
+    matches = list({result_run_id(r): r for r in matches}.values())
     if len(matches) > 1:
         candidates = "; ".join(_describe_candidate(tracking, r) for r in matches)
         raise ConfigError(f"{target}/{method} names {len(matches)} units of the latest pipeline run "
@@ -125,16 +125,12 @@ def _latest_run_targets(tracking: Tracking, target: str, method: str, cache_dir:
     return _run_targets(tracking, matches[0], cache_dir, task=target if joint else None)
 
 
-def _result_run_id(run) -> str:
-    return run.data.tags.get("artifact_run_id", run.info.run_id)  # a reuse record points at the trained run
-
-
 def _describe_candidate(tracking: Tracking, run) -> str:
     """`the sources stage's demo_nli/adapter, seed 42: run ID, models:/NAME/VERSION` for a unit run."""
     client = tracking.client()
-    result_run_id = _result_run_id(run)
-    tags, params = run.data.tags, client.get_run(result_run_id).data.params
+    holder = result_run_id(run)
+    tags, params = run.data.tags, client.get_run(holder).data.params
     seed = f", seed {params['seed']}" if "seed" in params else ""
-    registered = sorted(client.search_model_versions(f"run_id = '{result_run_id}'"), key=lambda v: int(v.version))
+    registered = sorted(client.search_model_versions(f"run_id = '{holder}'"), key=lambda v: int(v.version))
     models = "".join(f", models:/{v.name}/{v.version}" for v in registered)
-    return f"the {stage_of_tag(tags['stage'])} stage's {tags['task']}/{tags['method']}{seed}: run {result_run_id}{models}"
+    return f"the {stage_of_tag(tags['stage'])} stage's {tags['task']}/{tags['method']}{seed}: run {holder}{models}"

@@ -12,7 +12,7 @@ from peft_core.artifact_layout import IMPORTED_LORA
 from peft_core.errors import ConfigError
 from tasks.seed_comparison import describe_gain, main_metric, summarise_fits
 from tasks.stage_table import REPORTED_STAGES
-from tasks.tracking import FINISHED, KIND_TAG, MAIN_METRIC_TAG, PARENT_TAG, Tracking
+from tasks.tracking import FINISHED, KIND_TAG, MAIN_METRIC_TAG, PARENT_TAG, Tracking, result_run_id
 
 COST_COLUMNS = ["trainable_params", "head_params", "wall_time_s", "peak_memory_mb"]
 HIDDEN_COLUMNS = ("main_metric", "run_id", "artifact_run_id")  # for the summaries and links, not the table
@@ -121,7 +121,7 @@ def comparison_table(tracking: Tracking, parent_run_id: str | None = None) -> pd
         if tags.get("stage") not in REPORTED_STAGES or run.info.status != "FINISHED":
             continue
         metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("validation_", "test_")) or k in COST_COLUMNS}
-        artifact_run_id = tags.get("artifact_run_id", run.info.run_id)
+        artifact_run_id = result_run_id(run)
         params = run.data.params if artifact_run_id == run.info.run_id else client.get_run(artifact_run_id).data.params
         rows.append({"stage": tags["stage"], "task": tags["task"], "method": tags["method"],
                      "seed": int(params["seed"]) if "seed" in params else None, **metrics,

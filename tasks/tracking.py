@@ -224,6 +224,14 @@ class UnitRun:
         self.client.log_dict(self.run_id, data, filename)
 
 
+ARTIFACT_RUN_TAG = "artifact_run_id"  # on a run recording a reuse: the run that holds the unit's result
+
+
+def result_run_id(run) -> str:
+    """The run holding a unit run's result: the run itself, or the one a reuse record points at."""
+    return run.data.tags.get(ARTIFACT_RUN_TAG, run.info.run_id)
+
+
 def record_reuse(tracking: Tracking, parent_run_id: str | None, cached, name: str, *, stage: str, task: str,
                  method: str, unit_key: str, extra_tags: dict | None = None) -> str:
     """A child run of this pipeline run for a unit found finished in `cached`, with its metrics and
@@ -231,12 +239,12 @@ def record_reuse(tracking: Tracking, parent_run_id: str | None, cached, name: st
     Its description (the MLflow UI's) links to that run, where the unit's datasets, model and artifacts
     are; its params and metrics are copied, so the runs table shows them beside those of trained units.
     Returns the new run's id."""
-    source_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
+    source_run_id = result_run_id(cached)
     link = f"[{cached.info.run_name}](#/experiments/{cached.info.experiment_id}/runs/{source_run_id})"
     note = (f"Reused: this unit finished earlier (same key {unit_key}) in run {link}; its datasets, model and "
             "artifacts are there, its params and metrics are copied here.")
     with UnitRun(tracking, parent_run_id, name, stage=stage, task=task, method=method, unit_key=unit_key,
-                 extra_tags={"artifact_run_id": source_run_id, "reused": "true", NOTE_TAG: note,
+                 extra_tags={ARTIFACT_RUN_TAG: source_run_id, "reused": "true", NOTE_TAG: note,
                              **(extra_tags or {})}) as run:
         run.log_params(dict(cached.data.params))
         run.log_metrics(dict(cached.data.metrics))

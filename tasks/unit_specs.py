@@ -113,7 +113,7 @@ and its seed its training settings'."""
 
     def described(self) -> dict:
         """Facts derived from the inputs that a reader of its run wants beside them."""
-        return {}
+        return {"seed": self.seed, "sizes": self.data.sizes}
 
     @property
     def key(self) -> str:
@@ -167,9 +167,6 @@ class AdapterUnit(UnitSpec):
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, task=self.task, data=self.data.digest, adapter=self.adapter.to_dict(),
                     train=self.train.to_dict(), prompt=self.with_prompt)
-
-    def described(self) -> dict:
-        return {"seed": self.seed, "sizes": self.data.sizes}
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,7 @@ class TransferFit(UnitSpec):
                     head_from=self.head_from)
 
     def described(self) -> dict:
-        return {"sources": [s.task for s in self.sources], "seed": self.seed, "sizes": self.data.sizes}
+        return super().described() | {"sources": [s.task for s in self.sources]}
 
 
 @dataclass(frozen=True)
@@ -253,9 +250,6 @@ class FullFinetune(UnitSpec):
 
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, task=self.task, data=self.data.digest, train=self.train.to_dict())
-
-    def described(self) -> dict:
-        return {"seed": self.seed, "sizes": self.data.sizes}
 
 
 @dataclass(frozen=True)
@@ -309,8 +303,7 @@ class FewShotFit(UnitSpec):
                     joint=self.joint.key, train=self.train.to_dict(), options=self.options.to_dict())
 
     def described(self) -> dict:
-        return {"joint_model": self.joint.task, "seed": self.seed, "sizes": self.data.sizes,
-                "trained": self.options.trained()}
+        return super().described() | {"joint_model": self.joint.task, "trained": self.options.trained()}
 
 
 @dataclass(frozen=True)
@@ -319,6 +312,7 @@ class Evaluation(UnitSpec):
 
     kind: ClassVar[str] = "evaluate"
     stage: ClassVar[str] = "evaluate"
+    param_names: ClassVar[dict[str, str]] = {**PARAM_NAMES, "adapter": "evaluated_unit_key"}
     backbone: str
     adapter: UnitResult
     data: PreparedData
@@ -334,8 +328,6 @@ class Evaluation(UnitSpec):
     @property
     def seed(self) -> int | None:
         return self.adapter.seed
-
-    param_names: ClassVar[dict[str, str]] = {**PARAM_NAMES, "adapter": "evaluated_unit_key"}
 
     def inputs(self) -> dict:
         return dict(adapter=self.adapter.unit_key, data=self.data.digest)  # the adapter's key names the backbone

@@ -31,7 +31,7 @@ from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, unit_logger
 from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
 from tasks.tracking import (ARTIFACT_PATH, BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
-                            record_reuse)
+                            record_reuse, result_run_id)
 from tasks.locks import unit_lock
 from tasks.unit_specs import PreparedData, UnitContext, UnitRef, UnitResult, UnitSpec
 
@@ -98,10 +98,9 @@ def run_unit(context: UnitContext, spec: UnitSpec, work: Callable[[UnitRun], dic
         forced = stage_of_tag(unit.stage) in context.force_stages
         cached = None if forced else find_reusable_unit(context, spec.backbone, unit.key, unit.label)
         if cached is not None:
-            result_run_id = cached.data.tags.get("artifact_run_id", cached.info.run_id)
             run_id = record_reuse(tracking, context.parent_run_id, cached, unit.label, **run_tags)
-            unit_logger().info("%s: reusing finished run %s (key %s)", unit.label, result_run_id, unit.key)
-            return UnitOutcome(run_id, result_run_id, dict(cached.data.metrics), reused=True)
+            unit_logger().info("%s: reusing finished run %s (key %s)", unit.label, result_run_id(cached), unit.key)
+            return UnitOutcome(run_id, result_run_id(cached), dict(cached.data.metrics), reused=True)
         with UnitRun(tracking, context.parent_run_id, unit.label, **run_tags) as run:
             run.log_params(spec.params())
             metrics = work(run)
@@ -136,7 +135,7 @@ def reuse_refusal(tracking: Tracking, run, fingerprint: str, cache_dir: Path) ->
     """Why the finished unit `run` must not be reused on the backbone of `fingerprint`, or None. The
     fingerprints it records (its tag, its files' configs) must all be that one, and its files, if it
     kept any, must load; a run that records none (of an older store, without files) is reused."""
-    run_id = run.data.tags.get("artifact_run_id", run.info.run_id)
+    run_id = result_run_id(run)
     recorded = {run.data.tags[BACKBONE_FINGERPRINT_TAG]} if BACKBONE_FINGERPRINT_TAG in run.data.tags else set()
     if tracking.client().list_artifacts(run_id, ARTIFACT_PATH):
         try:
@@ -219,7 +218,7 @@ def main_metric_tag(task: str, datasets: tuple[PreparedData, ...]) -> dict[str, 
 def unit_files(context: UnitContext, ref: UnitRef) -> Path:
     """The local copy of the files of the finished unit `ref` (a unit another builds on)."""
     run = find_finished_unit(context.tracking, ref.key)
-    artifact = None if run is None else _unit_artifact(context, run.data.tags.get("artifact_run_id", run.info.run_id))
+    artifact = None if run is None else _unit_artifact(context, result_run_id(run))
     if artifact is None:
         raise ArtifactError(f"unit {ref.task}/{ref.method} (key {ref.key}) has no finished run with files in "
                             f"{context.tracking.uri}; run the stage that trains it first")

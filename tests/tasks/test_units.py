@@ -54,6 +54,9 @@ class KeyedUnit(UnitSpec):
     def inputs(self) -> dict:
         return {"seed": self.seed}
 
+    def described(self) -> dict:
+        return {}  # no data to describe
+
 
 class Trainer:
     """A unit's job that records its calls and returns fixed metrics (no artifact)."""
