@@ -1,45 +1,77 @@
-"""Load a Hugging Face encoder and know where its adapter sites are.
+"""Load a Hugging Face backbone and know where its adapter sites are.
 
-An *architecture layout* names, per layer, the modules adapters wrap:
-- `ffn_norm`: the feed-forward block's output LayerNorm, which receives `f + x` (FFN output plus
-  its input). The "pfeiffer" placement wraps it (METHODS §0).
+Three families: encoders (BERT-like, DistilBERT, DeBERTa-v2), the encoder of an encoder-decoder
+(T5, Flan-T5, mT5, loaded without its decoder) and decoder-only models (Llama, Mistral, Qwen2/3,
+GPT-2). An *architecture layout* names, per layer, the modules adapters wrap:
 - `attn_out` / `ffn_out`: the output projections of the attention and feed-forward sub-layers.
-  The "houlsby" placement wraps them, acting on the sub-layer output before the residual.
-- `ffn_dropout`: the dropout after the FFN's output projection, whose output is f; the "pfeiffer"
-  site observes it (its LayerNorm only receives the sum f + x).
-- `query` / `key` / `value`: the attention's input projections, and `ffn_in` the FFN's first
-  linear layer. With `attn_out` and `ffn_out` these are the linear modules a LoRA may wrap
-  (`configs.LoraTarget` names them).
+  The "houlsby" placement wraps both, acting on the sub-layer output before the residual.
+- `ffn_norm` (post-norm layouts): the feed-forward block's output LayerNorm, which receives `f + x`
+  (FFN output plus its input). The "pfeiffer" placement wraps it (METHODS §0); `ffn_dropout`, the
+  dropout after the FFN's output projection, gives the site f itself (its LayerNorm only sees f + x).
+  A pre-norm layout (`norm="pre"`: T5, Llama, GPT-2) has no LayerNorm after the sub-layer: there
+  an adapter acts on the sub-layer's output, `y = Sub(LN(h)); y = A(y); h + drop(y)`, so
+  "pfeiffer" wraps `ffn_out` as "houlsby" does.
+- `query` / `key` / `value` (or `qkv` where one module computes all three, GPT-2's `c_attn`) and
+  `ffn_in`: with `attn_out` and `ffn_out`, the linear modules a LoRA may wrap
+  (`configs.LoraTarget` names them); a role a family lacks is None.
+- `pooling`: how a sentence becomes one vector for a task head: the mean over its tokens
+  (encoders) or the last non-padding token's state (decoder-only models, whose earlier tokens
+  cannot see the later ones).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field, fields, replace
-from typing import get_args
+from typing import Literal, get_args
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig, AutoModel, AutoModelForTextEncoding, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+)
+from transformers.pytorch_utils import Conv1D
 
 from .backbone_paths import resolve_backbone_path
 from .backbone_state import BackboneState
 from .configs import LoraTarget
 from .errors import BackboneError
+from .pooling import POOLINGS, Pooling
+
+Family = Literal["encoder", "encoder-decoder", "decoder-only"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ArchitectureLayout:
     layers: str
-    ffn_norm: str
     attn_out: str
     ffn_out: str
-    ffn_dropout: str
-    query: str
-    key: str
-    value: str
     ffn_in: str
+    query: str | None
+    key: str | None
+    value: str | None
+    qkv: str | None = None
+    norm: Literal["post", "pre"] = "post"
+    ffn_norm: str | None = None  # post-norm only
+    ffn_dropout: str | None = None  # post-norm only
+    pooling: Pooling = "mean"
+    family: Family = "encoder"
+
+    def module(self, role: str) -> str:
+        """The path of `role`'s module inside a layer; a role this family lacks is a BackboneError."""
+        path = getattr(self, role)
+        if path is None:
+            fused = " (its attention computes query, key and value in one module: use 'qkv')" if self.qkv else ""
+            raise BackboneError(f"this {self.family} backbone has no '{role}' module{fused}; "
+                                f"choose among {', '.join(self.roles())}")
+        return path
+
+    def roles(self) -> list[str]:
+        """The LoRA target roles this family has."""
+        return [role for role in get_args(LoraTarget) if getattr(self, role) is not None]
 
 
 if missing := set(get_args(LoraTarget)) - {f.name for f in fields(ArchitectureLayout)}:
@@ -49,6 +81,16 @@ _BERT_LIKE = ArchitectureLayout(
     layers="encoder.layer", ffn_norm="output.LayerNorm", attn_out="attention.output.dense", ffn_out="output.dense",
     ffn_dropout="output.dropout", query="attention.self.query", key="attention.self.key",
     value="attention.self.value", ffn_in="intermediate.dense",
+)
+_T5_ENCODER = ArchitectureLayout(
+    layers="encoder.block", attn_out="layer.0.SelfAttention.o", ffn_out="layer.1.DenseReluDense.wo",
+    query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k", value="layer.0.SelfAttention.v",
+    ffn_in="layer.1.DenseReluDense.wi", norm="pre", family="encoder-decoder",
+)
+_LLAMA_LIKE = ArchitectureLayout(
+    layers="layers", attn_out="self_attn.o_proj", ffn_out="mlp.down_proj", query="self_attn.q_proj",
+    key="self_attn.k_proj", value="self_attn.v_proj", ffn_in="mlp.up_proj", norm="pre", pooling="last",
+    family="decoder-only",
 )
 LAYOUTS: dict[str, ArchitectureLayout] = {
     "bert": _BERT_LIKE,  # BERT and MiniLM (all-MiniLM-L6-v2 is a BertModel)
@@ -62,12 +104,23 @@ LAYOUTS: dict[str, ArchitectureLayout] = {
         ffn_dropout="ffn.dropout", query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
         ffn_in="ffn.lin1",
     ),
+    "t5": _T5_ENCODER,  # T5 and Flan-T5
+    "mt5": _T5_ENCODER,
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gpt2": ArchitectureLayout(
+        layers="h", attn_out="attn.c_proj", ffn_out="mlp.c_proj", query=None, key=None, value=None,
+        qkv="attn.c_attn", ffn_in="mlp.c_fc", norm="pre", pooling="last", family="decoder-only",
+    ),
 }
+
 
 @dataclass
 class Backbone:
-    """A loaded encoder, its tokenizer, and the facts adapters are checked against. `state` owns the
-    encoder's tensor values: a model that computes with values of its own overrides them there."""
+    """A loaded backbone, its tokenizer, and the facts adapters are checked against. `state` owns the
+    backbone's tensor values: a model that computes with values of its own overrides them there."""
 
     name: str
     model: PreTrainedModel
@@ -90,6 +143,16 @@ class Backbone:
     def layers(self) -> nn.ModuleList:
         return self.model.get_submodule(self.layout.layers)
 
+    def linear_shape(self, layer: int, role: str) -> tuple[int, int]:
+        """(out, in) of the linear module `role` in `layer` (the module itself, or the one a site wraps)."""
+        module = self.layers()[layer].get_submodule(self.layout.module(role))
+        in_features, out_features = module_widths(getattr(module, "base_layer", module))
+        return out_features, in_features
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, d): each row's sentence vector from its last hidden states, as the family pools them."""
+        return POOLINGS[self.layout.pooling](hidden, mask)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -100,14 +163,32 @@ class Backbone:
         }
 
 
+def module_widths(module: nn.Module) -> tuple[int, int]:
+    """(in, out) features of a linear module, a torch Linear or GPT-2's Conv1D (weight (in, out)); a
+    norm's width both ways."""
+    if isinstance(module, Conv1D):
+        return tuple(module.weight.shape)
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    return module.weight.shape[0], module.weight.shape[0]
+
+
+def supported_families() -> str:
+    """The supported model types by family, for messages."""
+    by_family: dict[str, list[str]] = {}
+    for model_type, layout in LAYOUTS.items():
+        by_family.setdefault(layout.family, []).append(model_type)
+    return "; ".join(f"{family}: {', '.join(types)}" for family, types in by_family.items())
+
+
 def layout_for(config: PretrainedConfig) -> ArchitectureLayout:
-    try:
-        return LAYOUTS[config.model_type]
-    except KeyError:
-        raise BackboneError(
-            f"backbone architecture '{config.model_type}' has no adapter sites defined; "
-            f"supported: {', '.join(sorted(LAYOUTS))} (add a layout to peft_core/backbones.py LAYOUTS)"
-        ) from None
+    layout = LAYOUTS.get(config.model_type)
+    if layout is None:
+        raise BackboneError(f"backbone architecture '{config.model_type}' is not supported (no adapter sites known "
+                            f"for it); supported: {supported_families()}")
+    if getattr(config, "is_gated_act", False):  # T5 v1.1, Flan-T5, mT5: wi_0 (gate) and wi_1 instead of wi
+        layout = replace(layout, ffn_in=layout.ffn_in + "_0")
+    return layout
 
 
 def fingerprint_model(model: PreTrainedModel) -> str:
@@ -133,11 +214,15 @@ def attention_implementation() -> str:
 
 
 def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
-    """Load encoder weights and tokenizer by name ("minilm", a local folder, or a hub id when online)."""
+    """Load a backbone's weights and tokenizer by name ("minilm", a local folder, or a hub id in the
+    cache). Of an encoder-decoder (T5) only the encoder is loaded: task heads read its states."""
     path = resolve_backbone_path(name)
     try:
-        model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                          attn_implementation=attention_implementation())
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        layout_for(config)  # an unsupported architecture is refused before its weights load
+        model_class = AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel
+        model = model_class.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                            attn_implementation=attention_implementation())
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise BackboneError(
@@ -152,5 +237,23 @@ def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
 
 def wrap_backbone(name: str, model: PreTrainedModel, tokenizer) -> Backbone:
     """Freeze a model already in memory (tests build tiny random ones) and describe it."""
+    layout = layout_for(model.config)
+    if tokenizer is not None:
+        _pad_on_the_right(name, tokenizer)
     model.requires_grad_(False)
-    return Backbone(name=name, model=model, tokenizer=tokenizer, layout=layout_for(model.config), fingerprint=fingerprint_model(model))
+    return Backbone(name=name, model=model, tokenizer=tokenizer, layout=layout, fingerprint=fingerprint_model(model))
+
+
+def _pad_on_the_right(name: str, tokenizer) -> None:
+    """Batches are padded after each row's tokens, so a causal model's states of a row do not depend
+    on the rows beside it. A tokenizer without a padding token (Llama's, GPT-2's) pads with its
+    end-of-sequence token: padded positions are masked out, so which id fills them does not matter."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise BackboneError(f"backbone '{name}': its tokenizer has neither a padding nor an end-of-sequence "
+                                "token to pad batches with; add one to the model folder (tokenizer.add_special_tokens"
+                                "({'pad_token': '<pad>'}) and save_pretrained) and load it again")
+        log.info("backbone '%s': its tokenizer has no padding token; padding with its end-of-sequence token %r",
+                 name, tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"

@@ -10,7 +10,7 @@ from .precision import Precision, resolve_precision
 
 AdapterKind = Literal["bottleneck", "lora"]
 # the backbone linear modules a LoRA may wrap: roles of backbones.ArchitectureLayout, which checks them
-LoraTarget = Literal["query", "key", "value", "attn_out", "ffn_in", "ffn_out"]
+LoraTarget = Literal["query", "key", "value", "qkv", "attn_out", "ffn_in", "ffn_out"]
 
 # the settings each kind computes with, which is all its `to_dict` holds
 BOTTLENECK_FIELDS = ("placement", "reduction_factor", "activation", "init_std", "layer_norm_after")

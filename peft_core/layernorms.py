@@ -17,8 +17,8 @@ from .backbones import Backbone
 
 
 def _is_layernorm(module: nn.Module) -> bool:
-    # T5LayerNorm and friends are not nn.LayerNorm subclasses.
-    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("LayerNorm")
+    # T5LayerNorm, LlamaRMSNorm and friends are not nn.LayerNorm subclasses.
+    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
 
 def _layernorms(modules: Iterable[tuple[str, nn.Module]]) -> dict[str, nn.Parameter]:

@@ -22,7 +22,7 @@ class ModelOutput:
 
 
 class AdapterModel(nn.Module):
-    """Backbone + sites; sentence representations are mean-pooled (sentence-transformers style)."""
+    """Backbone + sites; a head reads the sentence vector the backbone's family pools (`Backbone.pool`)."""
 
     def __init__(self, backbone: Backbone, placement: str | Placement = "pfeiffer"):
         super().__init__()
@@ -91,7 +91,7 @@ class AdapterModel(nn.Module):
         num_choices = input_ids.shape[1] if input_ids.dim() == 3 else None
         flat = {k: v.flatten(0, 1) if num_choices else v for k, v in batch.items() if k != "labels"}
         hidden, mask = self._encode(flat, task)
-        logits = head(self._pool(hidden, mask), num_choices)
+        logits = head(self.backbone_info.pool(hidden, mask), num_choices)
         loss = None
         if "labels" in batch:
             loss = head.loss(logits, batch["labels"])
@@ -116,9 +116,6 @@ class AdapterModel(nn.Module):
         hidden = self.encoder(inputs_embeds=embeds, attention_mask=full_mask, **extra).last_hidden_state
         return hidden[:, length:], mask
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     # -- what trains ---------------------------------------------------------------------------
     def trainable_parameters(self) -> dict[str, nn.Parameter]:

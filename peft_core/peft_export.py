@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig
 from safetensors.torch import save_file
+from transformers.pytorch_utils import Conv1D
 
 from .artifact_layout import IMPORTED_LORA, PROMPT_ADAPTER, artifact_kind
 from .artifacts import read_artifact_config
@@ -122,6 +123,8 @@ def peft_config(updates: dict[str, tuple[dict[str, torch.Tensor], float]], backb
     rank = Counter(ranks.values()).most_common(1)[0][0]
     scale = next(s for _, s in updates.values())
     other = {re.escape(path): r for path, r in ranks.items() if r != rank}
+    # PEFT's flag for a base weight stored (in, out), as GPT-2's Conv1D stores it (LoRA's A and B are as for Linear)
+    fan_in_fan_out = any(isinstance(backbone.model.get_submodule(path), Conv1D) for path in updates)
     return LoraConfig(r=rank, lora_alpha=scale * rank, target_modules=list(updates), lora_dropout=dropout, bias="none",
                       rank_pattern=other, alpha_pattern={p: scale * r for p, r in other.items()},
-                      base_model_name_or_path=backbone.name, inference_mode=True)
+                      fan_in_fan_out=fan_in_fan_out, base_model_name_or_path=backbone.name, inference_mode=True)

@@ -11,9 +11,7 @@ attribute (`bert.encoder.layer.0.attention.self.query` in a BertForSequenceClass
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, get_args
-
-from .configs import LoraTarget
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the folder's names stay importable without torch (the config checks them)
     from .backbones import Backbone
@@ -29,16 +27,10 @@ LORA_MATRICES = ("lora_A", "lora_B")
 def lora_module_paths(backbone: Backbone) -> dict[str, tuple[int, str]]:
     """{module path in the backbone: (layer, role)} of every linear module a LoRA may wrap."""
     layout = backbone.layout
-    return {f"{layout.layers}.{i}.{getattr(layout, role)}": (i, role)
-            for i in range(backbone.num_layers) for role in get_args(LoraTarget)}
+    return {f"{layout.layers}.{i}.{layout.module(role)}": (i, role)
+            for i in range(backbone.num_layers) for role in layout.roles()}
 
 
 def peft_tensor_name(module_path: str, matrix: str) -> str:
     """The name `save_pretrained` gives a LoRA matrix ("lora_A" or "lora_B") of the module at `module_path`."""
     return f"{PEFT_PREFIX}{module_path}.{matrix}.weight"
-
-
-def linear_shape(backbone: Backbone, layer: int, role: str) -> tuple[int, int]:
-    """(out, in) of the backbone's linear module `role` in `layer` (the module itself, or the one a site wraps)."""
-    module = backbone.layers()[layer].get_submodule(getattr(backbone.layout, role))
-    return tuple(getattr(module, "base_layer", module).weight.shape)

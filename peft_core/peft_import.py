@@ -51,7 +51,7 @@ from .backbones import Backbone
 from .configs import AdapterConfig, LoraTarget
 from .errors import ArtifactError, ConfigError
 from .peft_folder import (
-    LORA_MATRICES, PEFT_CONFIG_FILE, PEFT_PREFIX, PEFT_WEIGHTS_FILE, linear_shape, lora_module_paths,
+    LORA_MATRICES, PEFT_CONFIG_FILE, PEFT_PREFIX, PEFT_WEIGHTS_FILE, lora_module_paths,
 )
 from .sites import site_key
 from .task_specs import TaskSpec
@@ -200,7 +200,7 @@ def placed_loras(tensors: dict[str, torch.Tensor], settings: dict, backbone: Bac
         if set(pair) != set(LORA_MATRICES):
             raise ArtifactError(f"PEFT folder {folder} holds only {', '.join(pair)} for {module}; "
                                 "save the adapter again")
-        shape = linear_shape(backbone, layer, role)
+        shape = backbone.linear_shape(layer, role)
         loras[layer, role] = module_lora(pair, settings, module, shape, backbone, folder)
     return loras
 
@@ -258,7 +258,7 @@ def site_states(loras: dict[tuple[int, str], ModuleLora], adapter: AdapterConfig
                 raise ArtifactError(f"PEFT folder {folder} has a {role} LoRA on layers {found} but backbone "
                                     f"'{backbone.name}' has {backbone.num_layers}: it was trained on another base "
                                     "model; import it with that backbone")
-            states[site_key(layer, role)] = padded_state(lora, adapter, linear_shape(backbone, layer, role))
+            states[site_key(layer, role)] = padded_state(lora, adapter, backbone.linear_shape(layer, role))
     return states
 
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from .backbones import ArchitectureLayout, Backbone
+from .backbones import ArchitectureLayout, Backbone, module_widths
 from .errors import BackboneError
 
 
@@ -95,14 +96,21 @@ class AdapterSite(nn.Module):
         return site_key(self.layer, self.position)
 
     @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped module's weight: transformers' forward code reads it off the module (T5's FFN
+        casts its input to `wo.weight`'s dtype)."""
+        return self.base_layer.weight
+
+    @property
     def in_features(self) -> int:
-        """The width of the adapter input z (a bottleneck site's: the hidden size)."""
-        return self.base_layer.weight.shape[0]
+        """The width of the adapter input z (a bottleneck site's: the wrapped module's output width,
+        the hidden size)."""
+        return module_widths(self.base_layer)[1]
 
     @property
     def out_features(self) -> int:
         """The width of the update the composition returns."""
-        return self.base_layer.weight.shape[0]
+        return module_widths(self.base_layer)[1]
 
     def bind(self, layer: nn.Module, layout: ArchitectureLayout) -> None:
         """Called when the site is put in place in `layer` (`layout` names its modules);
@@ -162,18 +170,14 @@ class LoraSite(AdapterSite):
     change x, so the adapter input after it is x again; the sub-layer output is W x."""
 
     def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
-        if not isinstance(base_layer, nn.Linear):
+        if not isinstance(base_layer, (nn.Linear, Conv1D)):
             raise BackboneError(f"LoRA target '{position}' of layer {layer} is a {type(base_layer).__name__}, "
-                                "not a torch Linear; choose adapter.lora_targets among the layer's Linear modules")
+                                "not a linear module; choose adapter.lora_targets among the layer's linear modules")
         super().__init__(base_layer, layer, position, context)
 
     @property
     def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
+        return module_widths(self.base_layer)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
@@ -182,12 +186,21 @@ class LoraSite(AdapterSite):
         return y + self.composition.site_delta(SiteView(x, y, lambda delta: x), self.context)
 
 
-# (position, the layout's module, site class) of each site of a layer
+# (position, the layout's module role, site class) of each site of a layer
 Placement = Sequence[tuple[str, str, type[AdapterSite]]]
 PLACEMENTS: dict[str, Placement] = {
     "pfeiffer": [("ffn", "ffn_norm", PostNormSite)],
     "houlsby": [("attn", "attn_out", ResidualSite), ("ffn", "ffn_out", ResidualSite)],
 }
+# A pre-norm layer has no LayerNorm after its sub-layers: "pfeiffer" acts on the FFN's output there.
+PRE_NORM_PLACEMENTS: dict[str, Placement] = {**PLACEMENTS, "pfeiffer": [("ffn", "ffn_out", ResidualSite)]}
+
+
+def placement_sites(placement: str | Placement, layout: ArchitectureLayout) -> Placement:
+    """The (position, role, site class) of each site `placement` puts in a layer of `layout`."""
+    if not isinstance(placement, str):
+        return placement
+    return (PRE_NORM_PLACEMENTS if layout.norm == "pre" else PLACEMENTS)[placement]
 
 
 def lora_placement(targets: Sequence[str]) -> Placement:
@@ -229,9 +242,10 @@ def _check_no_sites(backbone: Backbone) -> None:
 
 def _slots(backbone: Backbone, placement: str | Placement):
     """(layer index, layer, position, site class, parent module, attribute) of every site of `placement`."""
+    sites = placement_sites(placement, backbone.layout)
     for i, layer in enumerate(backbone.layers()):
-        for position, attr, site_cls in PLACEMENTS[placement] if isinstance(placement, str) else placement:
-            parent_path, _, child = getattr(backbone.layout, attr).rpartition(".")
+        for position, role, site_cls in sites:
+            parent_path, _, child = backbone.layout.module(role).rpartition(".")
             yield i, layer, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
 
 

@@ -53,8 +53,9 @@ def text_sample(examples: Sequence[Example], size: int, seed: int = SAMPLE_SEED)
 @torch.no_grad()
 def sentence_embeddings(backbone: Backbone, texts: Sequence[str], max_length: int,
                         batch_size: int = EMBEDDING_BATCH) -> torch.Tensor:
-    """(n, d): each text's last hidden states averaged over its tokens (the attention mask), in
-    the order given. Texts are batched by length so that little padding is computed."""
+    """(n, d): each text's last hidden states pooled as the backbone's task heads read them (the mean
+    over its tokens, a decoder's last token), in the order given. Texts are batched by length so that
+    little padding is computed."""
     model = backbone.model
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -67,8 +68,7 @@ def sentence_embeddings(backbone: Backbone, texts: Sequence[str], max_length: in
             batch = backbone.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=max_length, return_tensors="pt").to(device)
             hidden = model(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled[rows] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu()
+            pooled[rows] = backbone.pool(hidden, batch["attention_mask"]).cpu()
     finally:
         model.train(was_training)
     return pooled

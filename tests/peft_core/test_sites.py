@@ -21,9 +21,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 PLACEMENTS = ("pfeiffer", "houlsby")
 ADAPTER = AdapterConfig(reduction_factor=4, init_std=0.5)  # bottleneck 8; large weights so adapters matter
-# The module whose input is x, the FFN block's input, per family (for the hand-computed pfeiffer formula).
+# The module whose input is x, the FFN block's input, per post-norm family (for the hand-computed pfeiffer formula).
 FFN_INPUT = {"bert": "intermediate", "roberta": "intermediate", "deberta-v2": "intermediate",
              "electra": "intermediate", "distilbert": "ffn"}
+# Per pre-norm family: the LayerNorm before the FFN (its input is the residual stream h) and the module
+# whose output is the FFN sub-layer's `h + drop(y)` ("" the layer itself).
+PRE_FFN_NORM = {"t5": ("layer.1.layer_norm", "layer.1"), "llama": ("post_attention_layernorm", ""),
+                "qwen2": ("post_attention_layernorm", ""), "gpt2": ("ln_2", "")}
 
 
 def random_adapter(seed: int, placement: str = "pfeiffer") -> SingleAdapter:
@@ -166,8 +170,11 @@ def test_unknown_placement_raises(tiny_backbone):
 
 
 def test_pfeiffer_site_equals_hand_formula_on_one_layer(tiny_backbone, family):
-    """Layer 0: `LN(f + A(LN(f + x)) + x)` with x the FFN input and f the FFN output."""
+    """Layer 0: `LN(f + A(LN(f + x)) + x)` with x the FFN input and f the FFN output (post-norm);
+    `h + y + A(y)` with y = FFN(LN(h)) (pre-norm: T5, Llama, GPT-2; dropout off)."""
     backbone = tiny_backbone(family)
+    if backbone.layout.norm == "pre":
+        return assert_pre_norm_pfeiffer(backbone, family)
     batch = tiny_batch(backbone)
     with attached(backbone, "pfeiffer") as model:
         adapter = random_adapter(seed=3)
@@ -193,6 +200,29 @@ def test_pfeiffer_site_equals_hand_formula_on_one_layer(tiny_backbone, family):
             without_adapter = ln(f + x)
         torch.testing.assert_close(captured["out"], expected, rtol=1e-5, atol=1e-5)
         assert (captured["out"] - without_adapter).abs().max() > 1e-2
+
+
+def assert_pre_norm_pfeiffer(backbone, family):
+    batch = tiny_batch(backbone)
+    with attached(backbone, "pfeiffer") as model:
+        adapter = random_adapter(seed=3)
+        model.set_compositions(lambda site: adapter if site.layer == 0 else None)
+        layer = backbone.layers()[0]
+        site = layer.get_submodule(backbone.layout.ffn_out)
+        assert isinstance(site, ResidualSite) and [s.key for s in model.sites] == ["0.ffn", "1.ffn"]
+        norm, block = PRE_FFN_NORM[family]
+        captured = {}
+        hooks = [capture(layer.get_submodule(norm), "h", captured, "input"),
+                 capture(site.base_layer, "y", captured),
+                 capture(layer.get_submodule(block) if block else layer, "out", captured)]
+        with hooks_removed_after(hooks):
+            hidden_states(backbone, batch)
+        out = captured["out"][0] if isinstance(captured["out"], tuple) else captured["out"]
+        h, y = captured["h"], captured["y"]
+        with torch.no_grad():
+            expected = h + y + hand_adapter(adapter, y)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        assert (out - (h + y)).abs().max() > 1e-2
 
 
 def test_houlsby_sites_equal_y_plus_adapter_of_y(tiny_backbone, family):
@@ -278,12 +308,14 @@ def test_detached_sites_leave_no_hooks_and_reattached_ones_observe_again(tiny_ba
     backbone = tiny_backbone(family)
     hooked = lambda: [n for n, m in backbone.model.named_modules() if m._forward_hooks]  # noqa: E731
     model = AdapterModel(backbone, "pfeiffer")
-    assert len(hooked()) == backbone.num_layers  # each pfeiffer site observes its FFN's output dropout
+    # each post-norm pfeiffer site observes its FFN's output dropout; a pre-norm one reads its own module's output
+    observers = backbone.num_layers if backbone.layout.norm == "post" else 0
+    assert len(hooked()) == observers
     sites = model.sites
     detach_sites(backbone)
     assert hooked() == []
     reattach_sites(backbone, "pfeiffer", sites)
-    assert len(hooked()) == backbone.num_layers
+    assert len(hooked()) == observers
     model.detach()
     assert hooked() == []
 
@@ -293,7 +325,7 @@ def test_pemt_sequential_target_adapter_and_sparsity_loss_at_the_sites(tiny_back
     """In training (dropout on), every site by hand: z, the gate over the real tokens, the mixture,
     the target adapter on the adapter input after the mixture, and the TSL on y = sub-layer output +
     delta; pfeiffer `LN(f + x + mix + A_t(LN(f + x + mix)))` with f after dropout, houlsby
-    `y0 + mix + A_t(y0 + mix)`."""
+    (and pfeiffer on a pre-norm family) `y0 + mix + A_t(y0 + mix)`."""
     backbone = tiny_backbone(family)
     batch = tiny_batch(backbone)
     with attached(backbone, placement) as model:
@@ -307,7 +339,7 @@ def test_pemt_sequential_target_adapter_and_sparsity_loss_at_the_sites(tiny_back
             layer = backbone.layers()[site.layer]
             hooks.append(capture(site, ("out", site.key), captured))
             hooks.append(capture(site.base_layer, ("base", site.key), captured))
-            if placement == "pfeiffer":
+            if isinstance(site, PostNormSite):
                 hooks.append(capture(layer.get_submodule(FFN_INPUT[family]), ("x", site.key), captured, "input"))
                 hooks.append(capture(layer.get_submodule(backbone.layout.ffn_dropout), ("f", site.key), captured))
         torch.manual_seed(7)
@@ -318,7 +350,7 @@ def test_pemt_sequential_target_adapter_and_sparsity_loss_at_the_sites(tiny_back
         with torch.no_grad():
             for site, loss in zip(model.sites, model.context.auxiliary_losses):
                 pemt = compositions[site.key]
-                if placement == "pfeiffer":
+                if isinstance(site, PostNormSite):
                     f, x = captured[("f", site.key)], captured[("x", site.key)]
                     norm = site.base_layer
                     ln = lambda t: F.layer_norm(t, (HIDDEN,), norm.weight, norm.bias, norm.eps)  # noqa: E731

@@ -1,0 +1,27 @@
+"""One vector per sentence from a backbone's last hidden states, as its family's layout says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+Pooling = Literal["mean", "last"]
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the states of the tokens `mask` keeps (sentence-transformers style)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The state of each row's last token that `mask` keeps: a causal decoder's only token that has
+    read the whole input. Found from the mask, so right and left padding give the same position."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (mask.to(positions.dtype) * positions).argmax(-1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+POOLINGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mean": mean_pool, "last": last_token_pool}
