@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flows.config import PipelineConfig
 from flows.store import tracking_for
+from peft_core.artifacts import read_artifact_config
 from peft_core.backbones import load_backbone
 from peft_core.errors import ConfigError
 from peft_core.peft_export import NOTE_FILE, export_peft_lora
@@ -29,4 +30,6 @@ def export_unit_to_peft(cfg: PipelineConfig, unit: str, folder: Path, overwrite:
                           "fitted LoRA unit at a time")
     (target,) = targets.values()
     fitted = target[0] if isinstance(target, tuple) else target  # (folder, task): a logged model's target
-    return export_peft_lora(Path(fitted), load_backbone(cfg.backbone), folder)
+    # on the backbone the unit was fitted on, as `predict` does (the config's may be another)
+    backbone = read_artifact_config(Path(fitted))["backbone"]["name"]
+    return export_peft_lora(Path(fitted), load_backbone(backbone), folder)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, get_args
 
@@ -42,6 +43,9 @@ from .pooling import POOLINGS, Pooling
 
 Family = Literal["encoder", "encoder-decoder", "decoder-only"]
 log = logging.getLogger(__name__)
+# transformers' loading is not thread-safe: two T5 encoders loaded at once by the threads runner left
+# their tied input embeddings on the meta device. Loading is a small part of a unit, so one at a time.
+_FROM_PRETRAINED = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,15 +63,6 @@ class ArchitectureLayout:
     ffn_dropout: str | None = None  # post-norm only
     pooling: Pooling = "mean"
     family: Family = "encoder"
-
-    def module(self, role: str) -> str:
-        """The path of `role`'s module inside a layer; a role this family lacks is a BackboneError."""
-        path = getattr(self, role)
-        if path is None:
-            fused = " (its attention computes query, key and value in one module: use 'qkv')" if self.qkv else ""
-            raise BackboneError(f"this {self.family} backbone has no '{role}' module{fused}; "
-                                f"choose among {', '.join(self.roles())}")
-        return path
 
     def roles(self) -> list[str]:
         """The LoRA target roles this family has."""
@@ -143,15 +138,24 @@ class Backbone:
     def layers(self) -> nn.ModuleList:
         return self.model.get_submodule(self.layout.layers)
 
+    def module_path(self, role: str) -> str:
+        """The path of `role`'s module inside a layer; a role this family lacks is a BackboneError."""
+        path = getattr(self.layout, role)
+        if path is None:
+            fused = " (its attention computes query, key and value in one module: use 'qkv')" if self.layout.qkv else ""
+            raise BackboneError(f"backbone '{self.name}' ({self.model.config.model_type}) has no '{role}' module{fused}; "
+                                f"set adapter.lora_targets among {', '.join(self.layout.roles())}")
+        return path
+
     def linear_shape(self, layer: int, role: str) -> tuple[int, int]:
         """(out, in) of the linear module `role` in `layer` (the module itself, or the one a site wraps)."""
-        module = self.layers()[layer].get_submodule(self.layout.module(role))
+        module = self.layers()[layer].get_submodule(self.module_path(role))
         in_features, out_features = module_widths(getattr(module, "base_layer", module))
         return out_features, in_features
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, d): each row's sentence vector from its last hidden states, as the family pools them."""
-        return POOLINGS[self.layout.pooling](hidden, mask)
+        return POOLINGS[self.layout.pooling].pool(hidden, mask)
 
     def describe(self) -> dict:
         return {
@@ -221,14 +225,18 @@ def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         layout_for(config)  # an unsupported architecture is refused before its weights load
         model_class = AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel
-        model = model_class.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                            attn_implementation=attention_implementation())
+        with _FROM_PRETRAINED:
+            model = model_class.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                attn_implementation=attention_implementation())
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise BackboneError(
             f"cannot load backbone '{name}' ({str(exc).splitlines()[0]}); use 'minilm', a local model "
             "folder, or a Hugging Face id that is in your cache"
         ) from None
+    if unloaded := [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]:
+        raise BackboneError(f"backbone '{name}' ({path}): its checkpoint has no values for {', '.join(unloaded[:3])}"
+                            f"{' ...' if len(unloaded) > 3 else ''}; save the model folder again with save_pretrained")
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
         raise BackboneError(f"backbone '{name}' ({path}) has no tokenizer vocabulary; the model folder needs its "
                             "tokenizer files (tokenizer.json or vocab.txt) beside config.json")

@@ -17,7 +17,8 @@ computes them), an adapter trained with a task prompt, an imported PEFT LoRA (it
 export) and any artifact that holds no LoRA.
 
 The task head does not go into PEFT's `modules_to_save`: our heads read the mean of the last hidden
-state over the attention mask, and no module of the backbone (an AutoModel) computes that, so PEFT
+state over the attention mask (a decoder's: its last real token's state), and no module of the backbone (an
+AutoModel) computes that, so PEFT
 has nowhere to put it. It is written beside the LoRA, where PEFT ignores it: `task_head.safetensors`
 (`weight`, `bias`) and `adapterflow_export.json`, which says how logits follow from the hidden
 states and records the task (labels), the backbone (name, fingerprint) and the exported artifact.
@@ -43,13 +44,18 @@ from .compositions import ScaLearn, SingleAdapter, UniformAverage
 from .errors import ArtifactError
 from .inference import load_fitted_model
 from .peft_folder import PEFT_WEIGHTS_FILE, lora_module_paths, peft_tensor_name
+from .pooling import POOLINGS
 from .sites import Composition
 
 HEAD_FILE = "task_head.safetensors"
 NOTE_FILE = "adapterflow_export.json"
-HEAD_COMPUTES = ("logits = pooled · weightᵀ + bias, pooled = Σ_t mask_t h_t / Σ_t mask_t over the backbone's last "
-                 "hidden state h and the attention mask; a regression's one logit is its score, multiple choice "
-                 "scores each (context, choice) row and compares a question's choices")
+
+
+def head_computes(backbone: Backbone) -> str:
+    """What the exported head computes, in words, for its note."""
+    return (f"logits = pooled · weightᵀ + bias, {POOLINGS[backbone.layout.pooling].formula} over the backbone's last "
+            "hidden state h and the attention mask; a regression's one logit is its score, multiple choice "
+            "scores each (context, choice) row and compares a question's choices")
 
 
 def export_peft_lora(folder: Path, backbone: Backbone, output_dir: Path) -> Path:
@@ -75,7 +81,7 @@ def export_peft_lora(folder: Path, backbone: Backbone, output_dir: Path) -> Path
     weights = {peft_tensor_name(paths[place], matrix): tensor.contiguous()
                for place, (state, _) in updates.items() for matrix, tensor in state.items()}
     note = {"exported_from": str(folder.resolve()), "method": config["method"], "backbone": backbone.describe(),
-            "task": fitted.spec.to_json(), "head": {"file": HEAD_FILE, "computes": HEAD_COMPUTES}}
+            "task": fitted.spec.to_json(), "head": {"file": HEAD_FILE, "computes": head_computes(backbone)}}
 
     def write(tmp: Path) -> None:
         lora_config.save_pretrained(str(tmp))

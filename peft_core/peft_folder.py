@@ -27,7 +27,7 @@ LORA_MATRICES = ("lora_A", "lora_B")
 def lora_module_paths(backbone: Backbone) -> dict[str, tuple[int, str]]:
     """{module path in the backbone: (layer, role)} of every linear module a LoRA may wrap."""
     layout = backbone.layout
-    return {f"{layout.layers}.{i}.{layout.module(role)}": (i, role)
+    return {f"{layout.layers}.{i}.{backbone.module_path(role)}": (i, role)
             for i in range(backbone.num_layers) for role in layout.roles()}
 
 

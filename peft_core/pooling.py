@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -24,4 +25,14 @@ def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-POOLINGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mean": mean_pool, "last": last_token_pool}
+@dataclass(frozen=True)
+class PoolingRule:
+    pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    adjective: str  # for records: "mean-pooled sentence embeddings"
+    formula: str  # for files read outside adapterflow (a PEFT export's head note)
+
+
+POOLINGS: dict[str, PoolingRule] = {
+    "mean": PoolingRule(mean_pool, "mean-pooled", "pooled = Σ_t mask_t h_t / Σ_t mask_t"),
+    "last": PoolingRule(last_token_pool, "last-token", "pooled = h_T, T the last position t whose mask_t is 1"),
+}

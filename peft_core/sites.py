@@ -245,7 +245,7 @@ def _slots(backbone: Backbone, placement: str | Placement):
     sites = placement_sites(placement, backbone.layout)
     for i, layer in enumerate(backbone.layers()):
         for position, role, site_cls in sites:
-            parent_path, _, child = backbone.layout.module(role).rpartition(".")
+            parent_path, _, child = backbone.module_path(role).rpartition(".")
             yield i, layer, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
 
 

@@ -36,6 +36,7 @@ from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
 from ..errors import ConfigError
 from ..method_names import SOUP_WEIGHTS_FIX as WEIGHTS_FIX, option_problem
+from ..pooling import POOLINGS
 from .single import SingleAdapter
 from .text_similarity import SAMPLE_SEED, SourceTexts, text_similarities
 
@@ -128,7 +129,8 @@ def choose_soup_sources(options: dict, texts: SourceTexts) -> tuple[dict, dict]:
     choice = similarity_choice(similarities, eligible, chosen["top_k"])
     names = list(texts.source_names)
     record = {**chosen, "sample_seed": SAMPLE_SEED,
-              "measure": "mean pairwise cosine of mean-pooled backbone sentence embeddings",
+              "measure": f"mean pairwise cosine of {POOLINGS[texts.backbone.layout.pooling].adjective} backbone sentence "
+                         "embeddings",
               "similarity": dict(zip(names, similarities)),
               "left_out": [n for n, ok in zip(names, eligible) if not ok],
               "chosen": {names[j]: w for j, w in choice.items()}}

@@ -7,8 +7,8 @@ The protocol of ScaLearn's comparison (CPJKU/ScaLearn, `src/scripts/soup/calcula
 a seeded sample of each task's training examples, an example's text fields joined by a space, is
 embedded by a sentence encoder; a source scores the mean cosine similarity over every (source
 example, target example) pair. The encoder here is the backbone itself, its last hidden states
-mean-pooled over the attention mask: how all-MiniLM-L6-v2 (the default backbone, a sentence
-encoder) is meant to be used. ScaLearn used all-mpnet-base-v2 and 10,000 examples a task.
+pooled as its task heads read them: mean-pooled over the attention mask for an encoder, how
+all-MiniLM-L6-v2 (the default backbone, a sentence encoder) is meant to be used; a decoder's last token. ScaLearn used all-mpnet-base-v2 and 10,000 examples a task.
 """
 
 from __future__ import annotations

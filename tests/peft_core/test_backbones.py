@@ -2,6 +2,7 @@
 layouts of every family, and the real MiniLM when its package is installed."""
 
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,8 @@ def test_every_family_wraps_with_its_layout(tiny_backbone, family):
         for role in ("attn_out", "ffn_out"):
             assert isinstance(layer.get_submodule(getattr(layout, role)), LINEAR)
             assert module_widths(layer.get_submodule(getattr(layout, role)))[1] == 32
-        assert layout.roles() and all(isinstance(layer.get_submodule(layout.module(r)), LINEAR) for r in layout.roles())
+        assert layout.roles() and all(isinstance(layer.get_submodule(backbone.module_path(r)), LINEAR)
+                                      for r in layout.roles())
     assert not any(p.requires_grad for p in backbone.model.parameters())  # wrap_backbone freezes
     assert backbone.describe() == {"name": f"tiny-{family}", "model_type": backbone.model.config.model_type,
                                    "hidden_size": 32, "num_layers": 2, "fingerprint": backbone.fingerprint}
@@ -191,14 +193,29 @@ def test_load_real_minilm():
 
 
 # -- encoder-decoder and decoder-only families -------------------------------------------------
-def test_a_t5_folder_loads_its_encoder_alone(tmp_path, vocab_file):
-    folder = tmp_path / "t5"
+@pytest.fixture(scope="module")
+def t5_folder(tmp_path_factory, vocab_file):
+    folder = tmp_path_factory.mktemp("t5")
     T5ForConditionalGeneration(family_config("t5")).save_pretrained(folder)  # as the hub holds T5
     make_tokenizer(vocab_file, "t5").save_pretrained(folder)
-    backbone = load_backbone(str(folder))
+    return folder
+
+
+def test_a_t5_folder_loads_its_encoder_alone(t5_folder):
+    backbone = load_backbone(str(t5_folder))
     assert type(backbone.model).__name__ == "T5EncoderModel" and backbone.layout.family == "encoder-decoder"
     assert backbone.layout.ffn_in == "layer.1.DenseReluDense.wi_0"  # gated-gelu: wi_0 and wi_1
     assert layout_for(T5Config()).ffn_in == "layer.1.DenseReluDense.wi"  # the original T5's ReLU FFN
+
+
+def test_backbones_loaded_by_two_threads_at_once_are_whole(t5_folder):
+    """The threads runner loads one backbone per unit; T5's tied input embeddings stayed on the meta device
+    when two loads overlapped."""
+    with ThreadPoolExecutor(2) as pool:
+        backbones = list(pool.map(lambda _: load_backbone(str(t5_folder)), range(2)))
+    for backbone in backbones:
+        assert backbone.model.encoder.embed_tokens.weight is backbone.model.shared.weight
+        assert not any(p.is_meta for p in backbone.model.parameters())
 
 
 def test_a_decoder_pools_the_last_real_token_of_each_row(tiny_backbone):
@@ -242,8 +259,9 @@ def test_a_lora_target_the_family_lacks_names_the_ones_it_has(tiny_backbone):
     backbone = tiny_backbone("gpt2")
     with pytest.raises(BackboneError) as info:
         AdapterModel(backbone, lora_placement(("query", "value")))
-    assert str(info.value) == ("this decoder-only backbone has no 'query' module (its attention computes query, key and "
-                               "value in one module: use 'qkv'); choose among qkv, attn_out, ffn_in, ffn_out")
+    assert str(info.value) == ("backbone 'tiny-gpt2' (gpt2) has no 'query' module (its attention computes query, key and "
+                               "value in one module: use 'qkv'); set adapter.lora_targets among qkv, attn_out, ffn_in, "
+                               "ffn_out")
     assert_one_line_error(info.value)
     assert not any(type(m).__name__ == "LoraSite" for m in backbone.model.modules())
     model = AdapterModel(backbone, lora_placement(("qkv",)))
