@@ -163,6 +163,10 @@ def run_servers(home: Path, prefect_port: int, mlflow_port: int, say: Callable[[
         }, indent=2))
         say(f"Prefect UI   {servers[0].url}    (PREFECT_HOME={os.environ['PREFECT_HOME']})")
         say(f"MLflow UI    {servers[1].url}    (store {home / 'mlflow.db'}, artifacts {home / 'mlartifacts'})")
+        from tasks.tracking import runs_view_urls  # MLflow's client: only `up` needs it, not every command here
+
+        for experiment, url in runs_view_urls(f"sqlite:///{home / 'mlflow.db'}", servers[1].url).items():
+            say(f"  runs of {experiment}: {url}")
         say("`adapterflow run/report/serve` for this home use them now; for other tools (a worker):")
         for server in servers:
             say(f"export {server.env_var}={server.url + server.env_path}")

@@ -28,7 +28,7 @@ from tasks.unit_specs import ImportedAdapter, UnitResult
 from tasks.report_publishing import publish_report
 from tasks.stage_table import RUNNABLE, STAGE_NAMES
 from tasks.run_liveness import mark_abandoned_runs_failed
-from tasks.tracking import Tracking, end_run, start_pipeline_run
+from tasks.tracking import Tracking, end_run, share_runs_view, start_pipeline_run
 from flows.store import tracking_for
 
 STAGES = STAGE_NAMES  # tasks.stage_table is the table; the flows below are its stages, in order
@@ -37,6 +37,7 @@ STAGES = STAGE_NAMES  # tasks.stage_table is the table; the flows below are its 
 def _open_parent(cfg: PipelineConfig, label: str) -> tuple[Tracking, str]:
     tracking = tracking_for(cfg)
     mark_abandoned_runs_failed(tracking)
+    share_runs_view(tracking, [cfg.task_declaration(task).main_metric for task in cfg.task_names()])
     return tracking, start_pipeline_run(tracking, cfg.model_dump(mode="json"), f"{label} {datetime.now():%Y-%m-%d %H:%M:%S}")
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,8 @@ MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 ARTIFACT_PATH = "adapter"  # a unit run's fitted folder among its MLflow artifacts
 # MLflow 3's UI opens an experiment by its kind; without one it guesses, and shows the GenAI overview
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Machine learning"
+# A view of the runs table (MLflow's shared views: an experiment tag the UI opens at ?viewStateShareKey=)
+RUNS_VIEW_KEY, SHARED_VIEW_TAG = "adapterflow", "mlflow.sharedViewState."
 BACKBONE_FINGERPRINT_TAG = "backbone_fingerprint"  # the backbone a unit ran on; a run is reused only on it
 MAIN_METRIC_TAG = "main_metric"  # the unit task's main metric, which the report compares methods by
 
@@ -171,6 +173,33 @@ def start_pipeline_run(tracking: Tracking, config: dict, run_name: str) -> str:
     client.log_dict(run.info.run_id, config, "config.json")
     client.log_param(run.info.run_id, "backbone", config["backbone"])
     return run.info.run_id
+
+
+def runs_view(main_metrics: Sequence[str]) -> dict:
+    """The runs table as the MLflow UI keeps its state: newest first, each unit's stage, task, method,
+    seed, main test metric(s) and whether it reused a finished run, beside its logged model."""
+    def column(group: str, key: str) -> str:
+        return f"{group}.`{key}`"
+
+    return {"orderByKey": "attributes.start_time", "orderByAsc": False,
+            "selectedColumns": [column("tags", "stage"), column("tags", "task"), column("tags", "method"),
+                                column("params", "seed"),
+                                *(column("metrics", f"test_{metric}") for metric in dict.fromkeys(main_metrics)),
+                                column("tags", "reused"), column("attributes", "Models")]}
+
+
+def share_runs_view(tracking: Tracking, main_metrics: Sequence[str]) -> None:
+    """Keep `runs_view` as the experiment's shared view `RUNS_VIEW_KEY` (`runs_view_url` opens it)."""
+    tracking.client().set_experiment_tag(tracking.experiment_id(), SHARED_VIEW_TAG + RUNS_VIEW_KEY,
+                                         json.dumps(runs_view(main_metrics)))
+
+
+def runs_view_urls(store_uri: str, ui_url: str) -> dict[str, str]:
+    """{experiment name: the MLflow UI's address of its runs table in adapterflow's view} of the
+    store's experiments that have the view."""
+    experiments = MlflowClient(tracking_uri=store_uri).search_experiments()
+    return {e.name: f"{ui_url}/#/experiments/{e.experiment_id}?viewStateShareKey={RUNS_VIEW_KEY}"
+            for e in experiments if SHARED_VIEW_TAG + RUNS_VIEW_KEY in e.tags}
 
 
 def end_run(tracking: Tracking, run_id: str, failed: bool = False) -> None:

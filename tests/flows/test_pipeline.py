@@ -13,7 +13,7 @@ from peft_core.hyperformer.counting import hyperformer_parameter_count
 from peft_core.hyperformer.hypernetwork import HyperNetConfig
 from peft_core.errors import ConfigError
 from tasks.reporting import comparison_table
-from tasks.tracking import KIND_TAG, PARENT_TAG, Tracking
+from tasks.tracking import KIND_TAG, PARENT_TAG, RUNS_VIEW_KEY, SHARED_VIEW_TAG, Tracking, runs_view_urls
 from flows.store import tracking_for
 
 
@@ -64,6 +64,7 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     report = {a.path for a in tracking.client().list_artifacts(parent_id, "report")}
     assert report == {"report/comparison.md", "report/comparison.csv"}
     _assert_readable_names(tracking, by_stage)
+    _assert_runs_view_shows_what_the_units_log(tracking, by_stage["transfer"])
 
     # A second run of the same config trains nothing: every unit is found in MLflow by its key.
     second_id = run_stage(cfg, None)
@@ -79,6 +80,22 @@ def test_pipeline_tracks_every_unit_and_reuses_them(prefect_api, tiny_config):
     reused = {r.data.tags["stage"]: r.data.tags.get("reused") == "true" for r in _children(tracking, forced_id)
               if r.data.tags["stage"] in ("sources", "transfer")}
     assert reused == {"sources": True, "transfer": False}
+
+
+def _assert_runs_view_shows_what_the_units_log(tracking: Tracking, units: list) -> None:
+    """The MLflow UI opens the experiment's runs table at `runs_view_urls`' address with columns that
+    every unit run fills: its stage, task, method, seed, main test metric, reuse and logged model."""
+    experiment = tracking.client().get_experiment(tracking.experiment_id())
+    view = json.loads(experiment.tags[SHARED_VIEW_TAG + RUNS_VIEW_KEY])
+    assert view["orderByKey"] == "attributes.start_time" and view["orderByAsc"] is False
+    columns = [c.split(".", 1) for c in view["selectedColumns"]]
+    assert ["metrics", "`test_accuracy`"] in columns  # demo_sentiment's, demo_nli's and demo_lowres's main metric
+    logged = {"tags": set.intersection(*(set(r.data.tags) for r in units)) | {"reused"},  # a reusing run's tag
+              "params": set.intersection(*(set(r.data.params) for r in units)),
+              "metrics": set.intersection(*(set(r.data.metrics) for r in units)), "attributes": {"Models"}}
+    assert all(name.strip("`") in logged[group] for group, name in columns), columns
+    assert runs_view_urls(tracking.uri, "http://127.0.0.1:5000") == {
+        experiment.name: f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}?viewStateShareKey=adapterflow"}
 
 
 def _assert_readable_names(tracking: Tracking, by_stage: dict) -> None:
