@@ -142,9 +142,10 @@ def task_declaration(name: str, settings: TaskSettings) -> TaskDeclaration:
     given = sorted(settings.model_fields_set - {"data", *PEFT_FIELDS})
     if builtin is not None:
         if name != builtin or given:
-            raise ValueError(f"tasks.{name}: {name!r} is the built-in task {builtin}; only its data can be set here "
-                             f"({'tasks.' + builtin + '.data'}{'; remove ' + ', '.join(given) if given else ''}), or "
-                             "declare a task of your own under another name")
+            raise ValueError(f"tasks.{name}: {name!r} is the built-in task {builtin}; only its data and a PEFT folder "
+                             f"can be set here (tasks.{builtin}.data, tasks.{builtin}.peft_adapter"
+                             f"{'; remove ' + ', '.join(given) if given else ''}), or declare a task of your own under "
+                             "another name")
         if settings.data is None and settings.peft_adapter is None:
             raise ValueError(f"tasks.{name}: give the built-in task's data or peft_adapter (or remove the entry)")
         declared = builtin_declaration(builtin)

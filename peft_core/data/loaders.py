@@ -18,7 +18,7 @@ from peft_core.data.demo import generate_demo_data
 from peft_core.data.readers import Table, dataset_table, read_table
 from peft_core.data.types import Example
 from peft_core.errors import DataError
-from peft_core.task_specs import SPLITS, Source, TaskData, TaskDeclaration, TaskSpec, declaration_for_source
+from peft_core.task_specs import SPLITS, TaskDeclaration, TaskSpec
 
 POOL = "all"  # rows not yet assigned to a split
 

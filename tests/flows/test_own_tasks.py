@@ -87,7 +87,7 @@ CASES = {
                  data={"all": "train.csv", "split_column": "subject", "split_values": {"train": "s0"}}),
         ticket_rows(), "train.csv:3: split column 'subject' holds 's1', which data.split_values does not map"),
     "unsupported file type": (declared(data={"train": "train.xlsx"}), ticket_rows(), "unsupported file type '.xlsx'"),
-    "clash with a built-in": (None, ticket_rows(), "'sst_2' is the built-in task sst2; only its data can be set"),
+    "clash with a built-in": (None, ticket_rows(), "'sst_2' is the built-in task sst2; only its data and a PEFT folder can be set"),
     "multiple choice without choices": (declared(problem="multiple_choice"), ticket_rows(),
                                         "tasks.tickets: a multiple_choice task needs choice_fields (the columns of its choices, like COPA's "
                                         "[choice1, choice2])"),

@@ -1,11 +1,10 @@
 import json
 
-import pandas as pd
 import pytest
 
-from peft_core.data import Example, declaration_for_source, load_raw, load_task_data
+from peft_core.data import Example, declaration_for_source, load_raw
 from peft_core.errors import DataError
-from peft_core.task_specs import TaskData, TaskDeclaration, get_task
+from peft_core.task_specs import TaskData, get_task
 
 
 def load(task, root, source="local"):

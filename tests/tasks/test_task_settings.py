@@ -44,7 +44,8 @@ def test_a_built_in_task_reads_other_files_without_being_redeclared(tmp_path):
 @pytest.mark.parametrize(("fields", "message"), [
     ({"sources": ["tickets"]}, "field 'sources': unknown task 'tickets'; use one of: cola,"),
     ({"tasks": {"boolq": {"problem": "regression", "data": {"all": "x.jsonl"}}}, "sources": ["boolq"]},
-     "tasks.boolq: 'boolq' is the built-in task boolq; only its data can be set here (tasks.boolq.data; remove problem)"),
+     "tasks.boolq: 'boolq' is the built-in task boolq; only its data and a PEFT folder can be set here "
+     "(tasks.boolq.data, tasks.boolq.peft_adapter; remove problem)"),
     ({"tasks": {"tickets": {"text_fields": ["body"], "data": {"train": "t.csv"}}}, "sources": ["tickets"]},
      "tasks.tickets: a declared task needs problem"),
     ({"tasks": {"tickets": {**TICKETS, "data": {"train": "t.csv", "all": "u.csv"}}}, "sources": ["tickets"]},
