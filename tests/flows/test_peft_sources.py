@@ -17,6 +17,7 @@ from flows.unit_plans import imported_source
 from peft_core.artifacts import read_artifact_config
 from peft_core.errors import ConfigError
 from peft_core.peft_folder import PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE
+from peft_core.task_specs import get_task
 from tasks.reporting import comparison_table, to_markdown
 
 LORA = {"kind": "lora", "lora_rank": 4, "lora_alpha": 8, "lora_targets": ["query", "value"]}
@@ -86,3 +87,14 @@ def test_a_config_an_imported_source_cannot_run_with_is_refused_in_one_line(tiny
     with pytest.raises(ConfigError, match=f"peft_adapter': .* has no {PEFT_CONFIG_FILE}"):
         load_config(tiny_config(**settings)[0])
     assert PEFT_FILES == (PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE)
+
+
+def test_a_built_in_task_imported_as_a_source_keeps_its_spec_and_its_data_only_where_read(tiny_config, peft_folder):
+    settings = {"tasks": {"demo_sentiment": {"peft_adapter": "peft"}}, "sources": ["demo_sentiment", "demo_nli"],
+                "adapter": LORA}
+    cfg = load_config(tiny_config(**settings, methods=["adapter", "scalearn"])[0])
+    assert cfg.imported_sources() == ["demo_sentiment"] and "demo_sentiment" not in cfg.data_tasks()
+    unit = imported_source(cfg, "demo_sentiment", {"source": {}})
+    assert unit.spec == get_task("demo_sentiment").to_json() and unit.folder == str(peft_folder)
+    with_soup = load_config(tiny_config(**settings, methods=["adapter", "adaptersoup"])[0])
+    assert "demo_sentiment" in with_soup.data_tasks()  # AdapterSoup's similarity reads every source's examples
