@@ -24,6 +24,7 @@ from .jobs import TrainingResult, encode_splits, final_metrics, fit_single_task,
 from .model import AdapterModel
 from .prompts import TaskPrompt, description_embeddings
 from .task_specs import TaskSpec
+from .text_model import adapter_model
 from .training import StepCallback
 
 
@@ -35,7 +36,7 @@ def adapter_tensors(model: AdapterModel, task: str) -> dict[str, torch.Tensor]:
 
 
 def build_adapter_model(backbone: Backbone, spec: TaskSpec, adapter: AdapterConfig, *, with_prompt: bool = False) -> AdapterModel:
-    model = AdapterModel(backbone, placement_of(adapter))
+    model = adapter_model(backbone, placement_of(adapter))
     model.set_compositions(lambda site: SingleAdapter.at(site, adapter))
     model.add_head(spec)
     if with_prompt:
@@ -70,7 +71,7 @@ def train_adapter(
 def load_adapter_model(adapter_dir: Path, backbone: Backbone, spec: TaskSpec) -> AdapterModel:
     """Rebuild the model an adapter artifact was trained as (checks the backbone fingerprint)."""
     config, tensors = load_artifact(adapter_dir, backbone)
-    if not under(tensors, HEAD):
+    if backbone.output == "head" and not under(tensors, HEAD):
         raise ArtifactError(f"adapter {adapter_dir} has no task head (a '{config['method']}' artifact, a source "
                             "for transfer methods); fit a transfer method over it to predict")
     adapter = AdapterConfig(**config["adapter"])

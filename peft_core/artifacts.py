@@ -31,9 +31,11 @@ LIBRARY_VERSION = "0.1.0"
 def artifact_config(method: str, backbone: Backbone, adapter: AdapterConfig | None, training: dict | None,
                     metrics: dict, **entries) -> dict:
     """An artifact's config: what every artifact records, plus the job's own `entries` (its task or
-    tasks, the data digest, the sources, the selected epoch...)."""
+    tasks, the data digest, the sources, the selected epoch...). A text-to-text model's records its
+    `task_output` (a model of task heads, the default, records none)."""
+    output = {"task_output": backbone.output} if backbone.output != "head" else {}
     return {"method": method, "adapter": adapter.to_dict() if adapter else None, "backbone": backbone.describe(),
-            "training": training, "metrics": metrics, **entries}
+            "training": training, "metrics": metrics, **output, **entries}
 
 
 def task_entries(spec: TaskSpec, data_digest: str | None) -> dict:
@@ -103,8 +105,16 @@ def check_artifact_files(folder: Path) -> dict[Path, dict]:
     return configs
 
 
+def artifact_output(config: dict) -> str:
+    """The output form ("head" or "text") an artifact's model answers in."""
+    return config.get("task_output", "head")
+
+
 def check_compatible(config: dict, folder: Path, backbone: Backbone, placement: str | None = None) -> None:
     """Raise a clear error when an artifact was made for another backbone or placement."""
+    if (output := artifact_output(config)) != backbone.output:
+        raise ArtifactError(f"adapter {folder} was trained for task_output: {output}, but backbone '{backbone.name}' is "
+                            f"loaded for {backbone.output}; load it with load_backbone(..., output={output!r})")
     made_for = config.get("backbone", {})
     if made_for.get("fingerprint") != backbone.fingerprint:
         raise ArtifactError(

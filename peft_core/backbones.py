@@ -1,8 +1,10 @@
 """Load a Hugging Face backbone and know where its adapter sites are.
 
-Three families: encoders (BERT-like, DistilBERT, DeBERTa-v2), the encoder of an encoder-decoder
-(T5, Flan-T5, mT5, loaded without its decoder) and decoder-only models (Llama, Mistral, Qwen2/3,
-GPT-2). An *architecture layout* names, per layer, the modules adapters wrap:
+Three families: encoders (BERT-like, DistilBERT, DeBERTa-v2), encoder-decoders (T5, Flan-T5, mT5)
+and decoder-only models (Llama, Mistral, Qwen2/3, GPT-2). A backbone is loaded for one *output*:
+`head` (task heads read its last states; of an encoder-decoder only the encoder is loaded) or
+`text` (an encoder-decoder whole, answering in words: `text_model.py`), whose decoder blocks are a
+second *stack* of layers with adapter sites. An *architecture layout* names, per layer, the modules adapters wrap:
 - `attn_out` / `ffn_out`: the output projections of the attention and feed-forward sub-layers.
   The "houlsby" placement wraps both, acting on the sub-layer output before the residual.
 - `ffn_norm` (post-norm layouts): the feed-forward block's output LayerNorm, which receives `f + x`
@@ -31,7 +33,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 from transformers import (
-    AutoConfig, AutoModel, AutoModelForTextEncoding, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+    AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoModelForTextEncoding, AutoTokenizer, PretrainedConfig,
+    PreTrainedModel,
 )
 from transformers.pytorch_utils import Conv1D
 
@@ -42,6 +45,9 @@ from .errors import BackboneError
 from .pooling import POOLINGS, Pooling
 
 Family = Literal["encoder", "encoder-decoder", "decoder-only"]
+Output = Literal["head", "text"]
+OUTPUTS: tuple[str, ...] = get_args(Output)
+DECODER_STACK = "decoder."  # the site-key prefix of a text model's decoder layers (the encoder's have none)
 log = logging.getLogger(__name__)
 # transformers' loading is not thread-safe: two T5 encoders loaded at once by the threads runner left
 # their tied input embeddings on the meta device. Loading is a small part of a unit, so one at a time.
@@ -63,6 +69,7 @@ class ArchitectureLayout:
     ffn_dropout: str | None = None  # post-norm only
     pooling: Pooling = "mean"
     family: Family = "encoder"
+    decoder: ArchitectureLayout | None = None  # an encoder-decoder's decoder blocks, for `text` output
 
     def roles(self) -> list[str]:
         """The LoRA target roles this family has."""
@@ -81,6 +88,12 @@ _T5_ENCODER = ArchitectureLayout(
     layers="encoder.block", attn_out="layer.0.SelfAttention.o", ffn_out="layer.1.DenseReluDense.wo",
     query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k", value="layer.0.SelfAttention.v",
     ffn_in="layer.1.DenseReluDense.wi", norm="pre", family="encoder-decoder",
+    # Decoder blocks: self-attention, cross-attention (layer.1, no adapter, as in HyperFormer), FFN.
+    decoder=ArchitectureLayout(
+        layers="decoder.block", attn_out="layer.0.SelfAttention.o", ffn_out="layer.2.DenseReluDense.wo",
+        query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k", value="layer.0.SelfAttention.v",
+        ffn_in="layer.2.DenseReluDense.wi", norm="pre", family="encoder-decoder",
+    ),
 )
 _LLAMA_LIKE = ArchitectureLayout(
     layers="layers", attn_out="self_attn.o_proj", ffn_out="mlp.down_proj", query="self_attn.q_proj",
@@ -122,6 +135,7 @@ class Backbone:
     tokenizer: object
     layout: ArchitectureLayout
     fingerprint: str
+    output: Output = "head"
     state: BackboneState = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,9 +152,17 @@ class Backbone:
     def layers(self) -> nn.ModuleList:
         return self.model.get_submodule(self.layout.layers)
 
-    def module_path(self, role: str) -> str:
-        """The path of `role`'s module inside a layer; a role this family lacks is a BackboneError."""
-        path = getattr(self.layout, role)
+    def stacks(self) -> list[tuple[str, nn.ModuleList, ArchitectureLayout]]:
+        """(site-key prefix, layers, layout) of each stack of layers that carries adapter sites."""
+        stacks = [("", self.layers(), self.layout)]
+        if self.output == "text":
+            stacks.append((DECODER_STACK, self.model.get_submodule(self.layout.decoder.layers), self.layout.decoder))
+        return stacks
+
+    def module_path(self, role: str, layout: ArchitectureLayout | None = None) -> str:
+        """The path of `role`'s module inside a layer (of `layout`'s stack, by default the encoder's);
+        a role this family lacks is a BackboneError."""
+        path = getattr(layout or self.layout, role)
         if path is None:
             fused = " (its attention computes query, key and value in one module: use 'qkv')" if self.layout.qkv else ""
             raise BackboneError(f"backbone '{self.name}' ({self.model.config.model_type}) has no '{role}' module{fused}; "
@@ -191,8 +213,12 @@ def layout_for(config: PretrainedConfig) -> ArchitectureLayout:
         raise BackboneError(f"backbone architecture '{config.model_type}' is not supported (no adapter sites known "
                             f"for it); supported: {supported_families()}")
     if getattr(config, "is_gated_act", False):  # T5 v1.1, Flan-T5, mT5: wi_0 (gate) and wi_1 instead of wi
-        layout = replace(layout, ffn_in=layout.ffn_in + "_0")
+        layout = _gated(layout)
     return layout
+
+
+def _gated(layout: ArchitectureLayout) -> ArchitectureLayout:
+    return replace(layout, ffn_in=layout.ffn_in + "_0", decoder=layout.decoder and _gated(layout.decoder))
 
 
 def fingerprint_model(model: PreTrainedModel) -> str:
@@ -217,14 +243,15 @@ def attention_implementation() -> str:
     return "sdpa" if torch.cuda.is_available() else "eager"
 
 
-def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
+def load_backbone(name: str, *, output: Output = "head", trust_remote_code: bool = False) -> Backbone:
     """Load a backbone's weights and tokenizer by name ("minilm", a local folder, or a hub id in the
-    cache). Of an encoder-decoder (T5) only the encoder is loaded: task heads read its states."""
+    cache) for `output`: "head" (of an encoder-decoder only the encoder is loaded: task heads read
+    its states) or "text" (an encoder-decoder with its decoder and language-model head)."""
     path = resolve_backbone_path(name)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        layout_for(config)  # an unsupported architecture is refused before its weights load
-        model_class = AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel
+        check_output(name, layout_for(config), output)  # refused before the weights load
+        model_class = _MODEL_CLASSES[output] if config.is_encoder_decoder else AutoModel
         with _FROM_PRETRAINED:
             model = model_class.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                 attn_implementation=attention_implementation())
@@ -240,16 +267,30 @@ def load_backbone(name: str, *, trust_remote_code: bool = False) -> Backbone:
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
         raise BackboneError(f"backbone '{name}' ({path}) has no tokenizer vocabulary; the model folder needs its "
                             "tokenizer files (tokenizer.json or vocab.txt) beside config.json")
-    return wrap_backbone(name, model, tokenizer)
+    return wrap_backbone(name, model, tokenizer, output=output)
 
 
-def wrap_backbone(name: str, model: PreTrainedModel, tokenizer) -> Backbone:
+_MODEL_CLASSES = {"head": AutoModelForTextEncoding, "text": AutoModelForSeq2SeqLM}
+
+
+def check_output(name: str, layout: ArchitectureLayout, output: str) -> None:
+    """A BackboneError unless `layout`'s family can answer in `output` form."""
+    if output not in OUTPUTS:
+        raise BackboneError(f"unknown task output {output!r} for backbone '{name}'; use one of {', '.join(OUTPUTS)}")
+    if output == "text" and layout.decoder is None:
+        raise BackboneError(f"backbone '{name}' is a {layout.family} model: text-to-text tasks (task_output: text) "
+                            "need an encoder-decoder (T5, Flan-T5, mT5); use task_output: head")
+
+
+def wrap_backbone(name: str, model: PreTrainedModel, tokenizer, *, output: Output = "head") -> Backbone:
     """Freeze a model already in memory (tests build tiny random ones) and describe it."""
     layout = layout_for(model.config)
+    check_output(name, layout, output)
     if tokenizer is not None:
         _pad_on_the_right(name, tokenizer)
     model.requires_grad_(False)
-    return Backbone(name=name, model=model, tokenizer=tokenizer, layout=layout, fingerprint=fingerprint_model(model))
+    return Backbone(name=name, model=model, tokenizer=tokenizer, layout=layout, fingerprint=fingerprint_model(model),
+                    output=output)
 
 
 def _pad_on_the_right(name: str, tokenizer) -> None:

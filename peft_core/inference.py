@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .artifact_layout import ArtifactKind, artifact_kind, bundled_source
-from .artifacts import CONFIG_FILE, WEIGHTS_FILE, read_artifact_config
+from .artifacts import CONFIG_FILE, WEIGHTS_FILE, artifact_output, read_artifact_config
 from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
 from .data.encoding import EncodedSplit, collate, make_batches
@@ -34,6 +34,7 @@ from .metrics import compute_metrics
 from .model import AdapterModel
 from .precision import autocast, default_device, native_bf16
 from .task_specs import TaskSpec, get_task
+from .text_model import score_text_answers, text_records
 
 
 @dataclass
@@ -70,7 +71,7 @@ def load_fitted_model(folder: Path, backbone: Backbone | str | None = None, *, t
     config = read_artifact_config(folder)
     kind = artifact_kind(config, folder)
     if not isinstance(backbone, Backbone):
-        backbone = load_backbone(backbone or config["backbone"]["name"])
+        backbone = load_backbone(backbone or config["backbone"]["name"], output=artifact_output(config))
     spec = _own_task(folder, config, task)
     model = _load(kind, folder, backbone, config, spec)
     target = torch.device(device or default_device())
@@ -139,27 +140,40 @@ def predict_logits(fitted: FittedModel, examples: list[Example], batch_size: int
 
     `on_batch(rows)` is called after each batch (for a progress bar).
     """
-    spec, model = fitted.spec, fitted.model
-    split = EncodedSplit.from_examples(spec, examples, fitted.backbone.tokenizer, fitted.max_length)
-    model.eval()
+    outputs = _per_row(fitted, examples, lambda batch: fitted.model(batch, fitted.spec.name).logits.float().cpu(),
+                       batch_size, on_batch)
+    return torch.stack(outputs)
+
+
+@torch.no_grad()
+def _per_row(fitted: FittedModel, examples: list[Example], run: Callable[[dict], Iterable],
+             batch_size: int | None, on_batch: Callable[[int], None] | None) -> list:
+    """`run(batch)`'s rows for every example in order, batched and truncated as the model was evaluated."""
+    split = EncodedSplit.from_examples(fitted.spec, examples, fitted.backbone.tokenizer, fitted.max_length)
+    fitted.model.eval()
     outputs, order = [], []
     for indices in make_batches(split.rows, batch_size or fitted.batch_size, shuffle=False, seed=0):
         batch = collate([split.rows[i] for i in indices], split.pad_id)
         del batch["labels"]
         with autocast(fitted.precision, fitted.device.type):
-            outputs.append(model({k: v.to(fitted.device) for k, v in batch.items()}, spec.name).logits.float().cpu())
+            outputs.extend(run({k: v.to(fitted.device) for k, v in batch.items()}))
         order.extend(indices)
         if on_batch:
             on_batch(len(indices))
-    return torch.cat(outputs)[torch.argsort(torch.tensor(order))]
+    return [outputs[i] for i in torch.argsort(torch.tensor(order)).tolist()]
 
 
 def predict(fitted: FittedModel, rows: Iterable[Mapping], *, batch_size: int | None = None,
             on_batch: Callable[[int], None] | None = None, where: str = "input") -> list[dict]:
     """One prediction per row: `{"label", "score", "probabilities"}` (classification, multiple
-    choice) or `{"value"}` (regression). `where` names the rows in errors."""
-    logits = predict_logits(fitted, rows_to_examples(fitted.spec, rows, where), batch_size, on_batch)
-    return [prediction_record(fitted.spec, row) for row in logits]
+    choice) or `{"value"}` (regression); a text-to-text model's `{"label"}` or `{"value"}` with the
+    `output` it generated, the answer None where the output maps to none. `where` names the rows in errors."""
+    examples = rows_to_examples(fitted.spec, rows, where)
+    if fitted.model.output == "text":
+        texts = _per_row(fitted, examples, lambda batch: fitted.model.generate_texts(batch, fitted.spec.name),
+                         batch_size, on_batch)
+        return text_records(fitted.model.heads[fitted.spec.name], texts)
+    return [prediction_record(fitted.spec, row) for row in predict_logits(fitted, examples, batch_size, on_batch)]
 
 
 def prediction_record(spec: TaskSpec, logits: torch.Tensor) -> dict:
@@ -178,9 +192,11 @@ def score_rows(fitted: FittedModel, rows: list[Mapping], where: str = "input") -
 
 def score_predictions(spec: TaskSpec, rows: list[Mapping], answers: list[dict], where: str = "input") -> dict[str, float]:
     """The task's metrics of `answers` (as `predict` returns them) against the rows' `label`s."""
-    labels = [e.label for e in rows_to_examples(spec, rows, where, with_labels=True)]
+    labels = np.asarray([e.label for e in rows_to_examples(spec, rows, where, with_labels=True)])
+    if any("output" in a for a in answers):  # a text-to-text model's
+        return score_text_answers(spec, answers, labels)
     predicted = [a["value"] if spec.is_regression else spec.label_names.index(a["label"]) for a in answers]
-    return compute_metrics(spec, np.asarray(predicted), np.asarray(labels))
+    return compute_metrics(spec, np.asarray(predicted), labels)
 
 
 # -- self-contained copies ------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from .backbones import Backbone
 from .configs import EvalSettings, TrainConfig
 from .data.encoding import EncodedSplit
 from .data.types import DatasetSplits
-from .metrics import compute_metrics
 from .model import AdapterModel
 from .resources import ResourceMeter
 from .task_specs import TaskSpec
@@ -78,8 +77,9 @@ def final_evaluation(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData,
     if data.test is None:
         return metrics, None
     predictions, labels = predict(model, spec, data.test, settings)
-    metrics |= {f"test_{k}": v for k, v in compute_metrics(spec, predictions.numpy(), labels.numpy()).items()}
-    return metrics, {"test": {"predictions": predictions.tolist(), "labels": labels.tolist()}}
+    scores, scored = model.scored(spec, predictions.numpy(), labels.numpy())
+    metrics |= {f"test_{k}": v for k, v in scores.items()}
+    return metrics, {"test": {"predictions": scored.tolist(), "labels": labels.tolist()}}
 
 
 def final_metrics(model: AdapterModel, spec: TaskSpec, data: EncodedTaskData, settings: EvalSettings) -> dict[str, float]:

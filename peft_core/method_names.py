@@ -34,6 +34,21 @@ BOTTLENECK_ONLY_METHODS: tuple[str, ...] = HYPERFORMER_VARIANTS + HYPERFORMER_TR
 BASELINE_METHODS: tuple[str, ...] = ("adapter", "full_finetune")
 ALL_METHODS: tuple[str, ...] = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 
+# methods that train in text-to-text form (`task_output: text`): the single adapter, and the transfer
+# methods whose compositions train something and read nothing but their site's input. Averaging and
+# AdapterSoup train only a head, which a text model has none of; AdapterFusion and PEMT read the
+# encoder's attention mask, which the decoder's sites do not match.
+TEXT_OUTPUT_METHODS: tuple[str, ...] = ("adapter", *SCALEARN_VARIANTS)
+
+
+def text_output_problem(method: str) -> str | None:
+    """Why `method` cannot run with `task_output: text`, in one sentence with the fix; None when it can."""
+    if method in TEXT_OUTPUT_METHODS:
+        return None
+    return (f"method '{method}' has no text-to-text form (task_output: text runs {', '.join(TEXT_OUTPUT_METHODS)}); "
+            "remove it from methods or use task_output: head")
+
+
 T = TypeVar("T")
 
 

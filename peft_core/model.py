@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .backbones import Backbone
 from .errors import ArtifactError, BackboneError
 from .heads import TaskHead
+from .metrics import compute_metrics
 from .sites import AdapterSite, Composition, ForwardContext, Placement, attach_sites, detach_sites, reattach_sites
 from .task_specs import TaskSpec
 
@@ -22,9 +24,15 @@ class ModelOutput:
 
 
 class AdapterModel(nn.Module):
-    """Backbone + sites; a head reads the sentence vector the backbone's family pools (`Backbone.pool`)."""
+    """Backbone + sites; a head reads the sentence vector the backbone's family pools (`Backbone.pool`).
+    `output`: the backbone output this model reads (`text_model.TextToTextModel` answers in words)."""
+
+    output = "head"
 
     def __init__(self, backbone: Backbone, placement: str | Placement = "pfeiffer"):
+        if backbone.output != self.output:
+            raise BackboneError(f"backbone '{backbone.name}' is loaded for {backbone.output} output, but "
+                                f"{type(self).__name__} answers through {self.output} output; load it for that")
         super().__init__()
         self.backbone_info = backbone
         self.encoder = backbone.model
@@ -98,6 +106,14 @@ class AdapterModel(nn.Module):
             if self.context.auxiliary_losses:
                 loss = loss + torch.stack(self.context.auxiliary_losses).sum()
         return ModelOutput(logits=logits, loss=loss)
+
+    def predict_batch(self, batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
+        """Each row's prediction: a class or choice index, or a value (regression)."""
+        return self.heads[task].predict(self(batch, task).logits.float())
+
+    def scored(self, spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """The task's metrics of `predictions` against `labels`, and the predictions as they were scored."""
+        return compute_metrics(spec, predictions, labels), predictions
 
     def _encode(self, inputs: dict[str, torch.Tensor], task: str) -> tuple[torch.Tensor, torch.Tensor]:
         mask = inputs["attention_mask"]

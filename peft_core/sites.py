@@ -77,23 +77,25 @@ class Composition(nn.Module):
         return {}
 
 
-def site_key(layer: int, position: str) -> str:
-    """A site's name among a model's sites and in an artifact: `<layer>.<position>`."""
-    return f"{layer}.{position}"
+def site_key(layer: int, position: str, stack: str = "") -> str:
+    """A site's name among a model's sites and in an artifact: `<layer>.<position>`, after its
+    stack's prefix (a text model's decoder layers: `decoder.<layer>.<position>`)."""
+    return f"{stack}{layer}.{position}"
 
 
 class AdapterSite(nn.Module):
-    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
+    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext, stack: str = ""):
         super().__init__()
         self.base_layer = base_layer
         self.layer = layer
         self.position = position
         self.context = context
+        self.stack = stack
         self.composition: Composition | None = None
 
     @property
     def key(self) -> str:
-        return site_key(self.layer, self.position)
+        return site_key(self.layer, self.position, self.stack)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -128,8 +130,8 @@ class PostNormSite(AdapterSite):
     dropout after the FFN's output projection (`layout.ffn_dropout`) keeps its output for the call.
     """
 
-    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
-        super().__init__(base_layer, layer, position, context)
+    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext, stack: str = ""):
+        super().__init__(base_layer, layer, position, context, stack)
         self._hook = None
         self._ffn_output: torch.Tensor | None = None
 
@@ -169,11 +171,11 @@ class LoraSite(AdapterSite):
     input x (`in_features` wide) and returning an update of W's output width. The update does not
     change x, so the adapter input after it is x again; the sub-layer output is W x."""
 
-    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext):
+    def __init__(self, base_layer: nn.Module, layer: int, position: str, context: ForwardContext, stack: str = ""):
         if not isinstance(base_layer, (nn.Linear, Conv1D)):
             raise BackboneError(f"LoRA target '{position}' of layer {layer} is a {type(base_layer).__name__}, "
                                 "not a linear module; choose adapter.lora_targets among the layer's linear modules")
-        super().__init__(base_layer, layer, position, context)
+        super().__init__(base_layer, layer, position, context, stack)
 
     @property
     def in_features(self) -> int:
@@ -215,10 +217,10 @@ def attach_sites(backbone: Backbone, placement: str | Placement, context: Forwar
     _check_no_sites(backbone)
     sites = []
     try:
-        for i, layer, position, site_cls, parent, child in _slots(backbone, placement):
-            site = site_cls(getattr(parent, child), i, position, context)
+        for stack, layout, i, layer, position, site_cls, parent, child in _slots(backbone, placement):
+            site = site_cls(getattr(parent, child), i, position, context, stack)
             setattr(parent, child, site)
-            site.bind(layer, backbone.layout)
+            site.bind(layer, layout)
             sites.append(site)
     except BackboneError:  # a module this placement cannot wrap: leave the backbone as loaded
         detach_sites(backbone)
@@ -229,9 +231,9 @@ def attach_sites(backbone: Backbone, placement: str | Placement, context: Forwar
 def reattach_sites(backbone: Backbone, placement: str | Placement, sites: list[AdapterSite]) -> None:
     """Put sites that `detach_sites` took off back in place (a parked model returns to the backbone)."""
     _check_no_sites(backbone)
-    for (_, layer, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
+    for (_, layout, _, layer, _, _, parent, child), site in zip(_slots(backbone, placement), sites, strict=True):
         setattr(parent, child, site)
-        site.bind(layer, backbone.layout)
+        site.bind(layer, layout)
 
 
 def _check_no_sites(backbone: Backbone) -> None:
@@ -241,17 +243,20 @@ def _check_no_sites(backbone: Backbone) -> None:
 
 
 def _slots(backbone: Backbone, placement: str | Placement):
-    """(layer index, layer, position, site class, parent module, attribute) of every site of `placement`."""
-    sites = placement_sites(placement, backbone.layout)
-    for i, layer in enumerate(backbone.layers()):
-        for position, role, site_cls in sites:
-            parent_path, _, child = backbone.module_path(role).rpartition(".")
-            yield i, layer, position, site_cls, layer.get_submodule(parent_path) if parent_path else layer, child
+    """(stack prefix, its layout, layer index, layer, position, site class, parent module, attribute)
+    of every site of `placement`, stack by stack (a text model's encoder, then its decoder)."""
+    for stack, layers, layout in backbone.stacks():
+        sites = placement_sites(placement, layout)
+        for i, layer in enumerate(layers):
+            for position, role, site_cls in sites:
+                parent_path, _, child = backbone.module_path(role, layout).rpartition(".")
+                parent = layer.get_submodule(parent_path) if parent_path else layer
+                yield stack, layout, i, layer, position, site_cls, parent, child
 
 
 def detach_sites(backbone: Backbone) -> None:
     """Put every wrapped module back, leaving the backbone exactly as loaded."""
-    for layer in backbone.layers():
+    for layer in (layer for _, layers, _ in backbone.stacks() for layer in layers):
         for name, module in list(layer.named_modules()):
             if isinstance(module, AdapterSite):
                 module.unbind()

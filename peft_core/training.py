@@ -17,7 +17,6 @@ from .checkpoints import load_checkpoint, optimizer_from_files, save_checkpoint
 from .configs import EvalSettings, TrainConfig
 from .data.encoding import EncodedSplit, collate, make_batches
 from .dropout import training_dropout
-from .metrics import compute_metrics
 from .model import AdapterModel
 from .precision import autocast
 from .task_specs import TaskSpec
@@ -204,8 +203,7 @@ def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit,
     for indices in make_batches(split.rows, settings.batch_size, shuffle=False, seed=0):
         batch = {k: v.to(device) for k, v in collate([split.rows[i] for i in indices], split.pad_id).items()}
         with autocast(settings.precision, device.type):
-            logits = model(batch, spec.name).logits.float()
-        preds.append(model.heads[spec.name].predict(logits).cpu())
+            preds.append(model.predict_batch(batch, spec.name).cpu())
         labels.append(batch["labels"].cpu())
         order.extend(indices)
     inverse = torch.argsort(torch.tensor(order))
@@ -214,4 +212,4 @@ def predict(model: AdapterModel, spec: TaskSpec, split: EncodedSplit,
 
 def evaluate(model: AdapterModel, spec: TaskSpec, split: EncodedSplit, settings: EvalSettings) -> dict[str, float]:
     predictions, labels = predict(model, spec, split, settings)
-    return compute_metrics(spec, predictions.numpy(), labels.numpy())
+    return model.scored(spec, predictions.numpy(), labels.numpy())[0]

@@ -36,11 +36,13 @@ from .configs import AdapterConfig, TrainConfig
 from .data.types import DatasetSplits, Example
 from .errors import ArtifactError, ConfigError
 from .layernorms import layernorm_parameters
+from .method_names import text_output_problem
 from .model import AdapterModel
 from .sites import AdapterSite
 from .prompts import description_embeddings
 from .jobs import TrainingResult, encode_splits, fit_single_task, job_model
 from .task_specs import TaskSpec
+from .text_model import adapter_model
 from .training import StepCallback
 
 
@@ -137,6 +139,8 @@ def frozen_bank(sources: Sequence[SourceAdapter], site: AdapterSite, adapter: Ad
 def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[SourceAdapter],
                          method: TransferMethod, options: dict | None = None) -> AdapterModel:
     adapter = sources[0].adapter_config
+    if backbone.output == "text" and (problem := text_output_problem(method.name)):
+        raise ConfigError(problem)
     if method.uses_prompts:
         missing = [s for s in sources if s.prompt is None]
         if missing:
@@ -145,7 +149,7 @@ def build_transfer_model(backbone: Backbone, spec: TaskSpec, sources: Sequence[S
                 f"method '{method.name}' needs sources trained with task prompts, but {names} has none; add "
                 "'pemt' to the config's methods so sources train with prompts (train_adapter(..., with_prompt=True))"
             )
-    model = AdapterModel(backbone, placement_of(adapter))
+    model = adapter_model(backbone, placement_of(adapter))
     try:
         banks = {site.key: frozen_bank(sources, site, adapter) for site in model.sites}
         compositions = dict(zip(banks, method.compositions(list(banks.values()), adapter, options)))

@@ -6,7 +6,7 @@ import random
 
 import torch
 from transformers import (
-    AutoModel, AutoModelForTextEncoding, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig,
+    AutoModel, AutoModelForSeq2SeqLM, AutoModelForTextEncoding, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig,
     ElectraConfig, GPT2Config, LlamaConfig, Qwen2Config, RobertaConfig, T5Config,
 )
 
@@ -48,7 +48,7 @@ def family_config(family: str):
                                 max_position_embeddings=64)
     if family == "t5":  # Flan-T5's gated FFN
         return T5Config(vocab_size=VOCAB_SIZE, d_model=HIDDEN, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
-                        feed_forward_proj="gated-gelu")
+                        feed_forward_proj="gated-gelu", decoder_start_token_id=0)  # as T5 checkpoints set it
     decoder = dict(vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
     if family == "llama":
@@ -60,10 +60,12 @@ def family_config(family: str):
     raise ValueError(f"unknown family {family}")
 
 
-def family_model(family: str):
-    """A random model of `family` as `load_backbone` loads it (of T5, the encoder alone)."""
+def family_model(family: str, output: str = "head"):
+    """A random model of `family` as `load_backbone` loads it for `output` (of T5 for heads, the encoder alone)."""
     config = family_config(family)
-    return (AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel).from_config(config)
+    if not config.is_encoder_decoder:
+        return AutoModel.from_config(config)
+    return (AutoModelForSeq2SeqLM if output == "text" else AutoModelForTextEncoding).from_config(config)
 
 
 def make_tokenizer(vocab_file, family: str = "bert"):
