@@ -25,7 +25,8 @@ from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ConfigError
 from peft_core.few_shot_options import DEFAULT, MEAN, FewShotOptions
 from peft_core.method_names import (
-    ALL_METHODS, BOTTLENECK_ONLY_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TRANSFER_METHODS, option_problem,
+    ALL_METHODS, BOTTLENECK_ONLY_METHODS, HYPERFORMER_TRANSFER_METHODS, PROMPT_METHODS, TEXT_OUTPUT_METHODS,
+    TRANSFER_METHODS, option_problem, text_output_problem,
 )
 from peft_core.task_specs import (
     TaskDeclaration, builtin_declaration, builtin_declarations, builtin_name, declaration_for_source,
@@ -266,6 +267,10 @@ class RunnerSettings(Strict):
 class PipelineConfig(Strict):
     name: str = "demo"
     backbone: str = "minilm"
+    task_output: Literal["head", "text"] = Field(
+        "head", description="how models answer: `head` (a task head over the backbone's states) or `text` (an "
+        "encoder-decoder such as T5 writes the label's name or the number, as HyperFormer trains; methods "
+        f"{', '.join(TEXT_OUTPUT_METHODS)})")
     home: str = Field(".adapterflow", description=f"where stores and artifacts live (or ${HOME_ENV})")
     tasks: dict[str, TaskSettings] = Field(
         default_factory=dict, description="tasks of your own (name -> problem, text_fields, label_field, data, ...), "
@@ -321,8 +326,7 @@ class PipelineConfig(Strict):
     def _prompt_methods_have_descriptions(self) -> "PipelineConfig":
         methods = self.prompt_methods()
         for name in self.task_names() if methods else []:
-            declared = task_declaration(name, self.tasks[name]) if name in self.tasks else builtin_declaration(name)
-            if not declared.description.strip():
+            if not self.declared_task(name).description.strip():
                 raise ValueError(f"field 'tasks.{name}.description': {methods[0]} uses each task's description as "
                                  f"its prompt, and task {name} has none; write one sentence saying what the task is")
         return self
@@ -333,6 +337,18 @@ class PipelineConfig(Strict):
         if self.adapter.kind != "bottleneck" and bottleneck_only:
             raise ValueError(f"field 'methods': {bottleneck_only[0]} generates bottleneck adapters, and adapter.kind is "
                              f"{self.adapter.kind!r}; remove {', '.join(bottleneck_only)} or set adapter.kind: bottleneck")
+        return self
+
+    @model_validator(mode="after")
+    def _methods_have_the_task_output(self) -> "PipelineConfig":
+        if self.task_output == "head":
+            return self
+        if problem := next(filter(None, map(text_output_problem, self.methods)), None):
+            raise ValueError(f"field 'methods': {problem}")
+        for name in self.task_names():
+            if self.declared_task(name).problem == "multiple_choice":
+                raise ValueError(f"field 'task_output': task {name} is multiple choice, which has no text-to-text "
+                                 "form; remove it or use task_output: head")
         return self
 
     @model_validator(mode="after")
@@ -421,6 +437,10 @@ class PipelineConfig(Strict):
     def task_names(self) -> list[str]:
         """The tasks this config trains on: sources, then targets not among them."""
         return list(dict.fromkeys(self.sources + self.targets))
+
+    def declared_task(self, name: str) -> TaskDeclaration:
+        """Task `name` as this config declares it (under `tasks:`) or as it is built in."""
+        return task_declaration(name, self.tasks[name]) if name in self.tasks else builtin_declaration(name)
 
     def imported_tasks(self) -> list[str]:
         """The tasks of `tasks:` with a PEFT LoRA folder (`peft_adapter`)."""

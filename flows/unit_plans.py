@@ -52,7 +52,7 @@ def fit_train_config(config: PipelineConfig, method: str, seed: int, train_examp
 def adapter_unit(config: PipelineConfig, data: PreparedData, seed: int, with_prompt: bool = False) -> AdapterUnit:
     """One adapter on `data`: a source's, or (target data) the target's no-transfer adapter."""
     train = config.training.train_config(data.role, seed, data.sizes["train"])
-    return AdapterUnit(config.backbone, data, config.adapter.to_core(), train, with_prompt)
+    return AdapterUnit(config.backbone, data, config.adapter.to_core(), train, with_prompt, config.task_output)
 
 
 def imported_source(config: PipelineConfig, task: str, prepared: Prepared) -> ImportedAdapter:
@@ -111,7 +111,8 @@ def transfer_plan(config: PipelineConfig, prepared: Prepared) -> TransferPlan:
         fits.append(TransferFit(config.backbone, data[(target, seed)], method, tuple(u.ref for u in chosen),
                                 fit_train_config(config, method, seed, data[(target, seed)].sizes["train"]),
                                 options, config.transfer.head_from(method, target),
-                                tuple(u.data for u in chosen) if reads_source_examples(method, options) else ()))
+                                tuple(u.data for u in chosen) if reads_source_examples(method, options) else (),
+                                config.task_output))
     joint_models, few_shot = _few_shot_plan(config, prepared, data)
     return TransferPlan(
         own_adapters=list(own.values()),

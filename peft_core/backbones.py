@@ -228,6 +228,8 @@ def fingerprint_model(model: PreTrainedModel) -> str:
     the config alone is not enough; hashing every weight would cost seconds, so we hash a slice.
     """
     cfg = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k not in _VOLATILE_KEYS}
+    if "is_encoder_decoder" in cfg:  # one checkpoint, one fingerprint: loaded alone, T5's encoder reports False
+        cfg["is_encoder_decoder"] = False
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     embedding = model.get_input_embeddings().weight.detach()
     h.update(embedding[:64].to(torch.float32).contiguous().numpy().tobytes())

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .artifacts import read_artifact_config
+from .artifacts import artifact_output, read_artifact_config
 from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
 from .errors import ConfigError
@@ -37,7 +37,8 @@ class FittedModelSet:
         folders = {name: _folder_and_task(target) for name, target in targets.items()}
         if not isinstance(backbone, Backbone):
             first_folder = next(iter(folders.values()))[0]
-            backbone = load_backbone(backbone or read_artifact_config(first_folder)["backbone"]["name"])
+            config = read_artifact_config(first_folder)
+            backbone = load_backbone(backbone or config["backbone"]["name"], output=artifact_output(config))
         device = device or default_device()
         backbone.model.to(device)
         self.backbone = backbone

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from peft_core.backbones import Backbone, load_backbone
 from peft_core.adapter_jobs import evaluate_adapter, train_adapter
+from peft_core.artifacts import artifact_output, read_artifact_config
 from tasks.tracking import UnitRun
 from tasks.unit_specs import AdapterUnit, Evaluation, UnitContext, UnitResult
 from tasks.units import run_training_unit, run_unit, task_run_name
@@ -34,8 +35,9 @@ def evaluate_saved_adapter(spec: Evaluation, context: UnitContext) -> UnitResult
     a finished evaluation of it); returns the adapter's result with them as its `evaluation`."""
 
     def evaluate(run: UnitRun) -> dict[str, float]:
-        metrics = evaluate_adapter(Path(spec.adapter.artifact_dir), load_backbone(spec.backbone),
-                                   spec.data.task_spec(), spec.data.splits())
+        folder = Path(spec.adapter.artifact_dir)
+        backbone = load_backbone(spec.backbone, output=artifact_output(read_artifact_config(folder)))
+        metrics = evaluate_adapter(folder, backbone, spec.data.task_spec(), spec.data.splits())
         run.log_metrics(metrics)
         return metrics
 

@@ -97,6 +97,11 @@ class UnitResult:
         return UnitRef(self.task, self.method, self.unit_key)
 
 
+def output_input(task_output: str) -> dict:
+    """A key's input for the output form: none for heads, so that their keys stay as they were."""
+    return {} if task_output == "head" else {"task_output": task_output}
+
+
 class UnitSpec:
     """What every spec derives from its fields. Subclasses set `kind` (the key's kind, which names its
     compute components) and define `stage`, `method` and `inputs`; by default a unit's task is its data's
@@ -106,6 +111,7 @@ and its seed its training settings'."""
     param_names: ClassVar[dict[str, str]] = PARAM_NAMES
     predicts: ClassVar[bool] = True  # its artifact has a head: it is logged and registered as a model
     backbone: str
+    task_output: str = "head"  # `load_backbone`'s output; the specs that can train in text form have it as a field
 
     def inputs(self) -> dict:
         """The inputs that decide the unit's result, as its key hashes them."""
@@ -155,6 +161,7 @@ class AdapterUnit(UnitSpec):
     adapter: AdapterConfig
     train: TrainConfig
     with_prompt: bool = False
+    task_output: str = "head"
 
     @property
     def stage(self) -> str:
@@ -166,7 +173,7 @@ class AdapterUnit(UnitSpec):
 
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, task=self.task, data=self.data.digest, adapter=self.adapter.to_dict(),
-                    train=self.train.to_dict(), prompt=self.with_prompt)
+                    train=self.train.to_dict(), prompt=self.with_prompt, **output_input(self.task_output))
 
 
 @dataclass(frozen=True)
@@ -227,11 +234,12 @@ class TransferFit(UnitSpec):
     options: dict = field(default_factory=dict)
     head_from: str | None = None  # the source whose head the fit starts from (None: a new head)
     source_data: tuple[PreparedData, ...] = ()
+    task_output: str = "head"
 
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, task=self.task, data=self.data.digest, method=self.method,
                     sources=[s.key for s in self.sources], train=self.train.to_dict(), options=self.options,
-                    head_from=self.head_from)
+                    head_from=self.head_from, **output_input(self.task_output))
 
     def described(self) -> dict:
         return super().described() | {"sources": [s.task for s in self.sources]}

@@ -180,7 +180,7 @@ def run_training_unit(context: UnitContext, spec: UnitSpec, job: Job) -> UnitRes
     def train_and_log(run: UnitRun) -> dict[str, float]:
         progress = TrainingProgress(Unit.of(spec).label)
         hooks = dict(checkpoint_dir=work / "checkpoint", on_epoch=progress.on_epoch, on_step=progress.on_step)
-        result = job(spec, load_backbone(spec.backbone), work / ARTIFACT_PATH, hooks)
+        result = job(spec, load_backbone(spec.backbone, output=spec.task_output), work / ARTIFACT_PATH, hooks)
         run.log_history(result.history)
         metrics = result.metrics | {
             "wall_time_s": result.wall_time_s, "peak_memory_mb": result.peak_memory_mb,

@@ -151,8 +151,12 @@ def test_an_adapter_trains_saves_reloads_and_predicts_in_text_form(backbone, spe
 def test_a_text_artifact_does_not_load_on_a_backbone_loaded_for_heads(backbone, text_tokenizer, tmp_path):
     splits = DatasetSplits(WORDY, sentiment_examples(8), sentiment_examples(4, 1), sentiment_examples(4, 2))
     train_adapter(backbone, WORDY, splits, ADAPTER, replace(TRAIN, max_steps=1), tmp_path / "fit")
+    encoder = family_model("t5")  # the same checkpoint loaded for heads: its encoder alone, the same fingerprint
+    encoder.load_state_dict(backbone.model.state_dict(), strict=False)
+    for_heads = wrap_backbone("tiny-t5", encoder, text_tokenizer)
+    assert for_heads.fingerprint == backbone.fingerprint
     with pytest.raises(ArtifactError, match="trained for task_output: text"):
-        load_fitted_model(tmp_path / "fit", text_backbone(text_tokenizer, "head"))
+        load_fitted_model(tmp_path / "fit", for_heads)
 
 
 def test_scalearn_combines_text_sources_and_methods_without_a_text_form_are_refused(backbone, tmp_path):

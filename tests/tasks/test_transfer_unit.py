@@ -101,3 +101,22 @@ def test_key_and_params_of_every_kind_name_the_same_inputs(tmp_path):
 def test_one_step_budget_for_the_targets():
     with pytest.raises(ConfigError, match="training.targets.max_steps and training.target_steps both set"):
         load_config(None, **{"training.targets.max_steps": 60, "training.target_steps": {"passes": 30}})
+
+
+def test_text_output_is_in_the_keys_of_adapters_and_fits_and_leaves_head_keys_as_they_were():
+    def plan(task_output):
+        cfg = PipelineConfig(name="keys", backbone="t5", task_output=task_output, methods=["adapter", "scalearn"])
+        return _plan(cfg)
+
+    head, text = plan("head"), plan("text")
+    assert "task_output" not in _fit(head, "scalearn").inputs() and "task_output" not in head.sources[0].inputs()
+    assert {u.task_output for u in [*text.fits, *text.sources, *text.own_adapters]} == {"text"}
+    assert _fit(text, "scalearn").key != _fit(head, "scalearn").key
+    assert text.sources[0].key != head.sources[0].key
+
+
+def test_a_method_without_a_text_form_fails_at_config_load_naming_it_and_the_fix():
+    with pytest.raises(ConfigError, match="method 'pemt' has no text-to-text form .*; remove it from methods or use "
+                                          "task_output: head") as caught:
+        load_config(None, task_output="text", methods=["adapter", "pemt"])
+    assert "\n" not in str(caught.value)
