@@ -345,6 +345,9 @@ class PipelineConfig(Strict):
             return self
         if problem := next(filter(None, map(text_output_problem, self.methods)), None):
             raise ValueError(f"field 'methods': {problem}")
+        if own := [m for m in self.methods_in(TRANSFER_METHODS) if self.transfer.starts_from_own_head(m)]:
+            raise ValueError(f"field 'transfer.head_init': {own[0]} starts from the target adapter's head, and a "
+                             "text-to-text model has none; use head_init 'new' or task_output: head")
         for name in self.task_names():
             if self.declared_task(name).problem == "multiple_choice":
                 raise ValueError(f"field 'task_output': task {name} is multiple choice, which has no text-to-text "

@@ -120,3 +120,5 @@ def test_a_method_without_a_text_form_fails_at_config_load_naming_it_and_the_fix
                                           "task_output: head") as caught:
         load_config(None, task_output="text", methods=["adapter", "pemt"])
     assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="head_init': scalearn starts from the target adapter's head, and a text"):
+        load_config(None, **{"task_output": "text", "methods": ["scalearn"], "transfer.head_init": {"default": "own"}})
