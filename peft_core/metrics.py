@@ -5,33 +5,45 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from peft_core.task_specs import TaskSpec
 
+# The modules that load fitted models import this one (through their training code), so sklearn.metrics
+# and scipy.stats (~0.4 s to import) load when a metric is first computed: `adapterflow predict` computes none.
 
-def _correlation(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
+
+def _sklearn(name: str, **options) -> Callable[[np.ndarray, np.ndarray], float]:
+    def metric(predictions: np.ndarray, labels: np.ndarray) -> float:
+        from sklearn import metrics
+
+        return float(getattr(metrics, name)(labels, predictions, **options))
+
+    return metric
+
+
+def _correlation(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     def metric(predictions: np.ndarray, labels: np.ndarray) -> float:
         # A correlation with a constant series is undefined (scipy returns NaN and warns). A model
         # that predicts one value explains nothing, so report 0.0 rather than let NaN reach
         # early stopping and model selection.
         if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
             return 0.0
-        return float(fn(predictions, labels)[0])
+        from scipy import stats
+
+        return float(getattr(stats, name)(predictions, labels)[0])
 
     return metric
 
 
 _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": lambda p, y: float(accuracy_score(y, p)),
+    "accuracy": _sklearn("accuracy_score"),
     # Binary F1 of label 1 (the positive class: `equivalent`, `duplicate`, ...).
-    "f1": lambda p, y: float(f1_score(y, p, average="binary", pos_label=1, zero_division=0.0)),
-    "macro_f1": lambda p, y: float(f1_score(y, p, average="macro", zero_division=0.0)),
+    "f1": _sklearn("f1_score", average="binary", pos_label=1, zero_division=0.0),
+    "macro_f1": _sklearn("f1_score", average="macro", zero_division=0.0),
     # sklearn already returns 0.0 when MCC is undefined (a constant prediction or label column).
-    "matthews": lambda p, y: float(matthews_corrcoef(y, p)),
-    "pearson": _correlation(pearsonr),
-    "spearman": _correlation(spearmanr),
+    "matthews": _sklearn("matthews_corrcoef"),
+    "pearson": _correlation("pearsonr"),
+    "spearman": _correlation("spearmanr"),
 }
 
 

@@ -84,3 +84,19 @@ def test_finding_a_fitted_unit_imports_no_prefect():
     """predict resolves units through MLflow alone: Prefect's ~2 s import stays out of it."""
     _run_python("import sys; import tasks.fitted_units; "
                 "assert 'prefect' not in {m.split('.')[0] for m in sys.modules}")
+
+
+def test_the_metric_libraries_load_when_a_metric_is_computed():
+    """sklearn.metrics and scipy.stats (~0.4 s) stay out of the code that `predict` rebuilds a fitted model with
+    (its training modules import peft_core.metrics) and out of `report` (peft_core.statistics), which also
+    leaves transformers unimported (#25)."""
+    _run_python(textwrap.dedent("""
+        import sys
+        import flows.cli
+        import peft_core.metrics
+        import tasks.reporting
+
+        flows.cli._quiet_libraries(loads_models=False)
+        loaded = sorted({"sklearn", "scipy.stats", "transformers"} & set(sys.modules))
+        assert not loaded, loaded
+    """))
