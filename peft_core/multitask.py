@@ -4,6 +4,8 @@
 - "shared_adapter": one adapter per site shared by all tasks, one head per task.
 - "full_multitask": every encoder weight trains, one head per task (the model overrides every
   backbone tensor, as full fine-tuning does).
+On a backbone loaded for text (T5) the HyperFormers and the shared adapter answer in words
+(`text_model`), with adapters in the decoder too; full multi-task training has no text form.
 
 Every batch holds one task, drawn by temperature sampling; the epoch is chosen by the average of
 the tasks' main validation metrics. The saved folder holds the trainable parameters by name plus
@@ -27,12 +29,13 @@ from .compositions.single import SingleAdapter
 from .configs import AdapterConfig, EvalSettings, TrainConfig
 from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
-from .hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer, rebuild_hyperformer
+from .hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer, make_hyperformer, rebuild_hyperformer
 from .model import AdapterModel
 from .method_names import HYPERFORMER_VARIANTS, MULTITASK_METHODS, MultitaskMethod
 from .jobs import EncodedTaskData, TrainingResult, encode_splits, final_metrics, fit_and_evaluate, job_model
 from .sampling import TemperatureSampler
 from .task_specs import TaskSpec
+from .text_model import adapter_model
 from .training import StepCallback, evaluate, fit
 
 
@@ -43,9 +46,9 @@ def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: Mul
         if adapter.kind != "bottleneck":
             raise ConfigError(f"{method} generates bottleneck adapters; adapter kind {adapter.kind!r} is not supported "
                               "for it (set adapter.kind: bottleneck)")
-        return HyperFormerModel(backbone, specs, adapter, dataclasses.replace(hypernetwork or HyperNetConfig(), variant=method))
+        return make_hyperformer(backbone, specs, adapter, dataclasses.replace(hypernetwork or HyperNetConfig(), variant=method))
     if method == "shared_adapter":
-        model = AdapterModel(backbone, placement_of(adapter))
+        model = adapter_model(backbone, placement_of(adapter))
         model.set_compositions(lambda site: SingleAdapter.at(site, adapter))
     elif method == "full_multitask":
         model = AdapterModel(backbone, "pfeiffer")  # sites stay empty: exact pass-throughs

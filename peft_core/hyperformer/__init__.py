@@ -2,9 +2,9 @@
 
 from .composition import GeneratedAdapters, HyperAdapter
 from .counting import config_layernorm_count, hyperformer_parameter_count
-from .hypernetwork import POSITIONS, HyperNetConfig, HyperNetwork, TaskEmbeddings
+from .hypernetwork import POSITIONS, HyperNetConfig, HyperNetwork, LayerGenerator, TaskEmbeddings
 from .layernorms import layernorm_parameters
-from .model import HyperFormerModel, load_hyperformer, rebuild_hyperformer
+from .model import HyperFormerModel, TextHyperFormerModel, load_hyperformer, make_hyperformer, rebuild_hyperformer
 
 __all__ = [
     "POSITIONS",
@@ -13,10 +13,13 @@ __all__ = [
     "HyperFormerModel",
     "HyperNetConfig",
     "HyperNetwork",
+    "LayerGenerator",
     "TaskEmbeddings",
+    "TextHyperFormerModel",
     "config_layernorm_count",
     "hyperformer_parameter_count",
     "layernorm_parameters",
     "load_hyperformer",
+    "make_hyperformer",
     "rebuild_hyperformer",
 ]

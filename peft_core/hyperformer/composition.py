@@ -37,9 +37,10 @@ class GeneratedAdapters:
 
 
 class HyperAdapter(Composition):
-    def __init__(self, site: AdapterSite, generated: GeneratedAdapters, activation: str):
+    def __init__(self, site: AdapterSite, generated: GeneratedAdapters, activation: str, first_layer: int = 0):
+        """`first_layer`: the generated row of the site's stack's layer 0 (a decoder's: after the encoder's)."""
         super().__init__()
-        self.index = (site.layer, POSITIONS.index(site.position))
+        self.index = (first_layer + site.layer, POSITIONS.index(site.position))
         self.generated = generated
         self.act = ACTIVATIONS[activation]()
 

@@ -38,7 +38,7 @@ from ..task_specs import TaskSpec
 from ..training import StepCallback
 from .hypernetwork import HyperNetConfig
 from .layernorms import layernorm_parameters, layernorm_tensors
-from .model import HyperFormerModel, load_hyperformer
+from .model import HyperFormerModel, load_hyperformer, make_hyperformer
 
 TASK_EMBEDDING = "task_embeddings.weight"  # in the hypernetwork's state
 
@@ -101,7 +101,7 @@ def build_hyperformer_transfer_model(backbone: Backbone, spec: TaskSpec, joint: 
     if not isinstance(joint, JointHyperFormer):
         joint = read_joint_hyperformer(joint, backbone)
     init = joint.embedding_for(options.init_from_for(spec.name))
-    model = HyperFormerModel(backbone, [spec], joint.adapter, joint.hypernetwork)
+    model = make_hyperformer(backbone, [spec], joint.adapter, joint.hypernetwork)
     state = {k: v for k, v in joint.hypernetwork_state.items() if k != TASK_EMBEDDING}
     model.hypernetwork.load_state_dict(state | {TASK_EMBEDDING: init[None]})
     model.set_backbone_values(backbone_overrides(joint.layernorms))
@@ -162,7 +162,7 @@ def load_hyperformer_transfer(folder: Path, backbone: Backbone, spec: TaskSpec) 
     if config.get("method") not in HYPERFORMER_TRANSFER_METHODS:
         raise ArtifactError(f"{folder} holds a {config.get('method')!r} artifact, not a HyperFormer few-shot fit "
                             f"({' or '.join(HYPERFORMER_TRANSFER_METHODS)})")
-    model = HyperFormerModel(backbone, [spec], AdapterConfig(**config["adapter"]), HyperNetConfig(**config["hypernetwork"]))
+    model = make_hyperformer(backbone, [spec], AdapterConfig(**config["adapter"]), HyperNetConfig(**config["hypernetwork"]))
     try:
         model.hypernetwork.load_state_dict(under(tensors, HYPERNETWORK))
         model.heads[spec.name].load_state_dict(under(tensors, HEAD))

@@ -1,7 +1,8 @@
 """HyperFormer's hypernetwork (METHODS §2): task, layer-id and position embeddings -> adapter weights.
 
 `I = LN(W2 · ReLU(W1 · [z_τ; l_i; p] + b1) + b2)` is projected once per (layer, position) and
-every generator reads it. HyperFormer++ shares one projector and one generator set across all
+every generator reads it. An encoder-decoder's decoder has its own layer-id and position
+embeddings, projector and generators; the task embeddings are shared (`LayerGenerator`). HyperFormer++ shares one projector and one generator set across all
 layers and positions (input `[z; l; p]`); HyperFormer has one generator set per position (input
 `[z; l]`, the projector is shared), as in the authors' `unique_hyper_net`.
 """
@@ -96,21 +97,24 @@ class AdapterGenerator(nn.Module):
         return {name: chunk.unflatten(-1, shape) for (name, shape), chunk in zip(self.shapes.items(), flat)}
 
 
-class HyperNetwork(nn.Module):
-    """Generates every site's adapter for one task in one batched call.
+class LayerGenerator(nn.Module):
+    """One stack's layer-id (and position) embeddings, projector and generators: a task embedding z_τ
+    -> the adapters of every (layer, position) of the stack, {name: (num_layers, len(POSITIONS), *shape)}.
 
-    `forward(task)` returns {name: (num_layers, len(POSITIONS), *shape)}: index it with
-    (layer, POSITIONS.index(position)).
+    An encoder-decoder has one per stack, sharing only the task embeddings: the released code
+    (rabeehk/hyperformer, `T5Stack`) gives T5's encoder and decoder each their own
+    `AdapterLayers(One)HyperNetController`, while `TaskEmbeddingController` sits on the whole model.
     """
 
-    def __init__(self, tasks: list[str], num_layers: int, hidden_size: int, reduction_factor: int,
-                 config: HyperNetConfig = HyperNetConfig()):
+    def __init__(self, num_layers: int, hidden_size: int, reduction_factor: int, config: HyperNetConfig):
         super().__init__()
+        self._add_generation(num_layers, hidden_size, reduction_factor, config)
+
+    def _add_generation(self, num_layers: int, hidden_size: int, reduction_factor: int, config: HyperNetConfig) -> None:
         if hidden_size % reduction_factor:
             raise ConfigError(f"hidden size {hidden_size} is not divisible by reduction factor {reduction_factor}")
         e = config.embedding_dim
         self.config = config
-        self.task_embeddings = TaskEmbeddings(tasks, e)
         self.layer_embeddings = nn.Parameter(torch.randn(num_layers, e))
         self.position_embeddings = nn.Parameter(torch.randn(len(POSITIONS), e)) if config.shared_across_positions else None
         self.projector = nn.Sequential(
@@ -124,12 +128,7 @@ class HyperNetwork(nn.Module):
             for _ in range(config.num_generator_sets)
         )
 
-    @property
-    def tasks(self) -> list[str]:
-        return self.task_embeddings.tasks
-
-    def forward(self, task: str | None) -> dict[str, torch.Tensor]:
-        z = self.task_embeddings(task)
+    def generate(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         num_layers, e = self.layer_embeddings.shape
         if self.position_embeddings is None:
             projected = self.projector(torch.cat([z.expand(num_layers, e), self.layer_embeddings], dim=-1))
@@ -139,3 +138,33 @@ class HyperNetwork(nn.Module):
         inputs = torch.cat([z.expand(shape), self.layer_embeddings[:, None].expand(shape),
                             self.position_embeddings[None].expand(shape)], dim=-1)
         return self.generators[0](self.projector(inputs))
+
+
+class HyperNetwork(LayerGenerator):
+    """Generates every site's adapter for one task in one batched call: the task embeddings and the
+    first stack's generation (an encoder's), and with `decoder_layers` a decoder's `LayerGenerator`.
+
+    `forward(task)` returns {name: (layers, len(POSITIONS), *shape)}, the decoder's layers after the
+    encoder's: index it with (stack's first layer + layer, POSITIONS.index(position)).
+    """
+
+    def __init__(self, tasks: list[str], num_layers: int, hidden_size: int, reduction_factor: int,
+                 config: HyperNetConfig = HyperNetConfig(), decoder_layers: int = 0):
+        # The task embeddings are drawn and registered before the encoder's generation, as in every
+        # saved model: the same seed gives the same initial weights and parameter order.
+        nn.Module.__init__(self)
+        self.task_embeddings = TaskEmbeddings(tasks, config.embedding_dim)
+        self._add_generation(num_layers, hidden_size, reduction_factor, config)
+        self.decoder = LayerGenerator(decoder_layers, hidden_size, reduction_factor, config) if decoder_layers else None
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.task_embeddings.tasks
+
+    def forward(self, task: str | None) -> dict[str, torch.Tensor]:
+        z = self.task_embeddings(task)
+        weights = self.generate(z)
+        if self.decoder is None:
+            return weights
+        decoder = self.decoder.generate(z)
+        return {name: torch.cat([w, decoder[name]]) for name, w in weights.items()}

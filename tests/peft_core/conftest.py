@@ -16,6 +16,7 @@ from peft_core.data.types import DatasetSplits, Example
 from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
 from tests.helpers.core import FAMILIES, SPECIAL_TOKENS, VOCAB_SIZE, WORDS, family_model, make_tokenizer, sentiment_splits
+from tests.helpers.text import make_text_tokenizer
 from tests.helpers.transfer import ADAPTER, SOURCE_TASKS
 
 
@@ -48,6 +49,12 @@ def tiny_backbone(vocab_file):
         return wrap_backbone(name or f"tiny-{family}", model, make_tokenizer(vocab_file, family))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def text_tokenizer(tmp_path_factory):
+    """A T5 stand-in's tokenizer (tests/helpers/text.py): the tests' words and number characters."""
+    return make_text_tokenizer(tmp_path_factory.mktemp("text-vocab"))
 
 
 @pytest.fixture(params=FAMILIES)

@@ -16,48 +16,27 @@ from peft_core.artifacts import WEIGHTS_FILE, read_artifact_config
 from peft_core.backbones import wrap_backbone
 from peft_core.configs import AdapterConfig, EvalSettings, TrainConfig
 from peft_core.data.encoding import EncodedSplit
-from peft_core.data.types import DatasetSplits, Example
+from peft_core.data.types import DatasetSplits
 from peft_core.errors import ArtifactError, BackboneError, ConfigError
 from peft_core.inference import load_fitted_model, predict, score_rows
 from peft_core.model import AdapterModel
-from peft_core.task_specs import TaskSpec, get_task
+from peft_core.task_specs import get_task
 from peft_core.text_model import TextTargets, TextToTextModel, adapter_model, score_text_predictions
 from peft_core.training import predict as evaluation_predictions
 from peft_core.transfer import fit_transfer
-from tests.helpers.core import SPECIAL_TOKENS, WORDS, family_model, make_tokenizer, sentiment_examples, tiny_batch
+from tests.helpers.core import family_model, sentiment_examples, tiny_batch
 from tests.helpers.predictions import rows_of
+from tests.helpers.text import SIMILARITY, WORDY, similarity_splits, text_backbone, wordy_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NUMBERS = [*"0123456789", ".", "-"]
-WORDY = TaskSpec(name="sentiment_words", benchmark="declared", problem="classification", text_fields=("sentence",),
-                 label_names=("bad", "good"), metrics=("accuracy", "f1"), description="Is the review good or bad?")
-SIMILARITY = get_task("demo_similarity")
 ADAPTER = AdapterConfig(reduction_factor=4, placement="houlsby")
 TRAIN = TrainConfig(epochs=1, max_steps=3, batch_size=8, eval_batch_size=8, max_length=24, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")
-def text_tokenizer(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text-vocab") / "vocab.txt"
-    path.write_text("\n".join(SPECIAL_TOKENS + WORDS + NUMBERS) + "\n")
-    return make_tokenizer(path, "t5")
-
-
-def text_backbone(tokenizer, output="text"):
-    torch.manual_seed(0)
-    return wrap_backbone("tiny-t5", family_model("t5", output).eval(), tokenizer, output=output)
-
-
-@pytest.fixture(scope="module")
 def backbone(text_tokenizer):
     return text_backbone(text_tokenizer)
-
-
-def similarity_splits() -> DatasetSplits:
-    words = ["the film was good", "the meal was bad", "the show was dull", "we liked the book"]
-    pairs = [Example((words[i % 4], words[(i * 3 + 1) % 4]), round((i * 0.37) % 5, 2)) for i in range(24)]
-    return DatasetSplits(SIMILARITY, pairs[:16], pairs[16:20], pairs[20:])
 
 
 def test_sites_sit_in_the_encoder_and_the_decoder_and_pass_through(backbone, text_tokenizer):
@@ -160,7 +139,7 @@ def test_a_text_artifact_does_not_load_on_a_backbone_loaded_for_heads(backbone, 
 
 
 def test_scalearn_combines_text_sources_and_methods_without_a_text_form_are_refused(backbone, tmp_path):
-    splits = DatasetSplits(WORDY, sentiment_examples(16), sentiment_examples(8, 1), sentiment_examples(8, 2))
+    splits = wordy_splits()
     sources = [train_adapter(backbone, WORDY, splits, ADAPTER, TRAIN, tmp_path / name).artifact_dir for name in "ab"]
     assert {k for k in load_file(sources[0] / WEIGHTS_FILE) if k.startswith("sites.decoder.1.ffn.")}
     metrics = fit_transfer(backbone, WORDY, splits, "scalearn", sources, TRAIN, tmp_path / "scalearn").metrics
