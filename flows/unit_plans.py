@@ -131,7 +131,7 @@ def _few_shot_plan(config: PipelineConfig, prepared: Prepared,
              for m in methods for s in sorted({config.source_seed_for(s) for _, s in data})}
     fits = [FewShotFit(config.backbone, data[(t, s)], m, joint[(m, config.source_seed_for(s))].ref,
                        fit_train_config(config, m, s, data[(t, s)].sizes["train"]),
-                       FewShotOptions.from_options(config.transfer.options_for(m)).for_target(t))
+                       FewShotOptions.from_options(config.transfer.options_for(m)).for_target(t), config.task_output)
             for (t, s) in data for m in methods]
     return list(joint.values()), fits
 
@@ -143,7 +143,7 @@ def joint_model(config: PipelineConfig, data: dict[str, PreparedData], method: s
     if method.startswith("hyperformer"):
         adapter = dataclasses.replace(adapter, placement="houlsby")
     return JointModel(config.backbone, tuple(data[n] for n in sorted(data)), method, adapter,
-                      config.training.multitask.to_core(seed), config.transfer.temperature, task_rows)
+                      config.training.multitask.to_core(seed), config.transfer.temperature, task_rows, config.task_output)
 
 
 def multitask_plan(config: PipelineConfig, prepared: Prepared) -> list[JointModel]:

@@ -34,11 +34,14 @@ BOTTLENECK_ONLY_METHODS: tuple[str, ...] = HYPERFORMER_VARIANTS + HYPERFORMER_TR
 BASELINE_METHODS: tuple[str, ...] = ("adapter", "full_finetune")
 ALL_METHODS: tuple[str, ...] = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 
-# methods that train in text-to-text form (`task_output: text`): the single adapter, and the transfer
-# methods whose compositions train something and read nothing but their site's input. Averaging and
+# methods that train in text-to-text form (`task_output: text`): the single adapter, the transfer
+# methods whose compositions train something and read nothing but their site's input, HyperFormer(++)
+# (the paper's own setting) with its few-shot transfer, and the shared adapter. Averaging and
 # AdapterSoup train only a head, which a text model has none of; AdapterFusion and PEMT read the
-# encoder's attention mask, which the decoder's sites do not match.
-TEXT_OUTPUT_METHODS: tuple[str, ...] = ("adapter", *SCALEARN_VARIANTS)
+# encoder's attention mask, which the decoder's sites do not match; full fine-tuning and full
+# multi-task training are not built for a whole encoder-decoder.
+TEXT_OUTPUT_METHODS: tuple[str, ...] = ("adapter", *SCALEARN_VARIANTS, *HYPERFORMER_VARIANTS, "shared_adapter",
+                                        *HYPERFORMER_TRANSFER_METHODS)
 
 
 def text_output_problem(method: str) -> str | None:

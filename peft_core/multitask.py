@@ -31,7 +31,7 @@ from .data.types import DatasetSplits
 from .errors import ArtifactError, ConfigError
 from .hyperformer import HyperFormerModel, HyperNetConfig, load_hyperformer, make_hyperformer, rebuild_hyperformer
 from .model import AdapterModel
-from .method_names import HYPERFORMER_VARIANTS, MULTITASK_METHODS, MultitaskMethod
+from .method_names import HYPERFORMER_VARIANTS, MULTITASK_METHODS, MultitaskMethod, text_output_problem
 from .jobs import EncodedTaskData, TrainingResult, encode_splits, final_metrics, fit_and_evaluate, job_model
 from .sampling import TemperatureSampler
 from .task_specs import TaskSpec
@@ -42,6 +42,8 @@ from .training import StepCallback, evaluate, fit
 def build_multitask_model(backbone: Backbone, specs: list[TaskSpec], method: MultitaskMethod,
                           adapter: AdapterConfig, hypernetwork: HyperNetConfig | None = None) -> AdapterModel:
     """The untrained model of `method`, with one head per task; `hypernetwork`'s variant is `method`'s."""
+    if backbone.output == "text" and (problem := text_output_problem(method)):
+        raise ConfigError(problem)
     if method in HYPERFORMER_VARIANTS:
         if adapter.kind != "bottleneck":
             raise ConfigError(f"{method} generates bottleneck adapters; adapter kind {adapter.kind!r} is not supported "

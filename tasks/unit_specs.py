@@ -275,6 +275,7 @@ class JointModel(UnitSpec):
     train: TrainConfig
     temperature: float
     task_rows: bool = True
+    task_output: str = "head"
 
     @property
     def task(self) -> str:
@@ -286,7 +287,8 @@ class JointModel(UnitSpec):
 
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, method=self.method, data={d.task: d.digest for d in self.data},
-                    adapter=self.adapter.to_dict(), train=self.train.to_dict(), temperature=self.temperature)
+                    adapter=self.adapter.to_dict(), train=self.train.to_dict(), temperature=self.temperature,
+                    **output_input(self.task_output))
 
     def described(self) -> dict:
         return {"tasks": [d.task for d in self.data], "seed": self.seed}
@@ -305,10 +307,12 @@ class FewShotFit(UnitSpec):
     joint: UnitRef
     train: TrainConfig
     options: FewShotOptions  # resolved for this target
+    task_output: str = "head"
 
     def inputs(self) -> dict:
         return dict(backbone=self.backbone, task=self.task, data=self.data.digest, method=self.method,
-                    joint=self.joint.key, train=self.train.to_dict(), options=self.options.to_dict())
+                    joint=self.joint.key, train=self.train.to_dict(), options=self.options.to_dict(),
+                    **output_input(self.task_output))
 
     def described(self) -> dict:
         return super().described() | {"joint_model": self.joint.task, "trained": self.options.trained()}

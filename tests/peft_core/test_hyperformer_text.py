@@ -12,6 +12,7 @@ import torch
 from peft_core.artifacts import read_artifact_config
 from peft_core.configs import AdapterConfig, EvalSettings, TrainConfig
 from peft_core.data.encoding import EncodedSplit
+from peft_core.errors import ConfigError
 from peft_core.hyperformer import HyperNetConfig, LayerGenerator, TextHyperFormerModel, layernorm_parameters, make_hyperformer
 from peft_core.hyperformer.few_shot import fit_hyperformer_transfer
 from peft_core.inference import load_fitted_model, predict, score_rows
@@ -102,6 +103,11 @@ def test_joint_text_model_trains_saves_reloads_and_predicts_what_evaluation_comp
     if method == "hyperformer_plus_plus":  # trained long enough that the numbers are numbers
         assert metrics[f"{SIMILARITY.name}_test_unparseable"] == 0
     assert all(backbone.model.state_dict()[k].equal(v) for k, v in before.items()), "the backbone is left as loaded"
+
+
+def test_full_multitask_training_has_no_text_form(backbone, tmp_path):
+    with pytest.raises(ConfigError, match="method 'full_multitask' has no text-to-text form"):
+        train_multitask(backbone, SPECS, splits(), "full_multitask", ADAPTER, TRAIN, tmp_path / "joint")
 
 
 def test_few_shot_transfer_adapts_the_joint_text_model_to_a_new_task(backbone, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flows.config import PipelineConfig, load_config
-from flows.unit_plans import transfer_plan
+from flows.unit_plans import multitask_plan, transfer_plan
 from peft_core.errors import ConfigError
 from tasks.unit_specs import PreparedData
 
@@ -113,6 +113,26 @@ def test_text_output_is_in_the_keys_of_adapters_and_fits_and_leaves_head_keys_as
     assert {u.task_output for u in [*text.fits, *text.sources, *text.own_adapters]} == {"text"}
     assert _fit(text, "scalearn").key != _fit(head, "scalearn").key
     assert text.sources[0].key != head.sources[0].key
+
+
+def test_text_output_reaches_the_keys_of_joint_models_and_few_shot_fits_and_leaves_head_keys_as_they_were():
+    methods = ["hyperformer", "hyperformer_plus_plus", "shared_adapter", "hyperformer_plus_plus_few_shot"]
+
+    def units(task_output):
+        cfg = load_config(None, backbone="t5", task_output=task_output, methods=methods)
+        plan = _plan(cfg)
+        joint = multitask_plan(cfg, {"source": {t: _prepared("source", 1000, t, None) for t in cfg.sources},
+                                     "target": {t: {s: _prepared("target", 32, t, s) for s in cfg.seeds}
+                                                for t in cfg.targets}})
+        return [*joint, *plan.joint_models, *plan.few_shot_fits]
+
+    head, text = units("head"), units("text")
+    assert len(head) == len(text) == 5 and not any("task_output" in u.inputs() for u in head)
+    assert all(u.inputs()["task_output"] == "text" and u.task_output == "text" for u in text)
+    assert not {u.key for u in head} & {u.key for u in text}
+    with pytest.raises(ConfigError, match="method 'full_multitask' has no text-to-text form") as caught:
+        load_config(None, task_output="text", methods=["hyperformer", "full_multitask"])
+    assert "\n" not in str(caught.value)
 
 
 def test_a_method_without_a_text_form_fails_at_config_load_naming_it_and_the_fix():
