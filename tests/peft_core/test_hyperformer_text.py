@@ -1,6 +1,6 @@
 """HyperFormer(++) in text-to-text form on a tiny random T5, as the paper runs it: one hypernetwork
-generates the encoder's and the decoder's adapters; joint training, save, reload, predict; few-shot
-transfer over the joint model."""
+generates the encoder's and the decoder's adapters; joint training, save, reload, predict; a task
+materialised as a plain text adapter; few-shot transfer over the joint model."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from dataclasses import replace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from peft_core.artifacts import read_artifact_config
+from peft_core.adapter_jobs import load_adapter_model
+from peft_core.artifacts import WEIGHTS_FILE, read_artifact_config
 from peft_core.configs import AdapterConfig, EvalSettings, TrainConfig
 from peft_core.data.encoding import EncodedSplit
 from peft_core.errors import ConfigError
 from peft_core.hyperformer import HyperNetConfig, LayerGenerator, TextHyperFormerModel, layernorm_parameters, make_hyperformer
 from peft_core.hyperformer.few_shot import fit_hyperformer_transfer
 from peft_core.inference import load_fitted_model, predict, score_rows
-from peft_core.multitask import train_multitask
+from peft_core.multitask import materialise_adapter, train_multitask
 from peft_core.training import predict as evaluation_predictions
 from tests.helpers.core import tiny_batch
 from tests.helpers.predictions import rows_of
@@ -76,6 +78,28 @@ def test_the_decoder_generation_and_layernorms_train_and_a_decoding_generates_on
     with torch.no_grad():
         texts = model.generate_texts(batch, WORDY.name)
     assert len(texts) == 3 and len(calls) == 1 and model.generated.weights is None
+
+
+def test_a_materialised_task_is_a_text_adapter_computing_what_the_hypernetwork_computes(backbone, tmp_path):
+    model = make_hyperformer(backbone, SPECS, ADAPTER)
+    with torch.no_grad():
+        for p in model.hypernetwork.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    batch = tiny_batch(backbone) | {"labels": torch.tensor([1, 0, 1])}
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = model(batch, WORDY.name).logits
+        materialise_adapter(model, backbone, WORDY.name, tmp_path / "adapter")
+    finally:
+        model.detach()
+    assert {k for k in load_file(tmp_path / "adapter" / WEIGHTS_FILE) if k.startswith("sites.decoder.1.ffn.ln_")}
+    adapter = load_adapter_model(tmp_path / "adapter", backbone, WORDY).eval()
+    try:
+        with torch.no_grad():
+            assert torch.equal(adapter(batch, WORDY.name).logits, expected)
+    finally:
+        adapter.detach()
 
 
 @pytest.mark.parametrize("method, steps", [("hyperformer_plus_plus", 30), ("hyperformer", 2), ("shared_adapter", 2)])
