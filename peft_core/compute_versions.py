@@ -34,8 +34,8 @@ DIGESTS_FILE = ROOT / "compute_digests.json"
 # new method module in compositions/ is on the transfer path with no edit here.
 COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "encoding": (1, ("data/encoding.py", "task_specs.py")),
-    "model": (1, ("backbones.py", "backbone_paths.py", "backbone_state.py", "sites.py", "model.py", "heads.py",
-                  "adapters.py", "lora.py", "adapter_kinds.py", "prompts.py", "compositions/single.py",
+    "model": (1, ("architectures.py", "backbones.py", "backbone_paths.py", "backbone_state.py", "sites.py", "model.py",
+                  "heads.py", "adapters.py", "lora.py", "adapter_kinds.py", "prompts.py", "compositions/single.py",
                   "layernorms.py", "pooling.py", "text_model.py")),
     "training": (3, ("training.py", "configs.py", "precision.py", "dropout.py", "metrics.py", "jobs.py", "adapter_jobs.py",
                      "full_finetune.py")),

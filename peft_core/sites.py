@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .backbones import ArchitectureLayout, Backbone, module_widths
+from .architectures import ArchitectureLayout
+from .backbones import Backbone, module_widths
 from .errors import BackboneError
 
 

@@ -89,6 +89,7 @@ def write_config(tmp_path, tiny_backbone_dir):
                                                    "among this config's sources and targets; cap one of: "
                                                    "demo_sentiment, demo_lowres"),
     ({"backbone": "/nonexistent/bert-folder"}, "backbone folder /nonexistent/bert-folder not found"),
+    ({"task_output": "text"}, "is of the encoder family: text-to-text tasks (task_output: text) need an encoder-decoder"),
     ({"data": {"source": "local", "path": "/nonexistent/glue"}}, "data folder /nonexistent/glue does not exist"),
 ])
 def test_bad_config_values(tmp_path, write_config, changes, expected):

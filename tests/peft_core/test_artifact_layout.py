@@ -77,7 +77,7 @@ def test_no_other_module_spells_a_section_or_takes_a_sub_dict_itself():
             spelled[module] = found
         sub_dicts += [f"{module}:{node.lineno}" for node in ast.walk(tree) if _is_sub_dict(node)]
     # module paths in BERT and T5 and a file name, not artifact sections
-    assert spelled == {"backbones.py": ["encoder.block", "encoder.layer"], "compute_versions.py": ["sites.py"]}
+    assert spelled == {"architectures.py": ["encoder.block", "encoder.layer"], "compute_versions.py": ["sites.py"]}
     assert sub_dicts == []
 
 

@@ -11,8 +11,9 @@ from transformers import AutoModel, OPTConfig, T5Config, T5ForConditionalGenerat
 from transformers.pytorch_utils import Conv1D
 
 from peft_core import backbone_paths
-from peft_core.backbone_paths import resolve_backbone_path
-from peft_core.backbones import LAYOUTS, fingerprint_model, layout_for, load_backbone, module_widths, wrap_backbone
+from peft_core.backbone_paths import check_architecture, resolve_backbone_path
+from peft_core.architectures import LAYOUTS, layout_for
+from peft_core.backbones import fingerprint_model, load_backbone, module_widths, wrap_backbone
 from peft_core.errors import BackboneError
 from peft_core.model import AdapterModel
 from peft_core.sites import lora_placement
@@ -78,12 +79,16 @@ def test_wrap_backbone_refuses_unknown_architecture(vocab_file):
         wrap_backbone("tiny-opt", tiny_opt(), make_tokenizer(vocab_file))
 
 
-def test_load_backbone_refuses_unknown_architecture_in_a_folder(tmp_path, vocab_file):
+def test_a_folder_of_an_unknown_architecture_is_refused_from_its_config_before_loading(tmp_path, vocab_file):
     folder = tmp_path / "opt"
     tiny_opt().save_pretrained(folder)
     make_tokenizer(vocab_file).save_pretrained(folder)
     with pytest.raises(BackboneError, match="'opt' is not supported .*; supported: encoder: bert"):
         load_backbone(str(folder))
+    with pytest.raises(BackboneError, match="'opt' is not supported") as info:
+        check_architecture(str(folder))  # config.json alone: what the CLI checks before anything starts
+    assert_one_line_error(info.value)
+    check_architecture("some-org/some-model")  # a hub id: checked when it loads
 
 
 LINEAR = (torch.nn.Linear, Conv1D)
@@ -202,6 +207,7 @@ def t5_folder(tmp_path_factory, vocab_file):
 
 
 def test_a_t5_folder_loads_its_encoder_alone(t5_folder):
+    check_architecture(str(t5_folder), "text")
     backbone = load_backbone(str(t5_folder))
     assert type(backbone.model).__name__ == "T5EncoderModel" and backbone.layout.family == "encoder-decoder"
     assert backbone.layout.ffn_in == "layer.1.DenseReluDense.wi_0"  # gated-gelu: wi_0 and wi_1

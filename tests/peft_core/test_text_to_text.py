@@ -64,7 +64,7 @@ def test_a_model_refuses_a_backbone_loaded_for_the_other_output(backbone, text_t
         AdapterModel(backbone)
     with pytest.raises(BackboneError, match="loaded for head output, but TextToTextModel answers through text"):
         TextToTextModel(text_backbone(text_tokenizer, "head"))
-    with pytest.raises(BackboneError, match="decoder-only model: text-to-text"):
+    with pytest.raises(BackboneError, match="of the decoder-only family: text-to-text"):
         wrap_backbone("tiny-gpt2", family_model("gpt2"), text_tokenizer, output="text")
 
 
