@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import random
 import statistics
 import sys
@@ -33,13 +32,13 @@ from transformers import (  # noqa: E402
     AutoModel, AutoModelForTextEncoding, AutoTokenizer, BertConfig, GPT2Config, LlamaConfig, Qwen2Config, T5Config,
 )
 
+from benchmarks.publish import write_result_files  # noqa: E402
 from k_adapters import Bench, Candidate, machine, random_batch  # noqa: E402
 from peft_core.backbone_paths import resolve_backbone_path  # noqa: E402
 from peft_core.backbones import wrap_backbone  # noqa: E402
 from peft_core.dropout import training_dropout  # noqa: E402
 from peft_core.precision import autocast  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
 VOCAB, D, LAYERS, HEADS, FFN = 30522, 384, 6, 12, 1536
 DECODER = dict(vocab_size=VOCAB, hidden_size=D, intermediate_size=FFN, num_hidden_layers=LAYERS,
                num_attention_heads=HEADS, num_key_value_heads=HEADS // 2, max_position_embeddings=512)
@@ -64,9 +63,8 @@ def family_backbone(name: str, config):
     return wrap_backbone(name, model, AutoTokenizer.from_pretrained(resolve_backbone_path("minilm")))
 
 
-def step_times(repeats: int, warmup: int, batch_size: int, length: int) -> dict[tuple, list[float]]:
+def step_times(backbones: dict, repeats: int, warmup: int, batch_size: int, length: int) -> dict[tuple, list[float]]:
     """Wall seconds of one step in each repeat, by (family, candidate, precision)."""
-    backbones = {name: family_backbone(name, config) for name, config in CONFIGS.items()}
     benches = {name: Bench(backbone, CANDIDATES) for name, backbone in backbones.items()}  # one model per backbone
     batches = {name: random_batch(backbone, batch_size, length) for name, backbone in backbones.items()}
     settings = [(f, c, p) for f in CONFIGS for c in CANDIDATES for p in PRECISIONS]
@@ -112,20 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=128)
     args = parser.parse_args(argv)
     measured_on = machine()
-    times = step_times(args.repeats, args.warmup, args.batch_size, args.length)
-    params = {name: sum(p.numel() for p in family_backbone(name, config).model.parameters())
-              for name, config in CONFIGS.items()}
+    backbones = {name: family_backbone(name, config) for name, config in CONFIGS.items()}
+    params = {name: sum(p.numel() for p in backbone.model.parameters()) for name, backbone in backbones.items()}
+    times = step_times(backbones, args.repeats, args.warmup, args.batch_size, args.length)
     rows = [{"family": f, "params": params[f], "candidate": c.label,
              **{p: statistics.median(times[(f, c, p)]) for p in PRECISIONS}}
             for f in CONFIGS for c in CANDIDATES]
     result = {"machine": measured_on, "batch_size": args.batch_size, "length": args.length, "repeats": args.repeats,
               "warmup": args.warmup, "rows": rows,
               "times": {f"{f}/{c.label}/{p}": t for (f, c, p), t in times.items()}}
-    table = markdown(result)
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "families.json").write_text(json.dumps(result, indent=2, default=str))
-    (RESULTS / "families.md").write_text(table)
+    write_result_files("families", result, markdown(result))
     return 0
 
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import scipy.stats  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.publish import write_result_files  # noqa: E402
 from k_adapters import ADAPTER, Bench, Candidate, adapter_step_flops, backbone_step_flops, machine, random_batch  # noqa: E402
 from peft_core.backbones import attention_implementation, load_backbone  # noqa: E402
 from peft_core.configs import AdapterConfig, TrainConfig  # noqa: E402
@@ -324,11 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(result: dict) -> int:
-    table = markdown(result)
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "precision.json").write_text(json.dumps(result, indent=2, default=str))
-    (RESULTS / "precision.md").write_text(table)
+    write_result_files("precision", result, markdown(result))
     return 0
 
 

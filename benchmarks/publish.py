@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -25,6 +26,14 @@ def publish_results(stem: str, lines: list[str]) -> str:
     (RESULTS / f"{stem}.md").write_text(body)
     update_benchmarks_md(stem, body)
     return body
+
+
+def write_result_files(stem: str, result: dict, table: str) -> None:
+    """Print `table` and write `<stem>.json` (the raw result) and `<stem>.md` (the table) in RESULTS."""
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
+    (RESULTS / f"{stem}.md").write_text(table)
 
 
 def require_block(block_name: str) -> str:
