@@ -189,6 +189,11 @@ class TransferSettings(Strict):
         description="per method (or 'default'): the rate everything in a fit trains at, the new head included; "
                     "'published' = the paper's (training.targets.learning_rate for methods without one)",
     )
+    head_learning_rate: dict[str, float] = Field(
+        default_factory=dict,
+        description="per method (or 'default'): a rate of its own for the new head, the rest of the fit at "
+                    "learning_rate (unset: the head trains at learning_rate, as in the papers)",
+    )
     head_init: dict[str, HeadInit] = Field(
         default_factory=lambda: {"default": "new"},
         description="per method (or 'default'): the target head starts 'new' (random, as in the papers) or from "
@@ -199,10 +204,13 @@ class TransferSettings(Strict):
         default_factory=dict, description="per method, its builder's options, e.g. {scalearn: {omega_dropout: 0.1}}")
     temperature: float = Field(10.0, gt=0, description="multitask task-sampling temperature T")
 
-    @field_validator("source_set", "learning_rate", "head_init")
+    @field_validator("source_set", "learning_rate", "head_learning_rate", "head_init")
     @classmethod
     def _known_methods(cls, mapping: dict, info) -> dict:
-        methods = TRANSFER_METHODS + (HYPERFORMER_TRANSFER_METHODS if info.field_name == "learning_rate" else ())
+        rates = ("learning_rate", "head_learning_rate")
+        methods = TRANSFER_METHODS + (HYPERFORMER_TRANSFER_METHODS if info.field_name in rates else ())
+        if info.field_name == "head_learning_rate" and any(not rate > 0 for rate in mapping.values()):
+            raise ValueError(f"transfer.head_learning_rate {mapping} must give positive rates")
         return _method_keys(mapping, f"transfer.{info.field_name}", methods)
 
     @field_validator("options")
@@ -231,6 +239,9 @@ class TransferSettings(Strict):
 
     def learning_rate_for(self, method: str) -> float | Literal["published"]:
         return self._for(self.learning_rate, method, "published")
+
+    def head_learning_rate_for(self, method: str) -> float | None:
+        return self._for(self.head_learning_rate, method, None)
 
     def source_set_for(self, method: str) -> SourceSetRule:
         return self._for(self.source_set, method, "others+own")
@@ -345,6 +356,9 @@ class PipelineConfig(Strict):
             return self
         if problem := next(filter(None, map(text_output_problem, self.methods)), None):
             raise ValueError(f"field 'methods': {problem}")
+        if self.transfer.head_learning_rate:
+            raise ValueError("field 'transfer.head_learning_rate': a text-to-text model has no head; remove it or "
+                             "use task_output: head")
         if own := [m for m in self.methods_in(TRANSFER_METHODS) if self.transfer.starts_from_own_head(m)]:
             raise ValueError(f"field 'transfer.head_init': {own[0]} starts from the target adapter's head, and a "
                              "text-to-text model has none; use head_init 'new' or task_output: head")

@@ -39,14 +39,17 @@ def fit_train_config(config: PipelineConfig, method: str, seed: int, train_examp
     """The settings a fit of `method` on a target sample of `train_examples` runs with: `training.targets`,
     its step budget for the sample, at the method's learning rate. The one place a rate is resolved: full
     fine-tuning's own setting; for a transfer method `transfer.learning_rate` or, for "published",
-    the paper's; HyperFormer few-shot has no published rate (the targets' rate unless one is given)."""
+    the paper's; HyperFormer few-shot has no published rate (the targets' rate unless one is given);
+    the head's own rate where `transfer.head_learning_rate` gives one."""
     train = config.training.train_config("target", seed, train_examples)
     if method == "full_finetune":
         return dataclasses.replace(train, learning_rate=config.training.full_finetune_learning_rate)
     rate = config.transfer.learning_rate_for(method)
     if method in TRANSFER_METHODS:
-        return get_method(method).train_config(train, rate)
-    return train if rate == "published" else dataclasses.replace(train, learning_rate=rate)
+        train = get_method(method).train_config(train, rate)
+    elif rate != "published":
+        train = dataclasses.replace(train, learning_rate=rate)
+    return dataclasses.replace(train, head_learning_rate=config.transfer.head_learning_rate_for(method))
 
 
 def adapter_unit(config: PipelineConfig, data: PreparedData, seed: int, with_prompt: bool = False) -> AdapterUnit:

@@ -83,6 +83,9 @@ class EvalSettings:
         object.__setattr__(self, "precision", resolve_precision(self.precision))
 
 
+UNSET_UNLESS_GIVEN = ("head_learning_rate",)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training loop's settings; shared by source adapters, transfer fits and baselines."""
@@ -100,6 +103,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     max_steps: int | None = None  # a fixed step budget (few-shot protocols): epochs = ceil(steps / steps per epoch)
     precision: Precision = "auto"  # resolved on construction to what runs here: "bf16" or "fp32"
+    head_learning_rate: float | None = None  # the task heads' own rate (None: learning_rate, as the papers train)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", resolve_precision(self.precision))
@@ -109,4 +113,6 @@ class TrainConfig:
         return EvalSettings(self.eval_batch_size, self.precision)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # A setting added later enters the dict, and so every unit's key, only when it is set: units
+        # trained before it existed keep their keys.
+        return {k: v for k, v in asdict(self).items() if not (k in UNSET_UNLESS_GIVEN and v is None)}

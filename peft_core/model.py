@@ -148,9 +148,13 @@ class AdapterModel(nn.Module):
             for name, param in params.items():
                 param.copy_(tensors[name])
 
-    def count_parameters(self) -> dict[str, int]:
-        """Trainable parameters: `excluding_heads` (the adapter, transfer or joint part) and `heads`."""
+    def split_trainable(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """The trainable parameters: (the adapter, transfer or joint part, the task heads)."""
         head_ids = {id(p) for p in self.heads.parameters()}
         trainable = self.trainable_parameters().values()
-        heads = sum(p.numel() for p in trainable if id(p) in head_ids)
-        return {"excluding_heads": sum(p.numel() for p in trainable) - heads, "heads": heads}
+        return [p for p in trainable if id(p) not in head_ids], [p for p in trainable if id(p) in head_ids]
+
+    def count_parameters(self) -> dict[str, int]:
+        """Trainable parameters: `excluding_heads` (the adapter, transfer or joint part) and `heads`."""
+        body, heads = self.split_trainable()
+        return {"excluding_heads": sum(p.numel() for p in body), "heads": sum(p.numel() for p in heads)}

@@ -72,6 +72,16 @@ def fit_task(
     )
 
 
+def parameter_groups(model: AdapterModel, cfg: TrainConfig) -> list[dict]:
+    """The optimizer's groups: every trainable parameter at `cfg.learning_rate`, or, when the heads have
+    a rate of their own, the heads apart at `cfg.head_learning_rate`."""
+    if cfg.head_learning_rate is None:
+        return [{"params": list(model.trainable_parameters().values())}]
+    body, heads = model.split_trainable()
+    groups = [{"params": body}, {"params": heads, "lr": cfg.head_learning_rate}]
+    return [g for g in groups if g["params"]]
+
+
 def fit(
     model: AdapterModel,
     cfg: TrainConfig,
@@ -94,8 +104,7 @@ def fit(
     validation set is too small to select on) and nothing stops early.
     """
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    optimizer = torch.optim.AdamW(model.trainable_parameters().values(), lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = model.trainable_parameters()
     for g in optimizer.param_groups:

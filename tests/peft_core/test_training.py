@@ -1,6 +1,7 @@
 """The shared training loop: it learns, trains only what it should, is seeded, resumes from a
 checkpoint to the same weights, stops early, and full fine-tuning trains the backbone."""
 
+import dataclasses
 import json
 import random
 
@@ -136,6 +137,22 @@ def test_only_adapter_and_head_parameters_change(tiny_backbone, family, placemen
     for key, value in backbone_before.items():
         assert torch.equal(after[key], value), key
     assert not any(p.requires_grad for p in backbone.model.parameters())
+
+
+@pytest.mark.parametrize("head_rate", [None, 0.5])
+def test_the_heads_train_at_a_rate_of_their_own_when_given_one(tiny_backbone, head_rate):
+    """Adam's first step moves each parameter by its group's rate (m / sqrt(v) = sign of the gradient)."""
+    backbone = tiny_backbone("bert")
+    train, validation = encode(backbone, sentiment_splits(n_train=8, n_eval=8))
+    model = build(backbone)
+    try:
+        before = trainable_snapshot(model)
+        fit_task(model, SPEC, train, validation, dataclasses.replace(CFG, epochs=1, max_steps=1, head_learning_rate=head_rate))
+        moved = {k: (v - before[k]).abs().max().item() for k, v in trainable_snapshot(model).items()}
+    finally:
+        model.detach()
+    assert max(v for k, v in moved.items() if not k.startswith("heads.")) == pytest.approx(CFG.learning_rate, rel=1e-3)
+    assert max(v for k, v in moved.items() if k.startswith("heads.")) == pytest.approx(head_rate or CFG.learning_rate, rel=1e-3)
 
 
 def test_same_seed_gives_identical_weights(tiny_backbone):

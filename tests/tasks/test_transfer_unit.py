@@ -142,3 +142,20 @@ def test_a_method_without_a_text_form_fails_at_config_load_naming_it_and_the_fix
     assert "\n" not in str(caught.value)
     with pytest.raises(ConfigError, match="head_init': scalearn starts from the target adapter's head, and a text"):
         load_config(None, **{"task_output": "text", "methods": ["scalearn"], "transfer.head_init": {"default": "own"}})
+
+
+def test_a_head_rate_of_its_own_reaches_its_fits_keys_and_unset_keeps_them():
+    def fit(**transfer):
+        cfg = PipelineConfig(name="keys", transfer=transfer, methods=["adapter", "scalearn", "average"])
+        return _fit(_plan(cfg), "scalearn")
+
+    plain, own_rate = fit(), fit(head_learning_rate={"scalearn": 0.001})
+    assert "head_learning_rate" not in plain.train.to_dict()  # units trained before the setting keep their keys
+    assert plain.key == fit(head_learning_rate={"average": 0.001}).key != own_rate.key
+    assert (own_rate.train.learning_rate, own_rate.train.head_learning_rate) == (plain.train.learning_rate, 0.001)
+    for transfer, message in [({"head_learning_rate": {"scalearn": 0}}, "must give positive rates"),
+                              ({"head_learning_rate": {"adapterz": 0.1}}, "has unknown method")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, methods=["scalearn"], transfer=transfer)
+    with pytest.raises(ConfigError, match="head_learning_rate': a text-to-text model has no head"):
+        load_config(None, task_output="text", methods=["scalearn"], transfer={"head_learning_rate": {"default": 0.1}})
