@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,8 @@ from flows.config import PipelineConfig, load_config, parse_overrides  # noqa: E
 from benchmarks.publish import RESULTS, environment, publish_results, require_block  # noqa: E402
 from benchmarks.weights_figures import plot_target_heatmaps, weights_reports  # noqa: E402
 from peft_core.errors import AdapterflowError  # noqa: E402
-from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, summarise_fits  # noqa: E402
+from peft_core.statistics import paired_bootstrap_gain  # noqa: E402
+from tasks.seed_comparison import BASELINE, describe_gain, load_predictions, main_metric, summarise_fits  # noqa: E402
 from flows.store import tracking_for  # noqa: E402
 
 CONFIG = REPO / "configs" / "glue-lowres.yaml"
@@ -78,6 +80,16 @@ def profile_config(profile: Profile, k: int, data_dir: str | None, **extra) -> P
                                                   "training.target_steps": None}
     return load_config(CONFIG, **{"data.path": data_dir, "data.few_shot.k": k, "seeds": list(profile.seeds),
                                   **steps, **profile.overrides, **profile.narrowed, **extra})
+
+
+def k_run_config(profile: Profile, k: int, data_dir: str | None) -> PipelineConfig | None:
+    """The run of the profile at `k`: every method at the smallest k, `larger_k_methods` above it
+    (None: none of the methods runs at this k)."""
+    cfg = profile_config(profile, k, data_dir)
+    if k == profile.ks[0] or not profile.larger_k_methods:
+        return cfg
+    larger = [m for m in cfg.methods if m in profile.larger_k_methods]
+    return profile_config(profile, k, data_dir, methods=larger) if larger else None
 
 
 def recovery_config(profile: Profile, data_dir: str | None) -> PipelineConfig:
@@ -131,6 +143,34 @@ def train_losses(tracking, fits: pd.DataFrame) -> dict[tuple[str, str], list[flo
         if rounds:
             out[(task, method)] = [sum(seed[i] for seed in by_seed) / len(by_seed) for i in range(rounds)]
     return out
+
+
+def against_profile(variant_fits: pd.DataFrame, profile_fits: pd.DataFrame, k: int,
+                    predictions: Callable[[str], dict | None]) -> list[dict]:
+    """Per (target, method) a variant shares with the profile's own run at `k`: variant − profile on the
+    seeds both have (the same samples and test examples, so paired), with its 95 % interval; `same`
+    where both are the very same fits (a setting the variant does not change)."""
+    rows = []
+    for (task, method), mine in variant_fits.groupby(["task", "method"]):
+        theirs = profile_fits[(profile_fits["task"] == task) & (profile_fits["method"] == method)]
+        seeds = sorted(set(mine["seed"]) & set(theirs["seed"]))
+        if not seeds:
+            continue
+        runs = [[frame.set_index("seed").loc[s, "artifact_run_id"] for s in seeds] for frame in (mine, theirs)]
+        metric = main_metric(mine, task)
+        row = {"target": task, "k": k, "method": method, "metric": metric, "seeds": len(seeds),
+               **{name: frame[frame["seed"].isin(seeds)][f"test_{metric}"].mean()
+                  for name, frame in (("variant", mine), ("profile", theirs))}}
+        if runs[0] == runs[1]:
+            rows.append(row | {"same": True})
+            continue
+        loaded = [[predictions(run) for run in side] for side in runs]
+        if all(p for side in loaded for p in side):
+            gain = paired_bootstrap_gain(metric, *([p["predictions"] for p in side] for side in loaded),
+                                         loaded[0][0]["labels"])
+            row |= {"gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high}
+        rows.append(row)
+    return rows
 
 
 def source_scores(units: pd.DataFrame) -> pd.DataFrame:
@@ -222,6 +262,17 @@ def recovery_table(results: pd.DataFrame, sources: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def against_profile_table(rows: list[dict]) -> str:
+    if not rows:
+        return "The profile's own runs at these k are not in this store: nothing to pair with."
+    lines = ["| target | k | method | variant ×100 | profile ×100 | variant − profile [95 % CI] |", "|" + "---|" * 6]
+    for r in sorted(rows, key=lambda r: (r["target"], r["k"], r["method"])):
+        difference = "the same fits" if r.get("same") else _interval(r)
+        lines.append(f"| {r['target']} | {r['k']} | {r['method']} | {r['metric']} {_pct(r['variant'])} | "
+                     f"{_pct(r['profile'])} | {difference} |")
+    return "\n".join(lines)
+
+
 def findings(results: pd.DataFrame) -> list[str]:
     lines = []
     main = results[~results["recovery"] & results["method"].ne(BASELINE)]
@@ -235,7 +286,8 @@ def findings(results: pd.DataFrame) -> list[str]:
 
 def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig, results: pd.DataFrame,
                   sources: pd.DataFrame, heatmaps: dict[str, Path | None], seconds: dict[str, float],
-                  rates: dict[str, float]) -> str:
+                  rates: dict[str, float], paired: list[dict] | None = None) -> str:
+    """The results files and the BENCHMARKS.md block; `paired` (a variant's): its fits against the profile's."""
     results.to_csv(RESULTS / f"{stem}.csv", index=False)
     sources.to_csv(RESULTS / f"{stem}-sources.csv", index=False)
     curves = {t: learning_curves(results, t, RESULTS / f"{stem}-{t}-curve.png") for t in cfg.targets
@@ -279,6 +331,10 @@ def write_outputs(stem: str, command: str, profile: Profile, cfg: PipelineConfig
         "",
         recovery_table(results, sources),
         "",
+        *(["## Against the profile's own fits (the same seeds, samples and test examples: paired)",
+           "Variant − profile, mean over seeds, with the interval as above; **↑** / **↓**: the variant's setting "
+           "changes the score by more than the seeds and the test set's chance.",
+           "", against_profile_table(paired), ""] if paired is not None else []),
         "## Learning curves and weights",
         *(f"![{t}]({p.name})" for t, p in curves.items()),
         *(f"![{t} weights]({p.name})" for t, p in heatmaps.items() if p),
@@ -309,10 +365,10 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
                  for t in everything.targets]
     runs = [*by_target[:2], ("recovery", recovery_config(profile, data_dir), first, True), *by_target[2:],
             (f"k={first}", everything, first, False)]  # reuses every finished fit, adds the deferred ones
-    larger = [m for m in everything.methods if m in (profile.larger_k_methods or everything.methods)]
-    runs += [(f"k={k}", profile_config(profile, k, data_dir, methods=larger), k, False) for k in rest if larger]
+    runs += [(f"k={k}", cfg, k, False) for k in rest if (cfg := k_run_config(profile, k, data_dir))]
     sources = pd.DataFrame()
     body = ""
+    paired: dict[tuple, dict] | None = {} if variant else None
     for label, cfg, k, recovery in runs:
         tracking = tracking_for(cfg)
         if report_only:
@@ -337,14 +393,28 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
         summaries += list(latest.values())
         fits = units[units["stage"] == "transfer"]
         rates |= fits.groupby("method")["learning_rate"].first().to_dict()
+        if paired is not None and not recovery:
+            own = latest_run_of(tracking, k_run_config(PROFILES[profile_name], k, data_dir))
+            own_fits = unit_rows(tracking, own).query("stage == 'transfer'") if own else pd.DataFrame()
+            if not own_fits.empty:
+                paired |= {(r["target"], k, r["method"]): r for r in
+                           against_profile(fits, own_fits, k, lambda run: load_predictions(tracking, run))}
         if not recovery and k == profile.ks[0]:
             table = units.rename(columns={"artifact_run_id": "run_id"})
             heatmaps |= {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
                                                  RESULTS / f"{stem}-{t}-weights.png")
                          for t in cfg.targets}
         body = write_outputs(stem, command, profile, everything, pd.DataFrame(summaries), sources, heatmaps, seconds,
-                             rates)
+                             rates, None if paired is None else list(paired.values()))
     return body
+
+
+def same_settings(logged, wanted) -> bool:
+    """A logged config's settings are `wanted`'s; a setting added since it was logged matches when unset."""
+    if isinstance(logged, dict) and isinstance(wanted, dict):
+        return all(same_settings(logged[k], v) if k in logged else v in (None, {}, []) for k, v in wanted.items()) \
+            and set(logged) <= set(wanted)
+    return logged == wanted
 
 
 def latest_run_of(tracking, cfg: PipelineConfig) -> str | None:
@@ -357,7 +427,7 @@ def latest_run_of(tracking, cfg: PipelineConfig) -> str | None:
                                   "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]):
         with tempfile.TemporaryDirectory() as tmp:
             logged = json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", tmp)).read_text())
-        if all(logged.get(key) == wanted[key] for key in ("data", "methods", "transfer", "seeds", "training")):
+        if all(same_settings(logged.get(key), wanted[key]) for key in ("data", "methods", "transfer", "seeds", "training")):
             return run.info.run_id
     return None
 

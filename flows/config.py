@@ -121,7 +121,7 @@ TrainSettings = create_model("TrainSettings", __base__=_TrainBase, **_fields_of(
     "max_steps": {"gt": 0, "description": "a fixed step budget per fit (few-shot): the last of `epochs` rounds is "
                   "kept, no early stopping"},
     "precision": {"description": "auto: bf16 autocast where the device computes it natively, else fp32"},
-}, exclude=("seed",)))
+}, exclude=("seed", "head_learning_rate")))  # a fit's head rate is per method: transfer.head_learning_rate
 
 
 class StepBudget(Strict):

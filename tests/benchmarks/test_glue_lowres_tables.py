@@ -62,3 +62,27 @@ def test_a_variant_without_its_benchmarks_md_block_stops_before_training(glue_lo
     with pytest.raises(AdapterflowError, match="glue-lowres-cpu-untried:start"):
         glue_lowres.run("cpu", None, report_only=False, variant="untried")
     assert not (tmp_path / "home").exists()  # no store opened, nothing trained
+
+
+def test_a_variant_is_paired_with_the_profiles_own_fits_on_the_seeds_both_have(glue_lowres):
+    labels = [0, 1] * 10
+    right, wrong = labels, [1 - y for y in labels]
+    predictions = {"v1": right, "v2": right, "p1": wrong, "p2": wrong, "p3": right, "a": right}
+
+    def fits(runs: dict[tuple[str, int], str]) -> pd.DataFrame:
+        return pd.DataFrame([{"task": "rte", "method": m, "seed": s, "artifact_run_id": run, "main_metric": "accuracy",
+                              "test_accuracy": sum(p == y for p, y in zip(predictions[run], labels)) / len(labels)}
+                             for (m, s), run in runs.items()])
+
+    variant = fits({("scalearn", 1): "v1", ("scalearn", 2): "v2", ("adapter", 1): "a"})
+    profile = fits({("scalearn", 1): "p1", ("scalearn", 2): "p2", ("scalearn", 3): "p3", ("adapter", 1): "a"})
+    rows = glue_lowres.against_profile(variant, profile, 32, lambda run: {"predictions": predictions[run], "labels": labels})
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["adapter"]["same"] and "gain" not in by_method["adapter"]
+    scalearn = by_method["scalearn"]
+    assert (scalearn["seeds"], scalearn["variant"], scalearn["profile"]) == (2, 1.0, 0.0)  # seed 3: the profile's alone
+    assert scalearn["gain"] == pytest.approx(1.0) and scalearn["gain_low"] > 0
+    table = glue_lowres.against_profile_table(rows)
+    assert "| rte | 32 | adapter | accuracy 100.0 | 100.0 | the same fits |" in table
+    assert "| rte | 32 | scalearn | accuracy 100.0 | 0.0 | +100.0 [" in table and "**↑**" in table
+    assert "not in this store" in glue_lowres.against_profile_table([])
