@@ -35,13 +35,13 @@ BASELINE_METHODS: tuple[str, ...] = ("adapter", "full_finetune")
 ALL_METHODS: tuple[str, ...] = BASELINE_METHODS + TRANSFER_METHODS + HYPERFORMER_TRANSFER_METHODS + MULTITASK_METHODS
 
 # methods that train in text-to-text form (`task_output: text`): the single adapter, the transfer
-# methods whose compositions train something and read nothing but their site's input, HyperFormer(++)
-# (the paper's own setting) with its few-shot transfer, and the shared adapter. Averaging and
-# AdapterSoup train only a head, which a text model has none of; AdapterFusion and PEMT read the
-# encoder's attention mask, which the decoder's sites do not match; full fine-tuning and full
-# multi-task training are not built for a whole encoder-decoder.
-TEXT_OUTPUT_METHODS: tuple[str, ...] = ("adapter", *SCALEARN_VARIANTS, *HYPERFORMER_VARIANTS, "shared_adapter",
-                                        *HYPERFORMER_TRANSFER_METHODS)
+# methods whose compositions train something (ScaLearn, AdapterFusion, PEMT: the paper's own T5
+# setting; their decoder sites read the decoder's positions and, PEMT's gate, the encoder's output at
+# the prompt positions), HyperFormer(++) (the paper's own setting) with its few-shot transfer, and the
+# shared adapter. Averaging and AdapterSoup train only a head, which a text model has none of; full
+# fine-tuning and full multi-task training are not built for a whole encoder-decoder.
+TEXT_OUTPUT_METHODS: tuple[str, ...] = ("adapter", "adapterfusion", *SCALEARN_VARIANTS, "pemt", *HYPERFORMER_VARIANTS,
+                                        "shared_adapter", *HYPERFORMER_TRANSFER_METHODS)
 
 
 def text_output_problem(method: str) -> str | None:

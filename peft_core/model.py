@@ -47,6 +47,8 @@ class AdapterModel(nn.Module):
     def set_compositions(self, make: Callable[[AdapterSite], Composition | None]) -> None:
         for site in self.sites:
             site.composition = make(site)
+            if site.composition is not None:
+                site.composition.place(site, self.backbone_info.hidden_size)
 
     def add_head(self, spec: TaskSpec, dropout: float = 0.1) -> TaskHead:
         self.heads[spec.name] = TaskHead(self.backbone_info.hidden_size, spec, dropout)

@@ -30,16 +30,44 @@ from .errors import BackboneError
 
 @dataclass
 class ForwardContext:
-    """Per-call data that transformers' forward signatures cannot carry (set by AdapterModel)."""
+    """Per-call data that transformers' forward signatures cannot carry (set by AdapterModel).
+
+    A site reads the context of its own stack (`at`). A text model's decoder sites have one of
+    their own (`set_decoder`): `attention_mask` marks the decoder positions that count (a
+    teacher-forced pass's target positions; while generating, each step's row until it has fed the
+    end-of-sequence token), there is no prompt among them, and `encoder` is the encoder's context:
+    its mask, its prompt length and, once it has run, its `output`.
+    """
 
     task: str | None = None
-    attention_mask: torch.Tensor | None = None  # (B, T), prompt positions included
+    attention_mask: torch.Tensor | None = None  # (B, T) of this context's positions, prompt positions included
     prompt_length: int = 0
     auxiliary_losses: list[torch.Tensor] = field(default_factory=list)
+    output: torch.Tensor | None = None  # (B, T, d): the encoder's output, where a text model sets it
+    # a decoder context: the encoder's; an encoder's: the decoder sites' context of this call
+    encoder: ForwardContext | None = field(default=None, repr=False, compare=False)
+    decoder: ForwardContext | None = field(default=None, repr=False, compare=False)
 
     def reset(self, task: str | None, attention_mask: torch.Tensor | None, prompt_length: int) -> None:
         self.task, self.attention_mask, self.prompt_length = task, attention_mask, prompt_length
         self.auxiliary_losses = []
+        self.output = self.decoder = None
+
+    def set_decoder(self, encoder_output: torch.Tensor, attention_mask: torch.Tensor | None) -> ForwardContext:
+        """After `reset`, once the encoder has run: the decoder sites' context of this call (the
+        auxiliary losses are this context's list); `attention_mask` (B, T_dec) or None (every position)."""
+        self.output = encoder_output
+        self.decoder = ForwardContext(self.task, attention_mask, 0, self.auxiliary_losses, encoder=self)
+        return self.decoder
+
+    def at(self, stack: str) -> ForwardContext:
+        """The context of the sites of `stack` (a site-key prefix): this one for the encoder's (""),
+        the decoder's for any other (one without a mask or an encoder output where none was set)."""
+        if not stack:
+            return self
+        if self.decoder is None:
+            self.decoder = ForwardContext(self.task, None, 0, self.auxiliary_losses, encoder=self)
+        return self.decoder
 
 
 @dataclass
@@ -76,6 +104,10 @@ class Composition(nn.Module):
 
     def report(self) -> dict:
         return {}
+
+    def place(self, site: AdapterSite, hidden_size: int) -> None:
+        """Called when a model sets this composition at `site` (`hidden_size`: its backbone's); a
+        composition whose shape depends on where it sits sizes itself here (PEMT's gate at a decoder site)."""
 
 
 def site_key(layer: int, position: str, stack: str = "") -> str:
@@ -154,7 +186,7 @@ class PostNormSite(AdapterSite):
         if self.composition is None:
             return z
         site = SiteView(z, f, lambda delta: self.base_layer(s + delta))
-        return self.base_layer(s + self.composition.site_delta(site, self.context))
+        return self.base_layer(s + self.composition.site_delta(site, self.context.at(self.stack)))
 
 
 class ResidualSite(AdapterSite):
@@ -164,7 +196,7 @@ class ResidualSite(AdapterSite):
         y = self.base_layer(*args, **kwargs)
         if self.composition is None:
             return y
-        return y + self.composition.site_delta(SiteView(y, y, lambda delta: y + delta), self.context)
+        return y + self.composition.site_delta(SiteView(y, y, lambda delta: y + delta), self.context.at(self.stack))
 
 
 class LoraSite(AdapterSite):
@@ -186,7 +218,7 @@ class LoraSite(AdapterSite):
         y = self.base_layer(x)
         if self.composition is None:
             return y
-        return y + self.composition.site_delta(SiteView(x, y, lambda delta: x), self.context)
+        return y + self.composition.site_delta(SiteView(x, y, lambda delta: x), self.context.at(self.stack))
 
 
 # (position, the layout's module role, site class) of each site of a layer

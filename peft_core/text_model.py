@@ -9,23 +9,27 @@ wrong: a classification row as the label after its true one, a regression row as
 T5's and HyperFormer's code read an unparseable number as).
 
 Adapter sites sit in the encoder's and the decoder's blocks (`Backbone.stacks`); the decoder's
-cross-attention has none, as in HyperFormer.
+cross-attention has none, as in HyperFormer. The decoder's sites read a context of their own
+(`ForwardContext.at`): the decoder positions of each answer, and the encoder's output and prompt
+(PEMT's gate there). A prompt (PEMT) prefixes the encoder's input only.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
 
 from .backbones import Backbone
 from .errors import ConfigError
 from .metrics import compute_metrics
 from .model import AdapterModel, ModelOutput
-from .sites import Placement
+from .sites import ForwardContext, Placement
 from .task_specs import TaskSpec
 
 UNPARSEABLE_VALUE = -1.0
@@ -145,22 +149,54 @@ class TextToTextModel(AdapterModel):
     def forward(self, batch: dict[str, torch.Tensor], task: str) -> ModelOutput:
         """Teacher-forced logits of the batch's targets (its `labels`) and their token cross-entropy."""
         targets = self.heads[task].encode(batch["labels"])
-        self.context.reset(task, batch["attention_mask"], 0)
-        decoder_inputs = self.encoder.prepare_decoder_input_ids_from_labels(labels=targets)
-        logits = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              decoder_input_ids=decoder_inputs).logits
+        logits = self.teacher_forced_logits(batch, task, targets)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORED)
         if self.context.auxiliary_losses:
             loss = loss + torch.stack(self.context.auxiliary_losses).sum()
         return ModelOutput(logits=logits, loss=loss)
 
+    def teacher_forced_logits(self, batch: dict[str, torch.Tensor], task: str, targets: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) logits of each position of `targets` (B, T) token ids, IGNORED past each row's end,
+        given the tokens before it."""
+        encoded, mask = self._run_encoder(batch, task, targets != IGNORED)
+        decoder_inputs = self.encoder.prepare_decoder_input_ids_from_labels(labels=targets)
+        return self.encoder(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_inputs).logits
+
+    def greedy(self, batch: dict[str, torch.Tensor], task: str, **options):
+        """`generate`'s greedy decoding of each row's answer, one token a step over the decoder's cache
+        (its output: the ids, decoder start token first; `options` such as output_logits go to it)."""
+        targets = self.heads[task]
+        with torch.no_grad():
+            encoded, mask = self._run_encoder(batch, task, None)
+            with _answer_positions(self.encoder.get_decoder(), self.context.decoder, targets.eos_id):
+                return self.encoder.generate(encoder_outputs=encoded, attention_mask=mask, do_sample=False,
+                                             num_beams=1, **{"max_new_tokens": targets.max_new_tokens, **options})
+
     def generate_texts(self, batch: dict[str, torch.Tensor], task: str) -> list[str]:
         """Each row's greedy answer, as text."""
-        targets = self.heads[task]
-        self.context.reset(task, batch["attention_mask"], 0)
-        generated = self.encoder.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                          max_new_tokens=targets.max_new_tokens, do_sample=False, num_beams=1)
-        return [targets.decode_one(row[1:]) for row in generated.tolist()]  # after the decoder's start token
+        generated = self.greedy(batch, task)
+        return [self.heads[task].decode_one(row[1:]) for row in generated.tolist()]  # after the decoder's start token
+
+    def _run_encoder(self, batch: dict[str, torch.Tensor], task: str,
+                     decoder_mask: torch.Tensor | None) -> tuple[BaseModelOutput, torch.Tensor]:
+        """The encoder's output and the attention mask the encoder and the decoder's cross-attention
+        read; sets the call's context, the decoder sites' with `decoder_mask` (B, T_dec) (None: set
+        step by step while generating). With a prompt (PEMT) the encoder reads its embeddings before
+        the input's, and the mask covers them, for the cross-attention too (as PEMT's released code
+        extends it)."""
+        mask = batch["attention_mask"]
+        if self.prompt is None:
+            self.context.reset(task, mask, 0)
+            inputs = {"input_ids": batch["input_ids"]}
+        else:
+            prefix = self.prompt(mask.shape[0])
+            length = prefix.shape[1]
+            inputs = {"inputs_embeds": torch.cat([prefix, self.encoder.get_input_embeddings()(batch["input_ids"])], 1)}
+            mask = torch.cat([mask.new_ones(mask.shape[0], length), mask], dim=1)
+            self.context.reset(task, mask, length)
+        encoded = self.encoder.get_encoder()(**inputs, attention_mask=mask)
+        self.context.set_decoder(encoded.last_hidden_state, decoder_mask)
+        return encoded, mask
 
     def predict_batch(self, batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
         return self.heads[task].parse(self.generate_texts(batch, task))
@@ -168,6 +204,29 @@ class TextToTextModel(AdapterModel):
     def scored(self, spec: TaskSpec, predictions: np.ndarray,
                labels: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
         return score_text_predictions(spec, predictions, labels)
+
+
+@contextmanager
+def _answer_positions(decoder: nn.Module, context: ForwardContext, eos_id: int):
+    """While a greedy decoding runs: before each decoder step, the decoder context's mask marks the
+    rows that have not yet fed the end-of-sequence token, the positions a teacher-forced pass on the
+    decoded answer counts (its targets run up to and including that token)."""
+    finished = None
+
+    def before_step(module, args, kwargs):
+        nonlocal finished
+        ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
+        fed = (ids == eos_id).cumsum(1) > 0  # (B, t): the token or one before it ended the answer
+        if finished is not None:
+            fed = fed | finished.unsqueeze(1)
+        finished = fed[:, -1]
+        context.attention_mask = ~fed
+
+    hook = decoder.register_forward_pre_hook(before_step, with_kwargs=True)
+    try:
+        yield
+    finally:
+        hook.remove()
 
 
 def adapter_model(backbone: Backbone, placement: str | Placement) -> AdapterModel:

@@ -15,6 +15,9 @@ and W_V act on updates as above.
 Keys and values are never computed per source: `q·k_j = (q W_K)·up_j + q·b_K` and
 `Σ_j a_j v_j = (Σ_j a_j up_j) W_Vᵀ`, so the d×d projections cost the same for any K (exactly the
 same function as the per-source form, only cheaper).
+
+At a text model's decoder sites the attention is per decoder token as anywhere; the report's mean
+counts the decoder positions of each answer (`ForwardContext.at`), as a teacher-forced pass on it does.
 """
 
 from __future__ import annotations

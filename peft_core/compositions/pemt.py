@@ -23,11 +23,22 @@
   backbone's own LayerNorms train too; they are saved with the fit (as backbone overrides) and put
   back when the model detaches. The paper does not mention them.
 
-Choices where the paper is silent, or where we follow the paper rather than the code: the gate
-reads the site's input z (the released code gates on the FFN's intermediate activations at the
-prompt positions); the experts are the sources' adapters: bottleneck adapters on z as the paper
-describes, or LoRA, as in the released code (rank-64 LoRA on the FFN output projection; sources
-with `lora_targets: [ffn_out]` and `lora_rank: 64` are that setting). At a LoRA site z is the
+In text-to-text form (T5, the paper's own setting) the decoder's sites have experts, gate, target
+adapter and sparsity loss too, as the released code (`third_party/models/t5/modeling_t5.py`) puts
+them in every block of both stacks (`task_adapter_in_decoder` defaults to true). The prompt prefixes
+the encoder's input only, and the released code's decoder gate reads the encoder's output at the
+prompt positions (`encoder_hidden_states[:, :task_prefix_len].mean(1)`, a d_model-wide gate where
+the encoder's is d_ff wide): one gate vector per example, the same at every decoder position, so a
+greedy decoding step by step computes what a teacher-forced pass on its answer computes. A decoder
+site's sparsity loss pools the decoder's target positions (the code: every decoder position,
+padding included), and the mean over sites spans both stacks (the code's mean over both stacks'
+layers).
+
+Choices where the paper is silent, or where we follow the paper rather than the code: at an
+encoder site the gate reads the site's input z (the released code gates on the FFN's intermediate
+activations at the prompt positions); the experts are the sources' adapters: bottleneck adapters on
+z as the paper describes, or LoRA, as in the released code (rank-64 LoRA on the FFN output
+projection; sources with `lora_targets: [ffn_out]` and `lora_rank: 64` are that setting). At a LoRA site z is the
 wrapped module's input (for ffn_out the FFN's intermediate activations, what the released code's
 gate reads), the target adapter is a LoRA of the sources' settings on the same module,
 and since the update leaves that input unchanged, "sequential" and "parallel" compute the same;
@@ -48,7 +59,7 @@ from ..adapter_kinds import adapter_bank
 from ..adapters import StackedAdapters
 from ..configs import AdapterConfig
 from ..method_names import PemtTargetAdapter as TargetAdapterPlacement
-from ..sites import ForwardContext, SiteView
+from ..sites import AdapterSite, ForwardContext, SiteView
 from .tracking import TrackedComposition
 
 PEMT_LEARNING_RATE = 3e-4
@@ -90,8 +101,21 @@ class PEMTMixture(TrackedComposition):
         self.trains_backbone_layernorms = train_layernorms
         self.sparsity_scale = sparsity_weight / num_sites  # λ · mean over sites, one share per site
 
+    def place(self, site: AdapterSite, hidden_size: int) -> None:
+        """At a decoder site the gate reads the encoder's output, `hidden_size` wide (the released
+        code's decoder gate is d_model wide where its encoder gate is d_ff wide)."""
+        if site.stack and self.gate.shape[0] != hidden_size:
+            self.gate = nn.Parameter(self.gate.new_zeros(hidden_size, self.num_sources))
+
     def gate_weights(self, z: torch.Tensor, context: ForwardContext) -> torch.Tensor:
-        """(B, K) softmax gate from the mean of z over the prompt positions."""
+        """(B, K) softmax gate from the mean of z over the prompt positions; at a decoder site (a
+        context with an `encoder`), from the mean of the encoder's output over its prompt positions."""
+        if context.encoder is not None:
+            context = context.encoder
+            z = context.output
+            if z is None:
+                raise RuntimeError("PEMT's gate at a decoder site reads the encoder's output, which this call did not "
+                                   "set; run the model through TextToTextModel")
         if context.prompt_length:
             query = z[:, : context.prompt_length].mean(1)
         else:

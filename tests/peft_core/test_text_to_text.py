@@ -1,6 +1,8 @@
 """Text-to-text tasks on a tiny random T5 (encoder and decoder): targets as words, greedy answers
 mapped back to labels, unparseable outputs counted and scored as wrong, artifacts that reload as
-text models and predict what evaluation computed."""
+text models and predict what evaluation computed; PEMT and AdapterFusion over text sources, whose
+decoder sites read the decoder's positions (and PEMT's gate the encoder's prompt positions), so a
+greedy decoding computes what a teacher-forced pass on its answer computes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from peft_core.adapter_jobs import train_adapter
 from peft_core.artifacts import WEIGHTS_FILE, read_artifact_config
@@ -21,9 +24,10 @@ from peft_core.errors import ArtifactError, BackboneError, ConfigError
 from peft_core.inference import load_fitted_model, predict, score_rows
 from peft_core.model import AdapterModel
 from peft_core.task_specs import get_task
-from peft_core.text_model import TextTargets, TextToTextModel, adapter_model, score_text_predictions
+from peft_core.compositions import get_method, pemt
+from peft_core.text_model import IGNORED, TextTargets, TextToTextModel, adapter_model, score_text_predictions
 from peft_core.training import predict as evaluation_predictions
-from peft_core.transfer import fit_transfer
+from peft_core.transfer import build_transfer_model, fit_transfer, load_sources, reset_weight_statistics, weights_report
 from tests.helpers.core import family_model, sentiment_examples, tiny_batch
 from tests.helpers.predictions import rows_of
 from tests.helpers.text import SIMILARITY, WORDY, similarity_splits, text_backbone, wordy_splits
@@ -31,6 +35,8 @@ from tests.helpers.text import SIMILARITY, WORDY, similarity_splits, text_backbo
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ADAPTER = AdapterConfig(reduction_factor=4, placement="houlsby")
+# the released PEMT code's experts: LoRA on the FFN's output projection (rank 64 there)
+LORA_FFN_OUT = AdapterConfig(kind="lora", lora_rank=4, lora_targets=("ffn_out",))
 TRAIN = TrainConfig(epochs=1, max_steps=3, batch_size=8, eval_batch_size=8, max_length=24, learning_rate=1e-2)
 
 
@@ -152,3 +158,127 @@ def test_scalearn_combines_text_sources_and_methods_without_a_text_form_are_refu
     with pytest.raises(ConfigError, match="method 'average' has no text-to-text form") as caught:
         fit_transfer(backbone, WORDY, splits, "average", sources, TRAIN, tmp_path / "average")
     assert "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def prompt_sources(backbone, tmp_path_factory):
+    """Two text sources of each kind trained (one step) with task prompts, as PEMT's stage 1 trains them."""
+    folder, splits = tmp_path_factory.mktemp("prompt-sources"), wordy_splits()
+    return {kind: [train_adapter(backbone, WORDY, splits, adapter, replace(TRAIN, max_steps=1), folder / f"{kind}{i}",
+                                 with_prompt=True).artifact_dir for i in range(2)]
+            for kind, adapter in {"bottleneck": ADAPTER, "lora": LORA_FFN_OUT}.items()}
+
+
+def transfer_text_model(backbone, method, source_dirs, seed=3):
+    """An untrained text model of `method` over `source_dirs`, every composition's weights (sources' included)
+    drawn at random so that each example (PEMT) or token (fusion) routes differently; in eval mode."""
+    model = build_transfer_model(backbone, WORDY, load_sources(source_dirs, backbone, WORDY.name), get_method(method))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for site in model.sites:
+            for p in site.composition.parameters():
+                p.normal_(0, 0.5)
+    return model.eval()
+
+
+class EndRowsInTurn(LogitsProcessor):
+    """Row r's answer ends (end-of-sequence) at step r + 1, so the rows end at different steps."""
+
+    def __init__(self, eos_id: int):
+        self.eos_id = eos_id
+
+    def __call__(self, input_ids, scores):
+        row, scores = input_ids.shape[1] - 2, scores.clone()  # the raw logits generate returns stay as computed
+        if 0 <= row < scores.shape[0]:
+            scores[row] = -float("inf")
+            scores[row, self.eos_id] = 0.0
+        return scores
+
+
+def answer_targets(sequences: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """The generated ids (start token dropped) as teacher-forcing targets: IGNORED after each row's first end."""
+    ids = sequences[:, 1:]
+    ended = (ids == eos_id).cumsum(1) - (ids == eos_id).long() > 0
+    return ids.masked_fill(ended, IGNORED)
+
+
+@pytest.mark.parametrize(("method", "kind"), [("pemt", "bottleneck"), ("pemt", "lora"), ("adapterfusion", "bottleneck")])
+def test_a_greedy_decoding_computes_what_a_teacher_forced_pass_on_its_answer_computes(backbone, prompt_sources,
+                                                                                      method, kind):
+    model = transfer_text_model(backbone, method, prompt_sources[kind])
+    try:
+        batch, eos = tiny_batch(backbone), model.heads[WORDY.name].eos_id
+        if method == "pemt" and kind == "lora":  # the released code's gate widths: d_ff in the encoder, d_model in the decoder
+            gates = {site.key: tuple(site.composition.gate.shape) for site in model.sites}
+            assert gates == {"0.ffn_out": (64, 2), "1.ffn_out": (64, 2), "decoder.0.ffn_out": (32, 2),
+                             "decoder.1.ffn_out": (32, 2)}
+        # as decoded: the predictions are the teacher-forced pass's, and so are the logits, step by step
+        greedy = model.greedy(batch, WORDY.name, output_logits=True, return_dict_in_generate=True)
+        targets = answer_targets(greedy.sequences, eos)
+        with torch.no_grad():
+            forced = model.teacher_forced_logits(batch, WORDY.name, targets)
+        counted = targets != IGNORED
+        assert torch.equal(forced.argmax(-1)[counted], targets[counted])
+        assert torch.allclose(forced[counted], torch.stack(greedy.logits, 1)[counted], atol=1e-5)
+        # answers of different lengths: the decoder sites count each row's answer positions only, as the
+        # teacher-forced pass does, so the reported weights (tracked in eval passes) agree too
+        reset_weight_statistics(model)
+        greedy = model.greedy(batch, WORDY.name, output_logits=True, return_dict_in_generate=True, max_new_tokens=4,
+                              logits_processor=LogitsProcessorList([EndRowsInTurn(eos)]))
+        decoded = weights_report(model, ["a", "b"])["weights"]
+        targets = answer_targets(greedy.sequences, eos)
+        assert (targets != IGNORED).sum(1).tolist() == [2, 3, 4]
+        reset_weight_statistics(model)
+        with torch.no_grad():
+            forced = model.teacher_forced_logits(batch, WORDY.name, targets)
+        counted = targets != IGNORED
+        assert torch.allclose(forced[counted], torch.stack(greedy.logits, 1)[counted], atol=1e-5)
+        assert weights_report(model, ["a", "b"])["weights"] == [pytest.approx(row, abs=1e-5) for row in decoded]
+        assert decoded[-1] != pytest.approx([0.5, 0.5], abs=1e-3)  # routed, not uniform
+    finally:
+        model.detach()
+
+
+def test_pemt_gates_decoder_sites_on_the_encoders_prompt_and_pools_their_loss_over_the_answer(backbone, prompt_sources,
+                                                                                             monkeypatch):
+    model = transfer_text_model(backbone, "pemt", prompt_sources["bottleneck"])
+    pooled = []
+    loss = pemt.task_sparsity_loss
+    monkeypatch.setattr(pemt, "task_sparsity_loss", lambda *args: pooled.append(args[3]) or loss(*args))
+    try:
+        batch = tiny_batch(backbone) | {"labels": torch.tensor([1, 0, 1])}
+        prompt_length = model.prompt.embeddings.shape[0]
+        decoder_site = next(site for site in model.sites if site.stack)
+        model.train()
+        model(batch, WORDY.name).loss.backward()
+        assert decoder_site.composition.gate.grad.abs().sum() > 0
+        targets = model.heads[WORDY.name].encode(batch["labels"])
+        with_prompt = torch.cat([torch.ones(3, prompt_length, dtype=torch.long), batch["attention_mask"]], 1)
+        assert len(pooled) == len(model.sites) == 8
+        assert all(torch.equal(mask, with_prompt) for mask in pooled[:4])
+        assert all(torch.equal(mask, targets != IGNORED) for mask in pooled[4:])
+        # a decoder site's gate: the encoder's output over the prompt positions, one vector per example
+        context = model.context.decoder
+        expected = torch.softmax(context.encoder.output[:, :prompt_length].mean(1) @ decoder_site.composition.gate, -1)
+        assert torch.allclose(decoder_site.composition.gate_weights(torch.zeros(3, 5, 32), context), expected)
+    finally:
+        model.detach()
+
+
+@pytest.mark.parametrize("method", ["pemt", "adapterfusion"])
+def test_pemt_and_fusion_train_save_reload_and_predict_in_text_form(backbone, prompt_sources, method, tmp_path):
+    splits = wordy_splits()
+    result = fit_transfer(backbone, WORDY, splits, method, prompt_sources["bottleneck"], TRAIN, tmp_path / method)
+    report = result.extra["weights"]
+    assert report["sites"][4:] == ["decoder.0.attn", "decoder.0.ffn", "decoder.1.attn", "decoder.1.ffn"]
+    assert all(row is not None for row in report["weights"])  # the evaluation's decodings tracked every site
+    saved = load_file(tmp_path / method / WEIGHTS_FILE)
+    if method == "pemt":
+        assert {"prompt.embeddings", "sites.decoder.1.ffn.gate"} <= set(saved)
+        assert any(name.startswith("backbone.decoder.") for name in saved)  # the decoder's LayerNorms train too
+    fitted = load_fitted_model(tmp_path / method, backbone)
+    try:
+        assert score_rows(fitted, rows_of(WORDY, splits.test, with_labels=True)) == pytest.approx(
+            {k.removeprefix("test_"): v for k, v in result.metrics.items() if k.startswith("test_")})
+    finally:
+        fitted.close()

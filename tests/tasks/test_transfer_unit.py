@@ -136,12 +136,19 @@ def test_text_output_reaches_the_keys_of_joint_models_and_few_shot_fits_and_leav
 
 
 def test_a_method_without_a_text_form_fails_at_config_load_naming_it_and_the_fix():
-    with pytest.raises(ConfigError, match="method 'pemt' has no text-to-text form .*; remove it from methods or use "
-                                          "task_output: head") as caught:
-        load_config(None, task_output="text", methods=["adapter", "pemt"])
-    assert "\n" not in str(caught.value)
+    for method in ("average", "adaptersoup"):
+        with pytest.raises(ConfigError, match=f"method '{method}' has no text-to-text form .*; remove it from methods "
+                                              "or use task_output: head") as caught:
+            load_config(None, task_output="text", methods=["adapter", method])
+        assert "\n" not in str(caught.value)
     with pytest.raises(ConfigError, match="head_init': scalearn starts from the target adapter's head, and a text"):
         load_config(None, **{"task_output": "text", "methods": ["scalearn"], "transfer.head_init": {"default": "own"}})
+
+
+def test_pemt_and_fusion_plan_text_fits_over_text_sources_pemts_with_prompts():
+    plan = _plan(load_config(None, backbone="t5", task_output="text", methods=["adapter", "pemt", "adapterfusion"]))
+    assert {(f.method, f.task_output) for f in plan.fits} == {("pemt", "text"), ("adapterfusion", "text")}
+    assert {(s.with_prompt, s.task_output) for s in plan.sources} == {(True, "text"), (False, "text")}
 
 
 def test_a_head_rate_of_its_own_reaches_its_fits_keys_and_unset_keeps_them():
