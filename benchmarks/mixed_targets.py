@@ -62,7 +62,7 @@ def fit_targets(root: Path) -> dict[str, str]:
 def row_stream(targets: dict[str, str], rows: int) -> list[dict]:
     """`rows` input rows, round-robin over the targets, each from its task's demo test split."""
     from peft_core.data import load_task_data
-    from peft_core.inference import fitted_tasks
+    from peft_core.artifact_files import fitted_tasks
     from peft_core.inputs import input_fields
     from peft_core.task_specs import get_task
 

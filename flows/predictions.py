@@ -7,9 +7,11 @@ over another existing file only when the user asks (`--overwrite`).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from rich.progress import Progress
 from flows.config import PipelineConfig
 from peft_core.errors import ConfigError, DataError
 from peft_core.inputs import read_rows
+from peft_core.model_set_files import Target
 
 PROGRESS_MIN_ROWS = 512  # shorter inputs finish before a bar would tell anyone anything
 OUTPUT_SUFFIXES = {".jsonl": None, ".csv": ",", ".tsv": "\t"}
@@ -32,15 +35,16 @@ def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path
         _check_output(output, input_path, overwrite)
     references = _references(units)
     rows = read_rows(input_path)
-    # MLflow, torch and transformers load only now: a bad input file is refused without them (~0.5 s, not ~9)
-    from peft_core.model_set import FittedModelSet
-    from tasks.fitted_units import resolve_unit
-    from flows.store import tracking_for
-
-    tracking = tracking_for(cfg)
-    targets = {}
-    for reference in references:
-        targets |= resolve_unit(tracking, reference, cfg.home_dir() / "model-cache")
+    # MLflow, torch and transformers load only now: a bad input file is refused without them (~0.5 s, not ~9).
+    # The units are found (MLflow's client and store, a download) in a second process while this one imports
+    # torch and transformers; an error there (an unknown unit, a damaged file) is raised here, as it was.
+    lookup = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        found = lookup.submit(find_units, cfg, references)
+        from peft_core.model_set import FittedModelSet
+        targets = found.result()
+    finally:
+        lookup.shutdown(wait=False)  # its interpreter's teardown (~0.5 s) overlaps loading the models
     models = FittedModelSet(targets)
     try:
         with _progress(len(rows), console) as advance:
@@ -50,6 +54,19 @@ def predict_file(cfg: PipelineConfig, units: str, input_path: Path, output: Path
         models.close()
     write_predictions(answers, output)
     return metrics
+
+
+def find_units(cfg: PipelineConfig, references: list[str]) -> dict[str, Target]:
+    """{target name: fitted folder or (joint folder, task)} of every unit `references` names, from the
+    config's store, downloaded into its model cache and checked loadable. Imports no torch."""
+    from tasks.fitted_units import resolve_unit
+    from flows.store import tracking_for
+
+    tracking = tracking_for(cfg)
+    targets = {}
+    for reference in references:
+        targets |= resolve_unit(tracking, reference, cfg.home_dir() / "model-cache")
+    return targets
 
 
 def _check_output(output: Path, input_path: Path, overwrite: bool) -> None:

@@ -2,8 +2,9 @@
 
 The config records what the weights only make sense with: the method and placement, the
 bottleneck settings, the backbone's name and fingerprint, the task spec and label names, the
-training settings, the data digest and the library version. Loading checks the backbone. What
-the tensors are called, and which kinds of artifact there are, is `artifact_layout`'s.
+training settings, the data digest and the library version. Loading checks the backbone. Reading
+and checking the files without torch is `artifact_files`'; what the tensors are called, and which
+kinds of artifact there are, is `artifact_layout`'s.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .artifact_files import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, artifact_output, read_artifact_config
 from .backbones import Backbone
 from .checkpoints import atomic_directory_write
 from .configs import AdapterConfig
 from .errors import ArtifactError
 from .task_specs import TaskSpec
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter.safetensors"
-FORMAT_VERSION = 1
 LIBRARY_VERSION = "0.1.0"
 
 
@@ -64,50 +62,6 @@ def save_artifact(folder: Path, tensors: dict[str, torch.Tensor], config: dict) 
 def weights_fingerprint(folder: Path) -> str:
     """A digest of an artifact's weights file: a changed artifact is told apart on reload."""
     return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
-
-
-def read_artifact_config(folder: Path) -> dict:
-    folder = Path(folder)
-    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise ArtifactError(
-            f"{folder} is not a complete adapter artifact (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-            "re-run the stage that trains it"
-        )
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-    except ValueError as exc:  # not JSON, or not text
-        raise ArtifactError(f"{folder / CONFIG_FILE} is not valid JSON ({exc}); re-run the stage that trains it") from None
-    if not isinstance(config, dict):
-        raise ArtifactError(f"{folder / CONFIG_FILE} holds no JSON object; re-run the stage that trains it")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{folder} is in artifact format {config.get('format_version')} (library "
-                            f"{config.get('library_version')}), this library reads format {FORMAT_VERSION}; re-run "
-                            "the stage that trains it, or load it with the library version that wrote it")
-    return config
-
-
-def check_artifact_files(folder: Path) -> dict[Path, dict]:
-    """{artifact folder: its config} of `folder` and of every artifact bundled in it (a fit's
-    sources), each with a readable config and a weights file whose header and size agree, which is
-    what loading it needs of the files; an `ArtifactError` naming the first file that does not."""
-    folder = Path(folder)
-    configs = {folder: read_artifact_config(folder)}
-    for config_file in sorted(folder.rglob(f"*/{CONFIG_FILE}")):
-        configs[config_file.parent] = read_artifact_config(config_file.parent)
-    for artifact in configs:
-        try:
-            with safe_open(artifact / WEIGHTS_FILE, "pt"):
-                pass
-        except (SafetensorError, OSError) as exc:
-            reason = str(exc).removeprefix("Error while deserializing header: ")
-            raise ArtifactError(f"{artifact / WEIGHTS_FILE} cannot be loaded ({reason}: damaged or cut short); "
-                                "re-run the stage that trains it") from None
-    return configs
-
-
-def artifact_output(config: dict) -> str:
-    """The output form ("head" or "text") an artifact's model answers in."""
-    return config.get("task_output", "head")
 
 
 def check_compatible(config: dict, folder: Path, backbone: Backbone, placement: str | None = None) -> None:

@@ -49,9 +49,9 @@ COMPONENTS: dict[str, tuple[int, tuple[str, ...]]] = {
 # Modules that cannot change a unit's result: I/O, errors, names, metering, data loading (digested
 # by content), and prediction with fitted models and their export to PEFT (no unit runs them).
 OFF_COMPUTE_PATH: tuple[str, ...] = (
-    "__init__.py", "artifact_layout.py", "artifacts.py", "checkpoints.py", "compute_versions.py", "errors.py",
-    "resources.py",
-    "inference.py", "inputs.py", "method_names.py", "model_set.py", "statistics.py",
+    "__init__.py", "artifact_files.py", "artifact_layout.py", "artifacts.py", "checkpoints.py", "compute_versions.py",
+    "errors.py", "resources.py",
+    "inference.py", "inputs.py", "method_names.py", "model_set.py", "model_set_files.py", "statistics.py",
     "data/__init__.py", "data/demo.py", "data/loaders.py", "data/readers.py", "data/splits.py", "data/types.py",
     "hyperformer/counting.py", "parameter_counts.py", "weights_plot.py", "peft_export.py",
 )

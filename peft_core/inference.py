@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .artifact_layout import ArtifactKind, artifact_kind, bundled_source
-from .artifacts import CONFIG_FILE, WEIGHTS_FILE, artifact_output, read_artifact_config
+from .artifact_files import CONFIG_FILE, WEIGHTS_FILE, artifact_output, read_artifact_config
 from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
 from .data.encoding import EncodedSplit, collate, make_batches
@@ -124,12 +124,6 @@ def fitted_spec(folder: Path, task: str | None = None) -> TaskSpec:
     """The task spec of a fitted folder (`task`: which task of a joint model), without loading it."""
     folder = Path(folder)
     return _own_task(folder, read_artifact_config(folder), task)
-
-
-def fitted_tasks(folder: Path) -> list[str]:
-    """The tasks a fitted folder predicts: its own, or every task of a joint model."""
-    config = read_artifact_config(folder)
-    return [e["spec"]["name"] for e in config["tasks"]] if "tasks" in config else [config["task"]["name"]]
 
 
 # -- predicting ---------------------------------------------------------------------------------

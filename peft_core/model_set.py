@@ -16,17 +16,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .artifacts import artifact_output, read_artifact_config
+from .artifact_files import artifact_output, read_artifact_config
 from .backbones import Backbone, load_backbone
 from .checkpoints import atomic_directory_write
 from .errors import ConfigError
 from .inference import FittedModel, bundle_fitted_model, load_fitted_model, predict
+from .model_set_files import MANIFEST, Target, folder_and_task
 from .precision import default_device
 
 KEY_FIELDS = ("model", "task")  # the row field that names its target, in order of preference
-MANIFEST = "targets.json"
-
-Target = Path | str | tuple[Path | str, str]  # a fitted folder, or (joint model folder, task)
 
 
 class FittedModelSet:
@@ -34,7 +32,7 @@ class FittedModelSet:
                  device: str | None = None):
         if not targets:
             raise ConfigError("a model set needs at least one fitted target")
-        folders = {name: _folder_and_task(target) for name, target in targets.items()}
+        folders = {name: folder_and_task(target) for name, target in targets.items()}
         if not isinstance(backbone, Backbone):
             first_folder = next(iter(folders.values()))[0]
             config = read_artifact_config(first_folder)
@@ -93,14 +91,10 @@ class FittedModelSet:
             self._active = None
 
 
-def _folder_and_task(target: Target) -> tuple[Path, str | None]:
-    return (Path(target[0]), target[1]) if isinstance(target, tuple) else (Path(target), None)
-
-
 # -- on disk: one folder of bundles and a manifest naming them ------------------------------------
 def save_model_set(targets: Mapping[str, Target], destination: Path) -> Path:
     """Write a self-contained copy of `targets` (bundles in `0/`, `1/`, ... and `targets.json`)."""
-    entries = {name: _folder_and_task(target) for name, target in targets.items()}
+    entries = {name: folder_and_task(target) for name, target in targets.items()}
     bundles: dict[Path, str] = {}  # one bundle per folder, also when several tasks of a joint model use it
 
     def write(tmp: Path) -> None:
@@ -114,10 +108,3 @@ def save_model_set(targets: Mapping[str, Target], destination: Path) -> Path:
 
     atomic_directory_write(Path(destination), write)
     return Path(destination)
-
-
-def model_set_targets(folder: Path) -> dict[str, Target]:
-    """The targets of a folder `save_model_set` wrote, as `FittedModelSet` takes them."""
-    folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text())["targets"]
-    return {name: (folder / entry["folder"], entry["task"]) for name, entry in manifest.items()}

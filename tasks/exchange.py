@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from peft_core.artifacts import check_artifact_files
+from peft_core.artifact_files import check_artifact_files
 from peft_core.checkpoints import atomic_directory_write
 from peft_core.errors import ConfigError, DataError
 from peft_core.inference import bundle_fitted_model
 from tasks.export_folder import REQUIRED_TAGS, ExportedUnit, check_destination, read_export, write_manifest, write_unit
 from tasks.fitted_units import FITTED_STAGES
-from tasks.models import log_fitted_model, model_example_rows, register_model, run_model_id, unit_targets
+from tasks.model_targets import run_model_id, unit_targets
+from tasks.models import log_fitted_model, model_example_rows, register_model
 from tasks.stage_table import stage_of_tag
 from tasks.tracking import (BACKBONE_FINGERPRINT_TAG, KIND_TAG, LEGACY_UNIT_KEY_TAG, UNIT_KEY_TAG, Tracking, UnitRun,
                             download_unit_artifact, relocated_unit_artifact, unit_key_of)

@@ -7,7 +7,7 @@ A reference is one of:
 - `NAME@ALIAS`, `models:/NAME@ALIAS` or `models:/NAME/VERSION`: a registered model;
 - an MLflow run id (or `runs:/ID`): a unit's run, or the run that recorded its reuse;
 - a local folder: a fitted folder (an export's `units/<key>/adapter`) or a saved model set.
-Each resolves to the targets of the unit's MLflow model (`tasks.models`), downloaded once; runs
+Each resolves to the targets of the unit's MLflow model (`tasks.model_targets`), downloaded once; runs
 logged before units were models resolve to their adapter folder.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from peft_core.errors import ConfigError
-from peft_core.artifacts import check_artifact_files, read_artifact_config
-from peft_core.model_set import MANIFEST, Target, model_set_targets
-from tasks.models import download_model_targets, run_model_id, unit_targets
+from peft_core.artifact_files import check_artifact_files, read_artifact_config
+from peft_core.model_set_files import MANIFEST, Target, model_set_targets
+from tasks.model_targets import download_model_targets, run_model_id, unit_targets
 from tasks.reporting import latest_pipeline_run
 from tasks.stage_table import JOINT_MODEL_TAG, stage_of_tag
 from tasks.tracking import ARTIFACT_PATH, PARENT_TAG, Tracking, download_unit_artifact, result_run_id

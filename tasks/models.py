@@ -5,7 +5,7 @@ targets as one self-contained artifact (safetensors + JSON, sources bundled), `p
 code, a signature and an input example. It is a LoggedModel of the unit's run (the MLflow UI's
 "Models" column), registered with an alias, so `mlflow models serve -m models:/<name>@current`
 answers from any folder. Everything goes through the client API, never the fluent active run:
-units run in parallel threads.
+units run in parallel threads. Finding a logged unit's targets again is `tasks.model_targets`'.
 """
 
 from __future__ import annotations
@@ -23,28 +23,21 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
 import peft_core
-from peft_core.artifacts import read_artifact_config
-from peft_core.inference import fitted_spec, fitted_tasks
+from peft_core.inference import fitted_spec
 from peft_core.inputs import input_fields
-from peft_core.model_set import KEY_FIELDS, Target, model_set_targets, save_model_set
+from peft_core.model_set import KEY_FIELDS, save_model_set
+from peft_core.model_set_files import Target
+from tasks.model_targets import TARGETS_ARTIFACT
 from tasks.prepared_data import SPLITS, load_splits
 from tasks.unit_specs import PreparedData
 from tasks.tracking import Tracking
 
 MODEL_NAME = "model"
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
-TARGETS_ARTIFACT = "targets"
 REQUIREMENTS = ("torch", "transformers", "safetensors", "mlflow", "pandas")
 DATASET_CONTEXT = "mlflow.data.context"
 EXAMPLE_ROWS = 2  # per task
 EXAMPLE_FILE = "input_example.json"  # where MLflow saves a model's input example
-
-
-def unit_targets(task: str, method: str, artifact_dir: Path) -> dict[str, Target]:
-    """What a unit's model answers: `task/method`, or each task of a joint model by its name."""
-    if "tasks" in read_artifact_config(artifact_dir):
-        return {name: (Path(artifact_dir), name) for name in fitted_tasks(artifact_dir)}
-    return {f"{task}/{method}": Path(artifact_dir)}
 
 
 def example_rows(targets: Mapping[str, Target], prepared: Sequence[PreparedData]) -> list[dict]:
@@ -118,13 +111,6 @@ def register_model(tracking: Tracking, run_id: str, model_id: str, name: str, al
     return created.version
 
 
-def run_model_id(tracking: Tracking, run_id: str) -> str | None:
-    """The model a unit's run logged (its newest), or None for runs that logged none."""
-    outputs = tracking.client().get_run(run_id).outputs
-    models = outputs.model_outputs if outputs else []
-    return models[-1].model_id if models else None
-
-
 def model_example_rows(tracking: Tracking, model_id: str) -> list[dict]:
     """The input example a logged model was saved with, as rows (none if it has none)."""
     location = tracking.client().get_logged_model(model_id).artifact_location
@@ -136,24 +122,6 @@ def model_example_rows(tracking: Tracking, model_id: str) -> list[dict]:
             return []
         example = json.loads(Path(path).read_text())  # pandas "split" orient: columns and data
     return [dict(zip(example["columns"], values)) for values in example["data"]]
-
-
-def download_model_targets(tracking: Tracking, model_id: str, cache_dir: Path) -> dict[str, Target]:
-    """The targets of a logged model, downloaded once under `cache_dir` (renamed into place when complete)."""
-    local = cache_dir / model_id
-    if not local.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # The artifact location, not "models:/<id>": MLflow resolves that through the global tracking URI.
-        location = tracking.client().get_logged_model(model_id).artifact_location
-        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
-            downloaded = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
-                                                             tracking_uri=tracking.uri)
-            try:
-                Path(downloaded).rename(local)
-            except OSError:
-                if not local.exists():  # else a parallel download finished first
-                    raise
-    return model_set_targets(local / "artifacts" / TARGETS_ARTIFACT)
 
 
 def log_datasets(tracking: Tracking, run_id: str, prepared: Sequence[PreparedData]) -> None:

@@ -16,7 +16,8 @@ from mlflow.pyfunc import PythonModel
 
 class FittedTargets(PythonModel):
     def load_context(self, context) -> None:
-        from peft_core.model_set import FittedModelSet, model_set_targets
+        from peft_core.model_set import FittedModelSet
+        from peft_core.model_set_files import model_set_targets
 
         self.models = FittedModelSet(model_set_targets(context.artifacts["targets"]))
 

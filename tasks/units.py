@@ -22,14 +22,15 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from peft_core.artifacts import check_artifact_files
+from peft_core.artifact_files import check_artifact_files
 from peft_core.backbones import Backbone, load_backbone
 from peft_core.errors import ArtifactError
 from peft_core.jobs import TrainingResult
 from tasks.seed_comparison import PREDICTIONS_FILE
 from tasks.stage_table import stage_of_tag
 from tasks.common import TrainingProgress, unit_logger
-from tasks.models import example_rows, log_datasets, log_fitted_model, register_model, unit_targets
+from tasks.model_targets import unit_targets
+from tasks.models import example_rows, log_datasets, log_fitted_model, register_model
 from tasks.tracking import (ARTIFACT_PATH, BACKBONE_FINGERPRINT_TAG, MAIN_METRIC_TAG, Tracking, UnitRun, download_unit_artifact, find_finished_unit,
                             record_reuse, result_run_id)
 from tasks.locks import unit_lock

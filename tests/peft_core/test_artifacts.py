@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from peft_core import adapter_jobs
-from peft_core.artifacts import (CONFIG_FILE, WEIGHTS_FILE, check_artifact_files, load_artifact, read_artifact_config,
-                                  save_artifact)
+from peft_core.artifact_files import check_artifact_files
+from peft_core.artifacts import CONFIG_FILE, WEIGHTS_FILE, load_artifact, read_artifact_config, save_artifact
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.data.encoding import EncodedSplit, collate
 from peft_core.errors import ArtifactError

@@ -11,7 +11,8 @@ from peft_core.compositions import TRANSFER_METHODS
 from peft_core.configs import AdapterConfig, TrainConfig
 from peft_core.errors import ArtifactError, ConfigError, DataError
 from peft_core.inference import bundle_fitted_model, load_fitted_model, predict, score_rows
-from peft_core.model_set import FittedModelSet, model_set_targets, save_model_set
+from peft_core.model_set import FittedModelSet, save_model_set
+from peft_core.model_set_files import model_set_targets
 from peft_core.multitask import materialise_adapter, train_multitask
 from peft_core.full_finetune import train_full_finetune
 from peft_core.adapter_jobs import train_adapter

@@ -86,6 +86,28 @@ def test_finding_a_fitted_unit_imports_no_prefect():
                 "assert 'prefect' not in {m.split('.')[0] for m in sys.modules}")
 
 
+def test_finding_a_fitted_unit_loads_no_torch_or_transformers(tmp_path):
+    """predict finds its units in a second process while this one imports torch and transformers (#25): the
+    lookup, the artifact checks it makes included, loads neither."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    save_file({"w": np.zeros(2, dtype=np.float32)}, folder / "adapter.safetensors")
+    (folder / "adapter_config.json").write_text('{"format_version": 1, "method": "adapter", "task": {"name": "t"}}')
+    _run_python(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from flows.predictions import find_units
+        from tasks.fitted_units import resolve_unit
+
+        assert resolve_unit(None, {str(folder)!r}, Path("unused")) == {{"t/adapter": Path({str(folder)!r})}}
+        loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "transformers"}})
+        assert not loaded, loaded
+    """))
+
+
 def test_the_metric_libraries_load_when_a_metric_is_computed():
     """sklearn.metrics and scipy.stats (~0.4 s) stay out of the code that `predict` rebuilds a fitted model with
     (its training modules import peft_core.metrics) and out of `report` (peft_core.statistics), which also

@@ -16,8 +16,8 @@ from peft_core.adapter_jobs import train_adapter
 from peft_core.task_specs import get_task
 from peft_core.transfer import fit_transfer
 from tasks.unit_specs import PreparedData
-from tasks.models import (download_model_targets, example_rows, log_datasets, log_fitted_model, register_model,
-                          run_model_id, unit_targets)
+from tasks.model_targets import download_model_targets, run_model_id, unit_targets
+from tasks.models import example_rows, log_datasets, log_fitted_model, register_model
 from tasks.prepared_data import save_splits
 from tasks.tracking import Tracking
 
