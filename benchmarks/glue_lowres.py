@@ -66,7 +66,7 @@ PROFILES = {
     # (training.target_steps: 60 steps at k = 32, 240 at k = 256), so a k = 256 fit costs about twice
     # one at k = 32 (43 s of a fit at 60 steps was evaluation and set-up, measured at d2167a5): keeping
     # all five methods of the 60-step profile at k = 256 would have taken it to about 2 h. Seeds stay 3
-    # (the intervals need them). Estimated 90 min on 2 cores with the one-time units imported.
+    # (the intervals need them). Measured: 71 min on 2 idle cores with the one-time units imported (BENCHMARKS.md).
     "cpu": Profile((32, 256), (1, 2, 3), "sized for 2 CPU cores (about 90 min with the one-time units cached)",
                    larger_k_methods=("adapter", "scalearn", "scalearn_plus_plus")),
     "full": Profile((16, 32, 100, 1000), (1, 2, 3, 4, 5),
