@@ -369,6 +369,7 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
     sources = pd.DataFrame()
     body = ""
     paired: dict[tuple, dict] | None = {} if variant else None
+    profile_fits: dict[int, pd.DataFrame] = {}
     for label, cfg, k, recovery in runs:
         tracking = tracking_for(cfg)
         if report_only:
@@ -394,11 +395,12 @@ def run(profile_name: str, data_dir: str | None, report_only: bool, narrowed: di
         fits = units[units["stage"] == "transfer"]
         rates |= fits.groupby("method")["learning_rate"].first().to_dict()
         if paired is not None and not recovery:
-            own = latest_run_of(tracking, k_run_config(PROFILES[profile_name], k, data_dir))
-            own_fits = unit_rows(tracking, own).query("stage == 'transfer'") if own else pd.DataFrame()
-            if not own_fits.empty:
+            if k not in profile_fits:  # the profile's own run at k, looked up once per k
+                own = latest_run_of(tracking, k_run_config(PROFILES[profile_name], k, data_dir))
+                profile_fits[k] = unit_rows(tracking, own).query("stage == 'transfer'") if own else pd.DataFrame()
+            if not profile_fits[k].empty:
                 paired |= {(r["target"], k, r["method"]): r for r in
-                           against_profile(fits, own_fits, k, lambda run: load_predictions(tracking, run))}
+                           against_profile(fits, profile_fits[k], k, lambda run: load_predictions(tracking, run))}
         if not recovery and k == profile.ks[0]:
             table = units.rename(columns={"artifact_run_id": "run_id"})
             heatmaps |= {t: plot_target_heatmaps(weights_reports(tracking, table, t), t,
